@@ -1,0 +1,502 @@
+"""ONNX → IR: load safely, check, upgrade old opsets, fold constants, normalise to primitives.
+
+Steps (``load``):
+1. read the file (refusing external data that points outside the model's folder, and models whose
+   parameters would not fit in memory), ``onnx.checker``;
+2. upgrade opsets older than 9 with ``onnx.version_converter``;
+3. one pass over the nodes in topological order: values known at import time (initializers,
+   Constant nodes, Shape of a static tensor, and everything computed from those: the
+   Shape→Gather→Unsqueeze→Concat→Reshape chains exporters emit) are folded with the ONNX
+   reference evaluator; every other node goes to its registered converter, which emits IR
+   primitives; Identity/Dropout disappear;
+4. cross-check the IR shapes with ONNX shape inference, fuse biases into the affine node before
+   them, merge chained scale-shifts, drop dead nodes, and refuse non-finite parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from boundprop.errors import InputShapeError, ModelLoadError, UnsupportedModelError
+from boundprop.ir import InputPrimitive, Network, Node
+from boundprop.ops import CONVERTERS, supported_onnx_ops
+from boundprop.ops.affine import Dense, ElementwiseAffine
+from boundprop.ops.base import AffinePrimitive, Const, ConversionContext, Primitive, Tensor
+
+MIN_OPSET = 9  # older models are upgraded to this opset first
+MAX_FOLDED_ELEMENTS = 50_000_000  # a folded constant larger than this is refused (memory)
+_FLOAT_ELEM_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+                     onnx.TensorProto.BFLOAT16}
+
+
+class _Unknown:
+    """Marks values downstream of an unsupported node (so all unsupported ops get reported)."""
+
+
+UNKNOWN = _Unknown()
+
+
+def _available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 16 * 2**30
+
+
+def _memory_budget() -> int:
+    env = os.environ.get("BOUNDPROP_MAX_MEMORY_BYTES")
+    if env:
+        return int(float(env))
+    return int(0.8 * _available_memory_bytes())
+
+
+def _all_tensors(graph: onnx.GraphProto):
+    """Every TensorProto of a graph (initializers, Constant attributes, subgraphs)."""
+    yield from graph.initializer
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.TENSOR:
+                yield a.t
+            elif a.type == onnx.AttributeProto.TENSORS:
+                yield from a.tensors
+            elif a.type == onnx.AttributeProto.GRAPH:
+                yield from _all_tensors(a.g)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    yield from _all_tensors(g)
+
+
+def _tensor_nbytes(t: onnx.TensorProto) -> int:
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    except Exception:
+        itemsize = 8
+    return int(np.prod(t.dims, dtype=np.float64)) * itemsize
+
+
+def _read_model(path: Path) -> onnx.ModelProto:
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: not a file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf raises several types on garbage
+        raise ModelLoadError(f"{path}: not a readable ONNX file ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else 'parse error'}); "
+                             "is it truncated or another format?") from None
+    if not model.HasField("graph") or model.ir_version <= 0 or not model.graph.node:
+        raise ModelLoadError(f"{path}: not an ONNX model (no graph, IR version or nodes); is the "
+                             "file truncated or another format?")
+    return model
+
+
+def _check_external_data(model: onnx.ModelProto, path: Path) -> bool:
+    """Refuse external data outside the model's folder; True if the model has any."""
+    base = path.parent.resolve()
+    has_external = False
+    for t in _all_tensors(model.graph):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        has_external = True
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        target = (base / loc).resolve()
+        if not loc or Path(loc).is_absolute() or not target.is_relative_to(base):
+            raise ModelLoadError(f"{path}: tensor '{t.name}' keeps its data at '{loc}', outside "
+                                 "the model's folder; refused (external data must sit beside "
+                                 "the model)")
+        if not target.is_file():
+            raise ModelLoadError(f"{path}: tensor '{t.name}' needs external data file '{loc}', "
+                                 "which is missing; copy it beside the model")
+        offset, length = int(info.get("offset", 0)), int(info.get("length", -1) or -1)
+        need = offset + (length if length >= 0 else 0)
+        if need > target.stat().st_size:
+            raise ModelLoadError(f"{path}: tensor '{t.name}' reads past the end of '{loc}'; the "
+                                 "external data file is truncated")
+    return has_external
+
+
+def _check_memory(model: onnx.ModelProto, path: Path) -> None:
+    n_bytes = sum(_tensor_nbytes(t) for t in _all_tensors(model.graph))
+    # Parameters are held once as loaded and once in float64 by the IR.
+    need = n_bytes * 3
+    budget = _memory_budget()
+    if need > budget:
+        raise ModelLoadError(
+            f"{path}: its {n_bytes / 2**30:.2f} GiB of weights need about {need / 2**30:.1f} GiB "
+            f"to import, over the {budget / 2**30:.1f} GiB available; free memory or set "
+            "BOUNDPROP_MAX_MEMORY_BYTES")
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 1
+
+
+def _upgrade(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(model, MIN_OPSET)
+    except Exception as e:
+        raise UnsupportedModelError(
+            f"{path}: opset {_opset(model)} is older than {MIN_OPSET} and the ONNX version "
+            f"converter could not upgrade it ({str(e).splitlines()[0][:200]}); re-export with "
+            f"opset >= {MIN_OPSET}") from None
+
+
+def _static_shape(vi: onnx.ValueInfoProto) -> tuple[tuple[int | None, ...], list[str]]:
+    dims, names = [], []
+    for d in vi.type.tensor_type.shape.dim:
+        if d.HasField("dim_value") and d.dim_value > 0:
+            dims.append(int(d.dim_value))
+            names.append(str(d.dim_value))
+        else:
+            dims.append(None)
+            names.append(d.dim_param or "?")
+    return tuple(dims), names
+
+
+def _fold(node: onnx.NodeProto, args: list[Any], opset: int) -> list[Const]:
+    """Evaluate a node whose inputs are all known, with the ONNX reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+
+    vals = [None if a is None else a.value for a in args]
+    _guard_fold_size(node, vals)
+    feeds = {name: np.asarray(v) for name, v in zip(node.input, vals) if name}
+    try:
+        # A one-node model, so that the evaluator uses the op version of the model's opset.
+        g = onnx.helper.make_graph(
+            [node], "fold",
+            [onnx.helper.make_tensor_value_info(
+                n, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+             for n, v in feeds.items()],
+            [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
+             for o in node.output if o])
+        m = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", opset)])
+        outs = ReferenceEvaluator(m).run(None, feeds)
+    except Exception as e:
+        raise UnsupportedModelError(
+            f"node '{node.name or node.output[0]}' ({node.op_type}): could not fold its constant "
+            f"inputs ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+        ) from None
+    return [Const(np.asarray(o)) for o in outs]
+
+
+def _guard_fold_size(node: onnx.NodeProto, vals: list[Any]) -> None:
+    n = None
+    if node.op_type == "ConstantOfShape" and vals and vals[0] is not None:
+        n = float(np.prod(vals[0].astype(np.float64)))
+    elif node.op_type == "Expand" and len(vals) > 1:
+        n = float(np.prod(np.maximum(vals[1], 1).astype(np.float64))) * max(1, np.size(vals[0]))
+    elif node.op_type == "Tile" and len(vals) > 1:
+        n = float(np.size(vals[0])) * float(np.prod(vals[1].astype(np.float64)))
+    elif node.op_type == "Range" and len(vals) > 2:
+        n = abs(float(vals[1]) - float(vals[0])) / max(abs(float(vals[2])), 1e-300)
+    if n is not None and n > MAX_FOLDED_ELEMENTS:
+        raise UnsupportedModelError(
+            f"node '{node.name or node.output[0]}' ({node.op_type}) would build a constant of "
+            f"{n:.3g} elements; refused (limit {MAX_FOLDED_ELEMENTS:,})")
+
+
+class _Builder:
+    """Collects IR nodes while the ONNX graph is walked."""
+
+    def __init__(self, input_shape: tuple[int, ...], input_name: str) -> None:
+        self.nodes: list[Node] = [Node(input_name, InputPrimitive(input_shape), ())]
+        self.names: set[str] = {input_name}
+
+    def emit(self, prim: Primitive, inputs: list[Tensor], name: str, onnx_op: str) -> Tensor:
+        for t, s in zip(inputs, prim.in_shapes):
+            if tuple(t.shape) != tuple(s):  # converter bug guard
+                raise RuntimeError(f"{name}: input shape {t.shape} != primitive's {s}")
+        unique, k = name, 1
+        while unique in self.names:
+            k += 1
+            unique = f"{name}#{k}"
+        self.names.add(unique)
+        self.nodes.append(Node(unique, prim, tuple(t.node for t in inputs), onnx_op))
+        return Tensor(len(self.nodes) - 1, prim.out_shape)
+
+
+def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
+                   input_shape: tuple[int, ...], constants: dict[str, np.ndarray],
+                   output_name: str) -> tuple[list[Node], int]:
+    graph = model.graph
+    opset = _opset(model)
+    builder = _Builder(input_shape, input_name)
+    ctx = ConversionContext(opset, builder.emit)
+    ctx.graph_nodes = builder.nodes
+    values: dict[str, Any] = {"": None}
+    for init in graph.initializer:
+        values[init.name] = Const(numpy_helper.to_array(init))
+    for init in graph.sparse_initializer:
+        values[init.values.name] = Const(numpy_helper.to_array(init))
+    for name, arr in constants.items():
+        values[name] = Const(np.asarray(arr))
+    values[input_name] = Tensor(0, input_shape)
+    unsupported: list[str] = []
+
+    for node in graph.node:
+        args = [values.get(n, UNKNOWN) if n else None for n in node.input]
+        missing = [n for n, a in zip(node.input, args) if a is UNKNOWN and n not in values]
+        if missing and not unsupported:
+            raise ModelLoadError(f"{path}: node '{node.name}' ({node.op_type}) reads undefined "
+                                 f"value(s) {missing}")
+        outs: list[Any]
+        if node.domain not in ("", "ai.onnx"):
+            unsupported.append(f"{node.domain}.{node.op_type} (node '{node.name}')")
+            outs = [UNKNOWN] * len(node.output)
+        elif any(a is UNKNOWN for a in args):
+            outs = [UNKNOWN] * len(node.output)
+        elif node.op_type in ("Identity", "Dropout"):
+            if node.op_type == "Dropout" and len(args) > 2 and isinstance(args[2], Const) and \
+                    bool(np.asarray(args[2].value)):
+                raise UnsupportedModelError(f"node '{node.name}' (Dropout) runs in training mode "
+                                            "(random); export the model in inference mode")
+            outs = [args[0]] + [UNKNOWN] * (len(node.output) - 1)
+        elif node.op_type in ("Shape", "Size") and isinstance(args[0], Tensor):
+            shape = np.array(args[0].shape, dtype=np.int64)
+            if node.op_type == "Size":
+                outs = [Const(np.array(int(np.prod(shape)), dtype=np.int64))]
+            else:
+                start = attr_int(node, "start", 0)
+                end = attr_int(node, "end", len(shape))
+                outs = [Const(shape[start:end])]
+        elif all(a is None or isinstance(a, Const) for a in args):
+            outs = _fold(node, args, opset)
+        elif node.op_type not in CONVERTERS:
+            unsupported.append(f"{node.op_type} (node '{node.name or node.output[0]}')")
+            outs = [UNKNOWN] * len(node.output)
+        else:
+            ctx.node = node
+            try:
+                outs = CONVERTERS[node.op_type](ctx, node, args)
+            except UnsupportedModelError:
+                raise
+            except (ValueError, IndexError, KeyError, TypeError) as e:
+                raise UnsupportedModelError(
+                    f"node '{node.name or node.output[0]}' ({node.op_type}): cannot convert "
+                    f"({type(e).__name__}: {e})") from None
+        for name, v in zip(node.output, outs):
+            if name:
+                values[name] = UNKNOWN if v is None else v
+
+    if unsupported:
+        shown = ", ".join(unsupported[:12]) + (" ..." if len(unsupported) > 12 else "")
+        raise UnsupportedModelError(
+            f"{path}: unsupported op(s): {shown}; boundprop supports "
+            f"{', '.join(supported_onnx_ops())} (see `boundprop ops`)")
+    out = values.get(output_name, UNKNOWN)
+    if isinstance(out, Const):
+        raise UnsupportedModelError(f"{path}: output '{output_name}' does not depend on the "
+                                    f"input '{input_name}'")
+    if not isinstance(out, Tensor):
+        raise UnsupportedModelError(f"{path}: output '{output_name}' could not be computed "
+                                    "(it comes from an unused auxiliary output of a node)")
+    return builder.nodes, out.node
+
+
+def attr_int(node: onnx.NodeProto, name: str, default: int) -> int:
+    for a in node.attribute:
+        if a.name == name:
+            return int(onnx.helper.get_attribute_value(a))
+    return default
+
+
+# --------------------------------------------------------------------------------------------
+# IR clean-up passes
+
+
+def _simplify(nodes: list[Node], output: int) -> tuple[list[Node], int]:
+    """Fuse ``+ shift`` into the affine node before it, merge chained scale-shifts, drop dead
+    nodes. Both fusions only apply where the earlier node has no other consumer."""
+    nodes = list(nodes)
+    users: dict[int, int] = {}
+    for n in nodes:
+        for i in n.inputs:
+            users[i] = users.get(i, 0) + 1
+    for k, n in enumerate(nodes):
+        if not isinstance(n.op, ElementwiseAffine) or not n.inputs:
+            continue
+        j = n.inputs[0]
+        prev = nodes[j]
+        if users.get(j, 0) != 1 or j == output or j == 0:
+            continue
+        fused: Primitive | None = None
+        if n.op.scale_raw is None and isinstance(prev.op, AffinePrimitive):
+            fused = prev.op.with_extra_offset(n.op.shift_raw)
+        elif isinstance(prev.op, ElementwiseAffine) and prev.op.out_shape == prev.op.in_shapes[0] \
+                and n.op.out_shape == n.op.in_shapes[0]:
+            fused = _compose_scale_shift(prev.op, n.op)
+        if fused is not None and fused.out_shape == n.op.out_shape:
+            nodes[k] = Node(prev.name, fused, prev.inputs, f"{prev.onnx_op}+{n.onnx_op}")
+            nodes[j] = Node(prev.name + "#dead", prev.op, (), prev.onnx_op)
+    return _prune(nodes, output)
+
+
+def _compose_scale_shift(first: ElementwiseAffine, second: ElementwiseAffine) -> ElementwiseAffine:
+    s1 = 1.0 if first.scale_raw is None else first.scale_raw
+    b1 = 0.0 if first.shift_raw is None else first.shift_raw
+    s2 = 1.0 if second.scale_raw is None else second.scale_raw
+    b2 = 0.0 if second.shift_raw is None else second.shift_raw
+    scale = None if first.scale_raw is None and second.scale_raw is None else np.asarray(s1 * s2)
+    shift = None if first.shift_raw is None and second.shift_raw is None else np.asarray(
+        b1 * s2 + b2)
+    label = first.label or second.label
+    return ElementwiseAffine(first.in_shapes[0], scale, shift, label)
+
+
+def _prune(nodes: list[Node], output: int) -> tuple[list[Node], int]:
+    live = {output}
+    for k in range(output, -1, -1):
+        if k in live:
+            live.update(nodes[k].inputs)
+    live.add(0)
+    keep = sorted(live)
+    index = {old: new for new, old in enumerate(keep)}
+    out = [Node(nodes[k].name, nodes[k].op, tuple(index[i] for i in nodes[k].inputs),
+                nodes[k].onnx_op) for k in keep]
+    return out, index[output]
+
+
+def _check_finite(nodes: list[Node], path: Path) -> None:
+    for n in nodes:
+        for pname, p in n.op.parameters().items():
+            bad = int(np.size(p) - np.count_nonzero(np.isfinite(p)))
+            if bad:
+                raise ModelLoadError(f"{path}: node '{n.name}' ({n.onnx_op or n.op.kind}) has "
+                                     f"{bad} NaN/Inf value(s) in its {pname}; the weights are "
+                                     "corrupt or overflowed")
+
+
+def _check_shapes(model: onnx.ModelProto, nodes: list[Node]) -> None:
+    """Where ONNX shape inference found a static shape for a node output, ours must agree."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:
+        return
+    known = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims, _ = _static_shape(vi)
+        if vi.type.tensor_type.HasField("shape") and all(d is not None for d in dims):
+            known[vi.name] = dims
+    for n in nodes[1:]:
+        base = n.name.split("#")[0]
+        if base in known and "/" not in base and known[base] != tuple(n.shape):
+            raise RuntimeError(f"internal error: node '{n.name}' shape {n.shape} disagrees with "
+                               f"ONNX shape inference {known[base]}")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
+         input_name: str | None = None, output_name: str | None = None,
+         constants: dict[str, np.ndarray] | None = None) -> Network:
+    """Read an ONNX model into a :class:`~boundprop.ir.Network`.
+
+    Args:
+        path: the ``.onnx`` file (external data, if any, must sit in its folder).
+        input_shape: static shape of the input, required when the model's is dynamic.
+        input_name: which graph input is the analysed input, when there are several.
+        output_name: which graph output, when there are several (default: the first).
+        constants: fixed values for other graph inputs.
+
+    Raises:
+        ModelLoadError, UnsupportedModelError, InputShapeError: with a one-line message.
+    """
+    path = Path(path)
+    model = _read_model(path)
+    has_external = _check_external_data(model, path)
+    _check_memory(model, path)
+    if has_external:
+        try:
+            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+        except Exception as e:
+            raise ModelLoadError(f"{path}: could not read its external data ({e})") from None
+    try:
+        onnx.checker.check_model(str(path) if has_external else model)
+    except Exception as e:
+        msg = str(e).strip().splitlines()
+        raise ModelLoadError(f"{path}: invalid ONNX model: {msg[0] if msg else e}") from None
+    opset = _opset(model)
+    if opset < MIN_OPSET:
+        model = _upgrade(model, path)
+        opset = _opset(model)
+
+    graph = model.graph
+    init_names = {t.name for t in graph.initializer} | {
+        t.values.name for t in graph.sparse_initializer}
+    constants = dict(constants or {})
+    inputs = [vi for vi in graph.input if vi.name not in init_names and vi.name not in constants]
+    if input_name is None:
+        if len(inputs) != 1:
+            names = ", ".join(f"'{vi.name}'" for vi in inputs) or "none"
+            raise InputShapeError(
+                f"{path}: the model has {len(inputs)} inputs ({names}); choose one with "
+                "input_name=... (CLI: --input NAME) and give the others with constants=...")
+        chosen = inputs[0]
+    else:
+        match = [vi for vi in inputs if vi.name == input_name]
+        if not match:
+            raise InputShapeError(f"{path}: no graph input named '{input_name}'; inputs are "
+                                  + ", ".join(f"'{vi.name}'" for vi in inputs))
+        chosen = match[0]
+        others = [vi.name for vi in inputs if vi.name != input_name]
+        if others:
+            raise InputShapeError(f"{path}: inputs {others} have no value; give them with "
+                                  "constants={name: array}")
+    if chosen.type.tensor_type.elem_type not in _FLOAT_ELEM_TYPES:
+        raise UnsupportedModelError(f"{path}: input '{chosen.name}' is not a float tensor; "
+                                    "boundprop analyses real-valued inputs")
+    dims, names = _static_shape(chosen)
+    if input_shape is not None:
+        input_shape = tuple(int(d) for d in input_shape)
+        if len(input_shape) != len(dims) or any(
+                d is not None and d != s for d, s in zip(dims, input_shape)) or any(
+                s <= 0 for s in input_shape):
+            raise InputShapeError(f"{path}: input_shape {list(input_shape)} does not fit the "
+                                  f"model input '{chosen.name}' of shape [{', '.join(names)}]")
+        shape = input_shape
+    elif any(d is None for d in dims):
+        guess = ", ".join("1" if d is None else str(d) for d in dims)
+        raise InputShapeError(
+            f"{path}: input '{chosen.name}' has a dynamic shape [{', '.join(names)}]; pass "
+            f"input_shape=({guess}) (CLI: --input-shape {guess.replace(' ', '')})")
+    else:
+        shape = tuple(int(d) for d in dims)
+
+    outputs = [o.name for o in graph.output]
+    if output_name is None:
+        output_name = outputs[0]
+    elif output_name not in outputs:
+        raise InputShapeError(f"{path}: no graph output named '{output_name}'; outputs are "
+                              f"{outputs}")
+
+    nodes, out = _convert_graph(model, path, chosen.name, shape, constants, output_name)
+    _check_finite(nodes, path)
+    if not has_external:
+        _check_shapes(model, nodes)
+    nodes, out = _simplify(nodes, out)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    meta = {p.key: p.value for p in model.metadata_props}
+    return Network(nodes=nodes, output=out, input_name=chosen.name, output_name=output_name,
+                   source=str(path), sha256=digest, opset=opset, metadata=meta)
+
+
+__all__ = ["load", "Dense"]

@@ -1,0 +1,570 @@
+"""Affine primitives: dense (MatMul/Gemm), elementwise affine (arithmetic with constants,
+inference batch norm), convolution and transposed convolution.
+
+Each is y = A x + offset with A linear; ``linear`` applies A and ``abs_linear`` applies |A|
+(entrywise absolute value of A's matrix), which is what interval propagation needs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import numpy as np
+
+from boundprop.ops.base import (
+    AffinePrimitive,
+    Const,
+    ConversionContext,
+    Shape,
+    Tensor,
+    Value,
+    as_str,
+    attr,
+    broadcast_shapes,
+    const_value,
+    float_array,
+    onnx_converter,
+    window_slices,
+)
+
+
+def expand_to_rank(a: np.ndarray, rank: int) -> np.ndarray:
+    """Prepend unit axes so that ``a`` has ``rank`` axes (ONNX/numpy broadcasting alignment)."""
+    return a.reshape((1,) * (rank - a.ndim) + a.shape)
+
+
+def lift(a: np.ndarray, rank: int) -> np.ndarray:
+    """A constant of a node of rank ``rank``, shaped to broadcast against ``(S, *shape)``."""
+    return expand_to_rank(np.asarray(a), rank)[None]
+
+
+def lift_input(x: np.ndarray, rank: int) -> np.ndarray:
+    """Insert unit axes after the sample axis so that a sample batch has ``rank`` node axes."""
+    missing = rank - (x.ndim - 1)
+    if missing <= 0:
+        return x
+    return x.reshape((x.shape[0],) + (1,) * missing + x.shape[1:])
+
+
+# --------------------------------------------------------------------------------------------
+class Dense(AffinePrimitive):
+    """y = M x along one axis of the input, plus an offset: MatMul/Gemm with a constant matrix.
+
+    ``matrix`` has shape (out, in). With ``axis == -1`` it maps the last axis (x @ Mᵀ, the usual
+    "input times weights" product); with ``axis == -2`` the second-to-last (M @ x, a constant on
+    the left of MatMul).
+    """
+
+    kind = "dense"
+
+    def __init__(self, in_shape: Shape, matrix: np.ndarray, offset: np.ndarray | None = None,
+                 axis: int = -1) -> None:
+        matrix = float_array(matrix)
+        if matrix.ndim != 2 or axis not in (-1, -2) or len(in_shape) < -axis:
+            raise ValueError("Dense needs a 2-D matrix and an input axis -1 or -2")
+        if in_shape[axis] != matrix.shape[1]:
+            raise ValueError(f"matrix {matrix.shape} does not fit input {in_shape} on axis {axis}")
+        self.matrix = matrix
+        self.axis = axis
+        self.in_shapes = (tuple(in_shape),)
+        out = list(in_shape)
+        out[axis] = matrix.shape[0]
+        base = tuple(out)
+        self.offset_raw = None if offset is None else float_array(offset)
+        self.out_shape = base if offset is None else broadcast_shapes(base, self.offset_raw.shape)
+        self.offset = None if offset is None else lift(self.offset_raw, len(self.out_shape))
+        self._abs: np.ndarray | None = None
+
+    def _apply(self, m: np.ndarray, x: np.ndarray) -> np.ndarray:
+        y = x @ m.T if self.axis == -1 else m @ x
+        if y.shape[1:] != self.out_shape:  # offset broadcasting grows the output
+            y = np.broadcast_to(lift_input(y, len(self.out_shape)), (y.shape[0], *self.out_shape))
+        return y
+
+    def linear(self, x: np.ndarray) -> np.ndarray:
+        return self._apply(self.matrix, x)
+
+    def abs_linear(self, x: np.ndarray) -> np.ndarray:
+        if self._abs is None:
+            self._abs = np.abs(self.matrix)
+        return self._apply(self._abs, x)
+
+    def with_extra_offset(self, shift: np.ndarray) -> Dense | None:
+        shift = float_array(shift)
+        if broadcast_shapes(self.out_shape, shift.shape) != self.out_shape:
+            return None
+        total = shift if self.offset_raw is None else self.offset_raw + shift
+        return Dense(self.in_shapes[0], self.matrix, total, self.axis)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        p = {"weight": self.matrix}
+        if self.offset_raw is not None:
+            p["bias"] = self.offset_raw
+        return p
+
+    def describe(self) -> str:
+        bias = "+b" if self.offset_raw is not None else ""
+        side = "" if self.axis == -1 else " (left)"
+        return f"{self.matrix.shape[1]}->{self.matrix.shape[0]}{bias}{side}"
+
+
+class ElementwiseAffine(AffinePrimitive):
+    """y = x * scale + shift, with constants broadcast NumPy/ONNX-style.
+
+    Covers Add/Sub/Mul/Div with a constant, input normalisation, inference-mode batch norm.
+    """
+
+    kind = "scale-shift"
+
+    def __init__(self, in_shape: Shape, scale: np.ndarray | None, shift: np.ndarray | None,
+                 label: str = "") -> None:
+        self.in_shapes = (tuple(in_shape),)
+        shapes = [tuple(in_shape)]
+        self.scale_raw = None if scale is None else float_array(scale)
+        self.shift_raw = None if shift is None else float_array(shift)
+        for p in (self.scale_raw, self.shift_raw):
+            if p is not None:
+                shapes.append(p.shape)
+        self.out_shape = broadcast_shapes(*shapes)
+        rank = len(self.out_shape)
+        self.scale = None if scale is None else lift(self.scale_raw, rank)
+        self.offset = None if shift is None else lift(self.shift_raw, rank)
+        self.label = label
+
+    def _apply(self, scale: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        x = lift_input(x, len(self.out_shape))
+        y = x if scale is None else x * scale
+        if y.shape[1:] != self.out_shape:
+            y = np.broadcast_to(y, (x.shape[0], *self.out_shape))
+        return y
+
+    def linear(self, x: np.ndarray) -> np.ndarray:
+        return self._apply(self.scale, x)
+
+    def abs_linear(self, x: np.ndarray) -> np.ndarray:
+        return self._apply(None if self.scale is None else np.abs(self.scale), x)
+
+    def with_extra_offset(self, shift: np.ndarray) -> ElementwiseAffine | None:
+        shift = float_array(shift)
+        if broadcast_shapes(self.out_shape, shift.shape) != self.out_shape:
+            return None
+        total = shift if self.shift_raw is None else self.shift_raw + shift
+        return ElementwiseAffine(self.in_shapes[0], self.scale_raw, total, self.label)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        p = {}
+        if self.scale_raw is not None:
+            p["scale"] = self.scale_raw
+        if self.shift_raw is not None:
+            p["shift"] = self.shift_raw
+        return p
+
+    def describe(self) -> str:
+        parts = []
+        if self.scale_raw is not None:
+            parts.append("*" + _brief(self.scale_raw))
+        if self.shift_raw is not None:
+            parts.append("+" + _brief(self.shift_raw))
+        return (self.label + " " if self.label else "") + " ".join(parts)
+
+
+def _brief(a: np.ndarray) -> str:
+    return f"{float(a):.4g}" if a.size == 1 else f"[{'x'.join(map(str, a.shape))}]"
+
+
+# --------------------------------------------------------------------------------------------
+# Convolutions. Spatial sizes follow the ONNX spec; the kernel loop accumulates one matrix
+# product per kernel offset, so no im2col buffer k times the input size is ever built.
+
+
+def _conv_output_size(n: int, k: int, s: int, d: int, pb: int, pe: int, ceil: bool = False) -> int:
+    span = n + pb + pe - ((k - 1) * d + 1)
+    if span < 0:
+        raise ValueError("kernel larger than padded input")
+    return (-(-span // s) if ceil else span // s) + 1
+
+
+def resolve_pads(node_attr: dict, spatial: Shape, kernel: Shape, strides: Shape,
+                 dilations: Shape) -> tuple[list[int], list[int]]:
+    """Begin/end pads of a conv or pool node, resolving ``auto_pad`` as the ONNX spec says."""
+    d = len(spatial)
+    auto_pad = as_str(node_attr.get("auto_pad", "NOTSET"))
+    if auto_pad in ("NOTSET", "", None):
+        pads = list(node_attr.get("pads") or [0] * (2 * d))
+        return pads[:d], pads[d:]
+    if auto_pad == "VALID":
+        return [0] * d, [0] * d
+    begin, end = [], []
+    for n, k, s, dl in zip(spatial, kernel, strides, dilations):
+        out = -(-n // s)
+        total = max(0, (out - 1) * s + (k - 1) * dl + 1 - n)
+        small, big = total // 2, total - total // 2
+        if auto_pad == "SAME_UPPER":
+            begin.append(small)
+            end.append(big)
+        else:  # SAME_LOWER
+            begin.append(big)
+            end.append(small)
+    return begin, end
+
+
+def _conv_accumulate(x_cl: np.ndarray, w: np.ndarray, strides: Shape, dilations: Shape,
+                     out_spatial: Shape, group: int) -> np.ndarray:
+    """Cross-correlation of channels-last ``x_cl`` (B, *sp, C) with ``w`` (M, C/g, *k)."""
+    b = x_cl.shape[0]
+    m = w.shape[0]
+    out = np.zeros((b, *out_spatial, m))
+    mg, cg = m // group, w.shape[1]
+    for offs, sl in window_slices(w.shape[2:], strides, dilations, out_spatial):
+        patch = x_cl[(slice(None), *sl)]
+        wk = w[(slice(None), slice(None), *offs)]  # (M, C/g)
+        if group == 1:
+            out += patch @ wk.T
+        else:
+            pg = patch.reshape(*patch.shape[:-1], group, cg)
+            out += np.einsum("...gc,gmc->...gm", pg, wk.reshape(group, mg, cg)).reshape(out.shape)
+    return out
+
+
+class Conv(AffinePrimitive):
+    """N-d convolution (ONNX Conv: cross-correlation) with constant kernel and bias."""
+
+    kind = "conv"
+
+    def __init__(self, in_shape: Shape, weight: np.ndarray, bias: np.ndarray | None,
+                 strides: Shape, pads_begin: list[int], pads_end: list[int], dilations: Shape,
+                 group: int) -> None:
+        self.weight = float_array(weight)
+        self.bias = None if bias is None else float_array(bias)
+        self.strides, self.dilations, self.group = tuple(strides), tuple(dilations), int(group)
+        self.pads_begin, self.pads_end = list(pads_begin), list(pads_end)
+        self.in_shapes = (tuple(in_shape),)
+        n, c, *spatial = in_shape
+        m, cg, *kernel = self.weight.shape
+        if c != cg * group or m % group:
+            raise ValueError(f"kernel {self.weight.shape} with group {group} does not fit "
+                             f"{c} input channels")
+        out_sp = tuple(_conv_output_size(*a) for a in zip(spatial, kernel, self.strides,
+                                                          self.dilations, pads_begin, pads_end))
+        self.out_shape = (n, m, *out_sp)
+        self.offset = None if bias is None else self.bias.reshape(1, 1, m, *([1] * len(out_sp)))
+        self._abs: np.ndarray | None = None
+
+    def _apply(self, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+        s, n, c, *sp = x.shape
+        xb = x.reshape(s * n, c, *sp)
+        pads = [(0, 0), (0, 0)] + list(zip(self.pads_begin, self.pads_end))
+        if any(self.pads_begin) or any(self.pads_end):
+            xb = np.pad(xb, pads)
+        x_cl = np.moveaxis(xb, 1, -1)
+        out = _conv_accumulate(x_cl, w, self.strides, self.dilations, self.out_shape[2:],
+                               self.group)
+        return np.moveaxis(out, -1, 1).reshape(s, *self.out_shape)
+
+    def linear(self, x: np.ndarray) -> np.ndarray:
+        return self._apply(self.weight, x)
+
+    def abs_linear(self, x: np.ndarray) -> np.ndarray:
+        if self._abs is None:
+            self._abs = np.abs(self.weight)
+        return self._apply(self._abs, x)
+
+    def with_extra_offset(self, shift: np.ndarray) -> Conv | None:
+        shift = float_array(shift)
+        m, rank = self.out_shape[1], len(self.out_shape)
+        # Only a per-channel shift (shape (.., m, 1, .., 1)) is a bias.
+        full = expand_to_rank(shift, rank)
+        if full.ndim != rank or full.shape[0] != 1 or any(d != 1 for d in full.shape[2:]):
+            return None
+        per_channel = np.broadcast_to(full.reshape(-1), (m,))
+        bias = per_channel if self.bias is None else self.bias + per_channel
+        return Conv(self.in_shapes[0], self.weight, bias, self.strides, self.pads_begin,
+                    self.pads_end, self.dilations, self.group)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        p = {"weight": self.weight}
+        if self.bias is not None:
+            p["bias"] = self.bias
+        return p
+
+    def describe(self) -> str:
+        k = "x".join(map(str, self.weight.shape[2:]))
+        extra = []
+        if any(s != 1 for s in self.strides):
+            extra.append(f"s{','.join(map(str, self.strides))}")
+        if any(self.pads_begin) or any(self.pads_end):
+            extra.append(f"p{','.join(map(str, self.pads_begin + self.pads_end))}")
+        if any(d != 1 for d in self.dilations):
+            extra.append(f"d{','.join(map(str, self.dilations))}")
+        if self.group != 1:
+            extra.append(f"g{self.group}")
+        return f"{self.weight.shape[1] * self.group}->{self.weight.shape[0]} {k} " + " ".join(extra)
+
+
+class ConvTranspose(AffinePrimitive):
+    """N-d transposed convolution (the adjoint of a strided convolution), constant kernel."""
+
+    kind = "conv-transpose"
+
+    def __init__(self, in_shape: Shape, weight: np.ndarray, bias: np.ndarray | None,
+                 strides: Shape, pads_begin: list[int], pads_end: list[int], dilations: Shape,
+                 output_padding: Shape, group: int) -> None:
+        self.weight = float_array(weight)  # (C, M/g, *k)
+        self.bias = None if bias is None else float_array(bias)
+        self.strides, self.dilations, self.group = tuple(strides), tuple(dilations), int(group)
+        self.pads_begin, self.pads_end = list(pads_begin), list(pads_end)
+        self.output_padding = tuple(output_padding)
+        self.in_shapes = (tuple(in_shape),)
+        n, c, *spatial = in_shape
+        cw, mg, *kernel = self.weight.shape
+        if cw != c or c % group:
+            raise ValueError(f"kernel {self.weight.shape} does not fit {c} input channels")
+        self.full = tuple(s * (i - 1) + (k - 1) * d + 1 + op for i, k, s, d, op in
+                          zip(spatial, kernel, self.strides, self.dilations, self.output_padding))
+        out_sp = tuple(f - pb - pe for f, pb, pe in zip(self.full, pads_begin, pads_end))
+        if any(o <= 0 for o in out_sp):
+            raise ValueError("pads larger than the output")
+        self.out_shape = (n, mg * group, *out_sp)
+        m = mg * group
+        self.offset = None if bias is None else self.bias.reshape(1, 1, m, *([1] * len(out_sp)))
+        self._abs: np.ndarray | None = None
+
+    def _apply(self, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+        s, n, c, *sp = x.shape
+        g, mg = self.group, w.shape[1]
+        cg = c // g
+        x_cl = np.moveaxis(x.reshape(s * n, c, *sp), 1, -1)  # (B, *sp, C)
+        full = np.zeros((s * n, *self.full, mg * g))
+        for offs, sl in window_slices(w.shape[2:], self.strides, self.dilations, tuple(sp)):
+            wk = w[(slice(None), slice(None), *offs)]  # (C, M/g)
+            if g == 1:
+                full[(slice(None), *sl)] += x_cl @ wk
+            else:
+                xg = x_cl.reshape(*x_cl.shape[:-1], g, cg)
+                contrib = np.einsum("...gc,gcm->...gm", xg, wk.reshape(g, cg, mg))
+                full[(slice(None), *sl)] += contrib.reshape(*contrib.shape[:-2], g * mg)
+        crop = tuple(slice(pb, f - pe) for pb, pe, f in zip(self.pads_begin, self.pads_end,
+                                                              self.full))
+        out = full[(slice(None), *crop)]
+        return np.moveaxis(out, -1, 1).reshape(s, *self.out_shape)
+
+    def linear(self, x: np.ndarray) -> np.ndarray:
+        return self._apply(self.weight, x)
+
+    def abs_linear(self, x: np.ndarray) -> np.ndarray:
+        if self._abs is None:
+            self._abs = np.abs(self.weight)
+        return self._apply(self._abs, x)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        p = {"weight": self.weight}
+        if self.bias is not None:
+            p["bias"] = self.bias
+        return p
+
+    def describe(self) -> str:
+        k = "x".join(map(str, self.weight.shape[2:]))
+        return f"{self.weight.shape[0]}->{self.out_shape[1]} {k} s{','.join(map(str, self.strides))}"
+
+
+# --------------------------------------------------------------------------------------------
+# Converters
+
+
+def _with_bias(ctx: ConversionContext, out: Tensor, bias: np.ndarray | None) -> Tensor:
+    if bias is None:
+        return out
+    return ctx.emit(ElementwiseAffine(out.shape, None, bias), [out], "/bias")
+
+
+@onnx_converter("MatMul")
+def convert_matmul(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    a, b = args
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        raise ctx.fail("a product of two computed tensors (e.g. attention) is not supported; "
+                       "only MatMul with a constant operand")
+    if isinstance(b, Const):  # x @ W
+        w = float_array(b.value)
+        x = a
+        if w.ndim == 1:  # vector: contracts the last axis away
+            y = ctx.emit(Dense(x.shape, w[None, :]), [x])
+            from boundprop.ops.shape import Reshape
+            return [ctx.emit(Reshape(y.shape, y.shape[:-1]), [y], "/squeeze")]
+        if w.ndim != 2:
+            raise ctx.fail(f"MatMul with a constant of rank {w.ndim} is not supported (rank 2)")
+        return [ctx.emit(Dense(x.shape, w.T), [x])]
+    w = float_array(const_value(ctx, a, "MatMul operand"))  # W @ x
+    x = b
+    if w.ndim == 2 and len(x.shape) == 1:  # W @ v for a vector v is v ↦ M v on its only axis
+        return [ctx.emit(Dense(x.shape, w), [x])]
+    if w.ndim != 2 or len(x.shape) < 2:
+        raise ctx.fail("MatMul with a constant left operand needs a 2-D constant and a "
+                       "computed operand of rank >= 2")
+    return [ctx.emit(Dense(x.shape, w, axis=-2), [x])]
+
+
+@onnx_converter("Gemm")
+def convert_gemm(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    from boundprop.ops.shape import Transpose
+
+    a, b = args[0], args[1]
+    c = args[2] if len(args) > 2 else None
+    alpha, beta = attr(node, "alpha", 1.0), attr(node, "beta", 1.0)
+    trans_a, trans_b = attr(node, "transA", 0), attr(node, "transB", 0)
+    bias = None
+    if c is not None:
+        bias = beta * float_array(const_value(ctx, c, "Gemm bias C"))
+    if isinstance(a, Tensor) and isinstance(b, Const):
+        x = a
+        if trans_a:
+            x = ctx.emit(Transpose(x.shape, (1, 0)), [x], "/transA")
+        w = float_array(b.value)
+        w = w.T if trans_b else w  # (K, N)
+        return [ctx.emit(Dense(x.shape, alpha * w.T, bias), [x])]
+    if isinstance(b, Tensor) and isinstance(a, Const):
+        x = b
+        if trans_b:
+            x = ctx.emit(Transpose(x.shape, (1, 0)), [x], "/transB")
+        w = float_array(a.value)
+        w = w.T if trans_a else w  # (M, K)
+        return [ctx.emit(Dense(x.shape, alpha * w, bias, axis=-2), [x])]
+    raise ctx.fail("Gemm of two computed tensors is not supported; one operand must be constant")
+
+
+@onnx_converter("Conv")
+def convert_conv(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    x = args[0]
+    if not isinstance(x, Tensor):
+        raise ctx.fail("Conv input must be computed from the network input")
+    w = float_array(const_value(ctx, args[1], "Conv kernel"))
+    bias = None
+    if len(args) > 2 and args[2] is not None:
+        bias = const_value(ctx, args[2], "Conv bias")
+    d = w.ndim - 2
+    if len(x.shape) != d + 2:
+        raise ctx.fail(f"Conv kernel of rank {w.ndim} does not fit input shape {x.shape}")
+    a = {at.name: attr(node, at.name) for at in node.attribute}
+    kernel = tuple(a.get("kernel_shape") or w.shape[2:])
+    strides = tuple(a.get("strides") or [1] * d)
+    dilations = tuple(a.get("dilations") or [1] * d)
+    pb, pe = resolve_pads(a, x.shape[2:], kernel, strides, dilations)
+    try:
+        prim = Conv(x.shape, w, bias, strides, pb, pe, dilations, a.get("group", 1))
+    except ValueError as e:
+        raise ctx.fail(str(e)) from None
+    return [ctx.emit(prim, [x])]
+
+
+@onnx_converter("ConvTranspose")
+def convert_conv_transpose(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    x = args[0]
+    if not isinstance(x, Tensor):
+        raise ctx.fail("ConvTranspose input must be computed from the network input")
+    w = float_array(const_value(ctx, args[1], "ConvTranspose kernel"))
+    bias = None
+    if len(args) > 2 and args[2] is not None:
+        bias = const_value(ctx, args[2], "ConvTranspose bias")
+    d = w.ndim - 2
+    a = {at.name: attr(node, at.name) for at in node.attribute}
+    kernel = tuple(a.get("kernel_shape") or w.shape[2:])
+    strides = tuple(a.get("strides") or [1] * d)
+    dilations = tuple(a.get("dilations") or [1] * d)
+    out_pad = list(a.get("output_padding") or [0] * d)
+    group = a.get("group", 1)
+    spatial = x.shape[2:]
+    full = [s * (i - 1) + (k - 1) * dl + 1 + op
+            for i, k, s, dl, op in zip(spatial, kernel, strides, dilations, out_pad)]
+    auto_pad = as_str(a.get("auto_pad", "NOTSET"))
+    if a.get("output_shape"):
+        target = list(a["output_shape"])[-d:]
+        total = [f - t for f, t in zip(full, target)]
+        upper = auto_pad != "SAME_LOWER"
+        pb = [t // 2 if upper else t - t // 2 for t in total]
+        pe = [t - b for t, b in zip(total, pb)]
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        total = [f - i * s for f, i, s in zip(full, spatial, strides)]
+        upper = auto_pad == "SAME_UPPER"
+        pb = [t // 2 if upper else t - t // 2 for t in total]
+        pe = [t - b for t, b in zip(total, pb)]
+    elif auto_pad == "VALID":
+        pb, pe = [0] * d, [0] * d
+    else:
+        pads = list(a.get("pads") or [0] * (2 * d))
+        pb, pe = pads[:d], pads[d:]
+    try:
+        prim = ConvTranspose(x.shape, w, bias, strides, pb, pe, dilations, out_pad, group)
+    except ValueError as e:
+        raise ctx.fail(str(e)) from None
+    return [ctx.emit(prim, [x])]
+
+
+@onnx_converter("BatchNormalization")
+def convert_batchnorm(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    from boundprop.ops.normalization import BatchNormTraining
+
+    x = args[0]
+    if not isinstance(x, Tensor):
+        raise ctx.fail("BatchNormalization input must be computed from the network input")
+    eps = float(attr(node, "epsilon", 1e-5))
+    scale = float_array(const_value(ctx, args[1], "BatchNormalization scale"))
+    bias = float_array(const_value(ctx, args[2], "BatchNormalization bias"))
+    training = bool(attr(node, "training_mode", 0))
+    if ctx.opset < 7 and attr(node, "is_test", 1) == 0:
+        training = True
+    if training:
+        prim = BatchNormTraining(x.shape, scale, bias, eps)
+        return [ctx.emit(prim, [x])] + [None] * (len(node.output) - 1)
+    mean = float_array(const_value(ctx, args[3], "BatchNormalization mean"))
+    var = float_array(const_value(ctx, args[4], "BatchNormalization variance"))
+    c = x.shape[1]
+    per_channel = (c,) + (1,) * (len(x.shape) - 2)
+    s = scale / np.sqrt(var + eps)
+    prim = ElementwiseAffine(x.shape, s.reshape(per_channel),
+                             (bias - mean * s).reshape(per_channel), label="batchnorm")
+    return [ctx.emit(prim, [x])]
+
+
+@onnx_converter("Add", "Sub", "Mul", "Div")
+def convert_arithmetic(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    from boundprop.ops.join import Sum, match_gelu_product
+
+    a, b = args
+    op = node.op_type
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if op in ("Add", "Sub"):
+            return [ctx.emit(Sum((a.shape, b.shape), (1.0, 1.0 if op == "Add" else -1.0)), [a, b])]
+        if op == "Mul":
+            gelu = match_gelu_product(ctx, a, b)
+            if gelu is not None:
+                return [gelu]
+        raise ctx.fail(f"{op} of two computed tensors is not supported (only Add/Sub, and the "
+                       "Erf-GELU product pattern)")
+    if isinstance(a, Tensor):
+        x, c = a, float_array(b.value)
+        if op == "Add":
+            prim = ElementwiseAffine(x.shape, None, c)
+        elif op == "Sub":
+            prim = ElementwiseAffine(x.shape, None, -c)
+        elif op == "Mul":
+            prim = ElementwiseAffine(x.shape, c, None)
+        else:
+            if np.any(c == 0):
+                raise ctx.fail("division by a constant containing zeros")
+            prim = ElementwiseAffine(x.shape, 1.0 / c, None)
+        return [ctx.emit(prim, [x])]
+    x, c = b, float_array(a.value)
+    if op == "Add":
+        prim = ElementwiseAffine(x.shape, None, c)
+    elif op == "Sub":
+        prim = ElementwiseAffine(x.shape, np.array(-1.0), c)
+    elif op == "Mul":
+        prim = ElementwiseAffine(x.shape, c, None)
+    else:
+        raise ctx.fail("division of a constant by a computed tensor (reciprocal) is not supported")
+    return [ctx.emit(prim, [x])]
+
+
+@onnx_converter("Neg")
+def convert_neg(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    x = args[0]
+    return [ctx.emit(ElementwiseAffine(x.shape, np.array(-1.0), None), [x])]
+

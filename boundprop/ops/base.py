@@ -1,0 +1,210 @@
+"""Base classes of the op registry and the ONNX-conversion plumbing shared by every op.
+
+Array convention: every primitive evaluates on arrays with one extra *leading sample axis*:
+a node whose (static, ONNX) shape is ``shape`` receives and returns arrays of shape
+``(S, *shape)``. ``S`` points are pushed through at once (sampling, finite differences, the
+centre and radius of an interval). The model's own batch axis, if any, is axis 1 and is never
+mixed with the sample axis, so batch-coupled ops (training-mode batch norm) stay exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import onnx
+
+from boundprop.errors import UnsupportedModelError
+
+FAMILIES = ("input", "affine", "activation", "pooling", "normalising", "join")
+
+Shape = tuple[int, ...]
+
+
+class Primitive:
+    """An IR primitive: one node's computation, with static input and output shapes.
+
+    Subclasses set ``family`` and implement :meth:`evaluate`; they keep their abstract rules
+    (interval, relaxations, Lipschitz/smoothness constants...) beside it.
+    """
+
+    family: ClassVar[str] = "?"
+    kind: ClassVar[str] = "?"  # short name shown in summaries
+
+    in_shapes: tuple[Shape, ...]
+    out_shape: Shape
+
+    def evaluate(self, *xs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Learned parameters (weights, biases, affine constants) of this primitive."""
+        return {}
+
+    def num_parameters(self) -> int:
+        return int(sum(np.size(p) for p in self.parameters().values()))
+
+    def describe(self) -> str:
+        """Short attribute summary shown by ``boundprop inspect``."""
+        return ""
+
+
+class AffinePrimitive(Primitive):
+    """A map y = A(x) + offset with A linear.
+
+    Subclasses implement :meth:`linear` (A on a batch of samples) and :meth:`abs_linear`
+    (the map |A| whose matrix is the entrywise absolute value of A's), and set ``offset``
+    (an array broadcastable to ``(S, *out_shape)``, or None).
+    """
+
+    family: ClassVar[str] = "affine"
+    offset: np.ndarray | None = None
+
+    def linear(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def abs_linear(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        y = self.linear(x)
+        if self.offset is not None:
+            y = y + self.offset
+        return y
+
+    def with_extra_offset(self, shift: np.ndarray) -> AffinePrimitive | None:
+        """This map followed by ``+ shift`` as a single primitive, or None if not expressible."""
+        return None
+
+
+class PermutationPrimitive(AffinePrimitive):
+    """A linear map that only moves, copies or drops entries (Reshape, Transpose, Slice...).
+
+    Its matrix has entries in {0, 1}, so |A| = A.
+    """
+
+    def abs_linear(self, x: np.ndarray) -> np.ndarray:
+        return self.linear(x)
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX conversion plumbing
+
+
+@dataclass(frozen=True)
+class Const:
+    """A value known at import time (initializer, Constant, folded subgraph)."""
+
+    value: np.ndarray
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A value computed from the network input: the output of IR node ``node``."""
+
+    node: int
+    shape: Shape
+
+
+Value = Const | Tensor | None
+
+
+class ConversionContext:
+    """What a converter may use: the opset, and a way to add IR nodes."""
+
+    def __init__(self, opset: int, emit: Callable[[Primitive, Sequence[Tensor], str, str], Tensor]):
+        self.opset = opset
+        self._emit = emit
+        self.node: onnx.NodeProto | None = None
+
+    def emit(self, prim: Primitive, inputs: Sequence[Tensor], suffix: str = "") -> Tensor:
+        """Add ``prim`` to the IR, fed by ``inputs``; returns its output tensor."""
+        assert self.node is not None
+        name = self.node.name or (self.node.output[0] if self.node.output else self.node.op_type)
+        return self._emit(prim, list(inputs), name + suffix, self.node.op_type)
+
+    def fail(self, what: str) -> UnsupportedModelError:
+        n = self.node
+        where = f"node '{n.name or n.output[0]}' ({n.op_type})" if n is not None else "model"
+        return UnsupportedModelError(f"{where}: {what}")
+
+
+ConverterFn = Callable[[ConversionContext, onnx.NodeProto, list[Value]], list[Value]]
+CONVERTERS: dict[str, ConverterFn] = {}
+
+
+def onnx_converter(*op_types: str) -> Callable[[ConverterFn], ConverterFn]:
+    """Register a function converting ONNX nodes of ``op_types`` into IR primitives.
+
+    The function receives the context, the node, and one :class:`Const`/:class:`Tensor`/None per
+    node input (None for an omitted optional input); it returns one value per node output.
+    """
+
+    def register(fn: ConverterFn) -> ConverterFn:
+        for op in op_types:
+            if op in CONVERTERS:
+                raise RuntimeError(f"ONNX op {op} registered twice")
+            CONVERTERS[op] = fn
+        return fn
+
+    return register
+
+
+def supported_onnx_ops() -> list[str]:
+    """ONNX op types boundprop imports (beyond these, constant subgraphs of any op fold)."""
+    return sorted(set(CONVERTERS) | {"Constant", "Identity", "Dropout", "Shape", "Size"})
+
+
+def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def as_str(v: Any) -> Any:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def const_value(ctx: ConversionContext, v: Value, what: str) -> np.ndarray:
+    """The array of a constant input, or a clear error if it is computed from the input."""
+    if isinstance(v, Const):
+        return v.value
+    raise ctx.fail(f"{what} must be a constant (initializer or folded subgraph), not computed "
+                   "from the network input")
+
+
+def tensor_value(ctx: ConversionContext, v: Value, what: str) -> Tensor:
+    if isinstance(v, Tensor):
+        return v
+    raise ctx.fail(f"{what} is missing")
+
+
+def float_array(a: np.ndarray) -> np.ndarray:
+    """Parameters are held in float64: the IR computes in float64."""
+    return np.asarray(a, dtype=np.float64)
+
+
+def normalize_axis(axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise UnsupportedModelError(f"axis {axis} out of range for a tensor of rank {rank}")
+    return axis % rank
+
+
+def broadcast_shapes(*shapes: Shape) -> Shape:
+    return tuple(np.broadcast_shapes(*shapes))
+
+
+def window_slices(kernel: Shape, strides: Shape, dilations: Shape, out_spatial: Shape):
+    """For each kernel offset, the strided slices of the (padded) input it meets.
+
+    Offset ``o`` along a spatial axis sees input positions ``o*d + s*j`` for output ``j``; a
+    sliding-window op (convolution, pooling) is a sum/max over offsets of these slices.
+    """
+    import itertools
+
+    for offs in itertools.product(*(range(k) for k in kernel)):
+        yield offs, tuple(slice(o * d, o * d + s * (n - 1) + 1, s)
+                          for o, d, s, n in zip(offs, dilations, strides, out_spatial))

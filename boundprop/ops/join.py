@@ -1,0 +1,170 @@
+"""Joins: primitives fed by two or more computed tensors (residual sums, concatenations)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from boundprop.ops.base import (
+    Const,
+    ConversionContext,
+    Primitive,
+    Shape,
+    Tensor,
+    Value,
+    attr,
+    broadcast_shapes,
+    normalize_axis,
+    onnx_converter,
+)
+
+
+class Sum(Primitive):
+    """y = Σ_k c_k x_k with NumPy broadcasting (Add/Sub of computed tensors: residuals)."""
+
+    family: ClassVar[str] = "join"
+    kind = "sum"
+
+    def __init__(self, in_shapes: tuple[Shape, ...], coefficients: tuple[float, ...]):
+        self.in_shapes = tuple(tuple(s) for s in in_shapes)
+        self.coefficients = tuple(float(c) for c in coefficients)
+        self.out_shape = broadcast_shapes(*self.in_shapes)
+
+    def evaluate(self, *xs: np.ndarray) -> np.ndarray:
+        from boundprop.ops.affine import lift_input
+
+        rank = len(self.out_shape)
+        total = None
+        for c, x in zip(self.coefficients, xs):
+            term = lift_input(x, rank) * c if c != 1.0 else lift_input(x, rank)
+            total = term if total is None else total + term
+        if total.shape[1:] != self.out_shape:
+            total = np.broadcast_to(total, (total.shape[0], *self.out_shape))
+        return total
+
+    def describe(self) -> str:
+        return " ".join(f"{c:+g}" for c in self.coefficients)
+
+
+class Concat(Primitive):
+    """Concatenation of computed tensors along an axis."""
+
+    family: ClassVar[str] = "join"
+    kind = "concat"
+
+    def __init__(self, in_shapes: tuple[Shape, ...], axis: int):
+        self.in_shapes, self.axis = tuple(tuple(s) for s in in_shapes), axis
+        out = list(self.in_shapes[0])
+        out[axis] = sum(s[axis] for s in self.in_shapes)
+        self.out_shape = tuple(out)
+
+    def evaluate(self, *xs: np.ndarray) -> np.ndarray:
+        return np.concatenate(xs, axis=self.axis + 1)
+
+    def describe(self) -> str:
+        return f"axis={self.axis}"
+
+
+@onnx_converter("Concat")
+def convert_concat(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    from boundprop.ops.shape import ConcatConst
+
+    vals = [a for a in args if a is not None]
+    tensors = [a for a in vals if isinstance(a, Tensor)]
+    rank = len(tensors[0].shape)
+    axis = normalize_axis(attr(node, "axis", 1 if ctx.opset < 4 else 0), rank)
+    shapes = [a.shape if isinstance(a, Tensor) else a.value.shape for a in vals]
+    for s in shapes:
+        if len(s) != rank or any(d != e for i, (d, e) in enumerate(zip(s, shapes[0]))
+                                 if i != axis):
+            raise ctx.fail(f"Concat inputs of shapes {shapes} do not match off axis {axis}")
+    vals = [v for v, s in zip(vals, shapes) if s[axis] > 0]  # empty pieces add nothing
+    tensors = [a for a in vals if isinstance(a, Tensor)]
+    if len(vals) == 1:
+        return [vals[0]]
+    if len(tensors) == 1:
+        pieces = [None if isinstance(v, Tensor) else v.value for v in vals]
+        return [ctx.emit(ConcatConst(tensors[0].shape, pieces, axis), [tensors[0]])]
+    if len(tensors) != len(vals):
+        # Several computed tensors and constants: join the computed ones, then embed constants.
+        joined_shapes = [t.shape for t in tensors]
+        joined = ctx.emit(Concat(tuple(joined_shapes), axis), tensors, "/join")
+        # Positions of the constants relative to the joined block must stay contiguous.
+        kinds = [isinstance(v, Tensor) for v in vals]
+        first, last = kinds.index(True), len(kinds) - 1 - kinds[::-1].index(True)
+        if not all(kinds[first:last + 1]):
+            raise ctx.fail("Concat interleaving constants between computed tensors is not "
+                           "supported")
+        pieces = ([v.value for v in vals[:first]] + [None]
+                  + [v.value for v in vals[last + 1:]])
+        return [ctx.emit(ConcatConst(joined.shape, pieces, axis), [joined])]
+    return [ctx.emit(Concat(tuple(t.shape for t in tensors), axis), tensors)]
+
+
+@onnx_converter("Sum")
+def convert_sum(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    from boundprop.ops.affine import ElementwiseAffine
+
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    consts = [a.value for a in args if isinstance(a, Const)]
+    out = tensors[0] if len(tensors) == 1 else ctx.emit(
+        Sum(tuple(t.shape for t in tensors), (1.0,) * len(tensors)), tensors)
+    if consts:
+        out = ctx.emit(ElementwiseAffine(out.shape, None, sum(consts)), [out], "/const")
+    return [out]
+
+
+def match_gelu_product(ctx: ConversionContext, a: Tensor, b: Tensor) -> Tensor | None:
+    """Recognise x·α·(k + k·erf(x/√2)) — the product torch exports for exact GELU — and emit
+    Gelu(x) scaled by 2αk instead. Returns None when the operands are not that pattern."""
+    from boundprop.ops.activation import Erf, Gelu
+    from boundprop.ops.affine import ElementwiseAffine
+
+    nodes = ctx.graph_nodes
+
+    def scalar_affine(t: Tensor):
+        """(source tensor, scale, shift) if t is a scalar scale-shift of another tensor."""
+        n = nodes[t.node]
+        p = n.op
+        if isinstance(p, ElementwiseAffine) and n.shape == p.in_shapes[0]:
+            sc = 1.0 if p.scale_raw is None else p.scale_raw
+            sh = 0.0 if p.shift_raw is None else p.shift_raw
+            if np.size(sc) == 1 and np.size(sh) == 1:
+                src = n.inputs[0]
+                return Tensor(src, nodes[src].shape), float(np.ravel(sc)[0]), float(
+                    np.ravel(sh)[0])
+        return None
+
+    for x_side, erf_side in ((a, b), (b, a)):
+        # erf side: k1 * erf(c * x) + k0 with k1 == k0 and c == 1/sqrt(2)
+        outer = scalar_affine(erf_side)
+        if outer is None:
+            continue
+        erf_t, k1, k0 = outer
+        if not isinstance(nodes[erf_t.node].op, Erf):
+            continue
+        inner = scalar_affine(Tensor(nodes[erf_t.node].inputs[0], erf_t.shape))
+        if inner is None:
+            continue
+        x_t, c, shift = inner
+        if shift != 0.0 or not np.isclose(c, 1 / np.sqrt(2), rtol=1e-6):
+            continue
+        if not np.isclose(k1, k0, rtol=1e-6):
+            continue
+        # x side: x itself or alpha * x
+        if x_side.node == x_t.node:
+            alpha = 1.0
+        else:
+            xs = scalar_affine(x_side)
+            if xs is None or xs[0].node != x_t.node or xs[2] != 0.0:
+                continue
+            alpha = xs[1]
+        if x_t.shape != a.shape or a.shape != b.shape:
+            continue
+        g = ctx.emit(Gelu(x_t.shape), [x_t], "/gelu")
+        factor = 2.0 * alpha * k0
+        if factor == 1.0:
+            return g
+        return ctx.emit(ElementwiseAffine(g.shape, np.array(factor), None), [g], "/gelu-scale")
+    return None

@@ -1,0 +1,228 @@
+"""Pooling and reductions: MaxPool, AveragePool, global pools, ReduceMean/Sum/Max/Min.
+
+Average pooling and sum/mean reductions are linear (affine primitives of the pooling family);
+max pooling and max/min reductions are piecewise linear.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from boundprop.ops.affine import resolve_pads
+from boundprop.ops.base import (
+    AffinePrimitive,
+    ConversionContext,
+    Primitive,
+    Shape,
+    Tensor,
+    Value,
+    attr,
+    const_value,
+    normalize_axis,
+    onnx_converter,
+    window_slices,
+)
+
+
+def pool_geometry(in_shape: Shape, kernel: Shape, strides: Shape, dilations: Shape,
+                  pads_begin: list[int], pads_end: list[int], ceil_mode: bool):
+    """Output spatial size, and the extra zero-area each axis needs at its end in ceil mode."""
+    out, overflow = [], []
+    for n, k, s, d, pb, pe in zip(in_shape[2:], kernel, strides, dilations, pads_begin,
+                                  pads_end):
+        span = n + pb + pe - ((k - 1) * d + 1)
+        if span < 0:
+            raise ValueError("pooling window larger than the padded input")
+        o = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (o - 1) * s >= n + pb:
+            o -= 1  # a window starting in the end padding is dropped (ONNX/ORT rule)
+        out.append(o)
+        overflow.append(max(0, (o - 1) * s + (k - 1) * d + 1 - (n + pb + pe)))
+    return tuple(out), overflow
+
+
+class _Window:
+    """Shared geometry of sliding-window pools."""
+
+    def _setup(self, in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode):
+        self.in_shapes = (tuple(in_shape),)
+        self.kernel, self.strides, self.dilations = tuple(kernel), tuple(strides), tuple(dilations)
+        self.pads_begin, self.pads_end, self.ceil_mode = list(pads_begin), list(pads_end), ceil_mode
+        out_sp, self.overflow = pool_geometry(in_shape, self.kernel, self.strides,
+                                              self.dilations, pads_begin, pads_end, ceil_mode)
+        self.out_shape = tuple(in_shape[:2]) + out_sp
+
+    def _pad(self, x: np.ndarray, value: float) -> np.ndarray:
+        widths = [(0, 0)] * 3 + [(b, e + o) for b, e, o in zip(self.pads_begin, self.pads_end,
+                                                              self.overflow)]
+        if any(w != (0, 0) for w in widths):
+            x = np.pad(x, widths, constant_values=value)
+        return x
+
+    def _slices(self):
+        for _, sl in window_slices(self.kernel, self.strides, self.dilations,
+                                   self.out_shape[2:]):
+            yield (slice(None), slice(None), slice(None), *sl)
+
+    def describe(self) -> str:
+        k = "x".join(map(str, self.kernel))
+        return f"{k} s{','.join(map(str, self.strides))}" + (
+            f" p{','.join(map(str, self.pads_begin + self.pads_end))}"
+            if any(self.pads_begin) or any(self.pads_end) else "")
+
+
+class MaxPool(_Window, Primitive):
+    family: ClassVar[str] = "pooling"
+    kind = "maxpool"
+
+    def __init__(self, in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode):
+        self._setup(in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode)
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        xp = self._pad(x, -np.inf)
+        out = None
+        for sl in self._slices():
+            out = xp[sl].copy() if out is None else np.maximum(out, xp[sl])
+        return out
+
+
+class AveragePool(_Window, AffinePrimitive):
+    """Mean over each window; padding counts toward the divisor iff ``count_include_pad``."""
+
+    family: ClassVar[str] = "pooling"
+    kind = "avgpool"
+
+    def __init__(self, in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode,
+                 count_include_pad: bool):
+        self._setup(in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+        # The divisor of each output: windows counted over an indicator of what counts.
+        inside = np.ones((1, 1, 1, *in_shape[2:]))
+        widths = [(0, 0)] * 3 + [(b, e) for b, e in zip(self.pads_begin, self.pads_end)]
+        ind = np.pad(inside, widths, constant_values=1.0 if count_include_pad else 0.0)
+        ind = np.pad(ind, [(0, 0)] * 3 + [(0, o) for o in self.overflow])
+        count = sum(ind[sl] for sl in self._slices())
+        self.divisor = count[0]  # (1, 1, *out_spatial) broadcast over batch and channels
+
+    def linear(self, x: np.ndarray) -> np.ndarray:
+        xp = self._pad(x, 0.0)
+        total = sum(xp[sl] for sl in self._slices())
+        return total / self.divisor
+
+    def abs_linear(self, x: np.ndarray) -> np.ndarray:
+        return self.linear(x)
+
+
+class Reduce(AffinePrimitive):
+    """Sum or mean over axes (ReduceSum, ReduceMean, GlobalAveragePool): linear."""
+
+    family: ClassVar[str] = "pooling"
+
+    def __init__(self, in_shape: Shape, axes: tuple[int, ...], keepdims: bool, mean: bool):
+        self.in_shapes = (tuple(in_shape),)
+        self.axes, self.keepdims, self.mean = tuple(sorted(axes)), bool(keepdims), mean
+        self.kind = "mean" if mean else "sum"
+        self.out_shape = tuple(1 if i in self.axes else d for i, d in enumerate(in_shape)
+                               if keepdims or i not in self.axes)
+
+    def linear(self, x: np.ndarray) -> np.ndarray:
+        ax = tuple(a + 1 for a in self.axes)
+        f = np.mean if self.mean else np.sum
+        return f(x, axis=ax, keepdims=self.keepdims)
+
+    def abs_linear(self, x: np.ndarray) -> np.ndarray:
+        return self.linear(x)
+
+    def describe(self) -> str:
+        return f"axes={list(self.axes)}"
+
+
+class ReduceExtreme(Primitive):
+    """Max or min over axes (ReduceMax, ReduceMin, GlobalMaxPool): piecewise linear."""
+
+    family: ClassVar[str] = "pooling"
+
+    def __init__(self, in_shape: Shape, axes: tuple[int, ...], keepdims: bool, is_max: bool):
+        self.in_shapes = (tuple(in_shape),)
+        self.axes, self.keepdims, self.is_max = tuple(sorted(axes)), bool(keepdims), is_max
+        self.kind = "max" if is_max else "min"
+        self.out_shape = tuple(1 if i in self.axes else d for i, d in enumerate(in_shape)
+                               if keepdims or i not in self.axes)
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        ax = tuple(a + 1 for a in self.axes)
+        f = np.max if self.is_max else np.min
+        return f(x, axis=ax, keepdims=self.keepdims)
+
+    def describe(self) -> str:
+        return f"axes={list(self.axes)}"
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _window_args(ctx: ConversionContext, node, x: Tensor):
+    d = len(x.shape) - 2
+    a = {at.name: attr(node, at.name) for at in node.attribute}
+    kernel = tuple(a["kernel_shape"])
+    strides = tuple(a.get("strides") or [1] * d)
+    dilations = tuple(a.get("dilations") or [1] * d)
+    pb, pe = resolve_pads(a, x.shape[2:], kernel, strides, dilations)
+    return a, kernel, strides, dilations, pb, pe, bool(a.get("ceil_mode", 0))
+
+
+@onnx_converter("MaxPool", "AveragePool")
+def convert_pool(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    x = args[0]
+    if not isinstance(x, Tensor) or len(x.shape) < 3:
+        raise ctx.fail("pooling needs a computed input of rank >= 3 (N, C, spatial...)")
+    a, kernel, strides, dilations, pb, pe, ceil = _window_args(ctx, node, x)
+    try:
+        if node.op_type == "MaxPool":
+            prim = MaxPool(x.shape, kernel, strides, dilations, pb, pe, ceil)
+            return [ctx.emit(prim, [x])] + [None] * (len(node.output) - 1)
+        prim = AveragePool(x.shape, kernel, strides, dilations, pb, pe, ceil,
+                           a.get("count_include_pad", 0))
+    except ValueError as e:
+        raise ctx.fail(str(e)) from None
+    return [ctx.emit(prim, [x])]
+
+
+@onnx_converter("GlobalAveragePool", "GlobalMaxPool")
+def convert_global_pool(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    x = args[0]
+    axes = tuple(range(2, len(x.shape)))
+    if node.op_type == "GlobalAveragePool":
+        return [ctx.emit(Reduce(x.shape, axes, True, mean=True), [x])]
+    return [ctx.emit(ReduceExtreme(x.shape, axes, True, is_max=True), [x])]
+
+
+# Opset from which each reduction takes its axes as an input instead of an attribute.
+_AXES_AS_INPUT = {"ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18, "ReduceMin": 18}
+
+
+@onnx_converter(*_AXES_AS_INPUT)
+def convert_reduce(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    x = args[0]
+    if not isinstance(x, Tensor):
+        raise ctx.fail("reduction input must be computed from the network input")
+    rank = len(x.shape)
+    if ctx.opset < _AXES_AS_INPUT[node.op_type]:
+        axes = attr(node, "axes")
+    elif len(args) > 1 and args[1] is not None:
+        axes = [int(v) for v in const_value(ctx, args[1], "reduction axes").reshape(-1)]
+    else:
+        axes = None
+    if not axes:
+        if attr(node, "noop_with_empty_axes", 0):
+            return [x]
+        axes = list(range(rank))
+    axes = tuple(normalize_axis(int(v), rank) for v in axes)
+    keep = bool(attr(node, "keepdims", 1))
+    if node.op_type in ("ReduceSum", "ReduceMean"):
+        prim = Reduce(x.shape, axes, keep, mean=node.op_type == "ReduceMean")
+    else:
+        prim = ReduceExtreme(x.shape, axes, keep, is_max=node.op_type == "ReduceMax")
+    return [ctx.emit(prim, [x])]
