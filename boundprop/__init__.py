@@ -8,6 +8,7 @@ from boundprop.errors import (
 )
 from boundprop.importer import load
 from boundprop.ir import Network, Node
+from boundprop.ops import supported_onnx_ops
 
 __version__ = "0.1.0"
 
@@ -20,4 +21,5 @@ __all__ = [
     "UnsupportedModelError",
     "__version__",
     "load",
+    "supported_onnx_ops",
 ]

@@ -41,6 +41,7 @@ class _Unknown:
 
 
 UNKNOWN = _Unknown()
+_PASS_THROUGH = {"Identity", "Dropout", "Shape", "Size", "Constant"}
 
 
 def _available_memory_bytes() -> int:
@@ -262,6 +263,8 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
             unsupported.append(f"{node.domain}.{node.op_type} (node '{node.name}')")
             outs = [UNKNOWN] * len(node.output)
         elif any(a is UNKNOWN for a in args):
+            if node.op_type not in _PASS_THROUGH and node.op_type not in CONVERTERS:
+                unsupported.append(f"{node.op_type} (node '{node.name or node.output[0]}')")
             outs = [UNKNOWN] * len(node.output)
         elif node.op_type in ("Identity", "Dropout"):
             if node.op_type == "Dropout" and len(args) > 2 and isinstance(args[2], Const) and \
@@ -300,7 +303,8 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
         shown = ", ".join(unsupported[:12]) + (" ..." if len(unsupported) > 12 else "")
         raise UnsupportedModelError(
             f"{path}: unsupported op(s): {shown}; boundprop supports "
-            f"{', '.join(supported_onnx_ops())} (see `boundprop ops`)")
+            f"{len(supported_onnx_ops())} ONNX op types, listed by `boundprop ops` "
+            "(bp.supported_onnx_ops()), e.g. Conv, Gemm, Relu")
     out = values.get(output_name, UNKNOWN)
     if isinstance(out, Const):
         raise UnsupportedModelError(f"{path}: output '{output_name}' does not depend on the "
@@ -433,7 +437,10 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
         onnx.checker.check_model(str(path) if has_external else model)
     except Exception as e:
         msg = str(e).strip().splitlines()
-        raise ModelLoadError(f"{path}: invalid ONNX model: {msg[0] if msg else e}") from None
+        # Graph outputs declared without a shape are common in exported files and harmless:
+        # boundprop computes every shape itself.
+        if not msg or "Field 'shape' of 'type' is required" not in msg[0]:
+            raise ModelLoadError(f"{path}: invalid ONNX model: {msg[0] if msg else e}") from None
     opset = _opset(model)
     if opset < MIN_OPSET:
         model = _upgrade(model, path)

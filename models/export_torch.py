@@ -152,7 +152,8 @@ def op_census(model: onnx.ModelProto) -> dict[str, int]:
 
     def visit(graph: onnx.GraphProto) -> None:
         for node in graph.node:
-            key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+            std = node.domain in ("", "ai.onnx")
+            key = node.op_type if std else f"{node.domain}.{node.op_type}"
             counts[key] += 1
             for attr in node.attribute:
                 if attr.type == onnx.AttributeProto.GRAPH:
@@ -393,9 +394,9 @@ def build_vgg_smooth_bn_train() -> dict:
     export_torchscript(model, x, path, opset=15,
                        training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
     finalize(path, BOX01, "torch TorchScript exporter (opset 15, TrainingMode.TRAINING, no "
-             "constant folding): BatchNormalization training_mode=1 (batch statistics; 3 outputs, the "
-             "running mean/var ones dangling), Softplus, AveragePool, view -> Constant/Unsqueeze/"
-             "Concat/Reshape chain, input batch 4")
+             "constant folding): BatchNormalization training_mode=1 (batch statistics; 3 "
+             "outputs, the running mean/var ones dangling), Softplus, AveragePool, "
+             "view -> Constant/Unsqueeze/Concat/Reshape chain, input batch 4")
     return verify(path, x.numpy(), ref)
 
 

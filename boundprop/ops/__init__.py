@@ -7,6 +7,8 @@ node into that primitive is registered beside it with :func:`onnx_converter`.
 
 from __future__ import annotations
 
+# Importing the modules fills the registry.
+from boundprop.ops import activation, affine, join, normalization, pooling, shape  # noqa: E402,F401
 from boundprop.ops.base import (
     CONVERTERS,
     FAMILIES,
@@ -14,8 +16,5 @@ from boundprop.ops.base import (
     onnx_converter,
     supported_onnx_ops,
 )
-
-# Importing the modules fills the registry.
-from boundprop.ops import activation, affine, join, normalization, pooling, shape  # noqa: E402,F401
 
 __all__ = ["CONVERTERS", "FAMILIES", "Primitive", "onnx_converter", "supported_onnx_ops"]

@@ -7,7 +7,6 @@ Each is y = A x + offset with A linear; ``linear`` applies A and ``abs_linear`` 
 
 from __future__ import annotations
 
-import itertools
 import numpy as np
 
 from boundprop.ops.base import (
@@ -363,7 +362,8 @@ class ConvTranspose(AffinePrimitive):
 
     def describe(self) -> str:
         k = "x".join(map(str, self.weight.shape[2:]))
-        return f"{self.weight.shape[0]}->{self.out_shape[1]} {k} s{','.join(map(str, self.strides))}"
+        strides = ",".join(map(str, self.strides))
+        return f"{self.weight.shape[0]}->{self.out_shape[1]} {k} s{strides}"
 
 
 # --------------------------------------------------------------------------------------------
