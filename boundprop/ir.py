@@ -37,6 +37,7 @@ class Node:
     op: Primitive
     inputs: tuple[int, ...]
     onnx_op: str = ""  # the ONNX op type(s) it came from, for display
+    onnx_output: str = ""  # the ONNX value this node computes, if it is one
 
     @property
     def shape(self) -> Shape:
