@@ -27,6 +27,30 @@ from boundprop.ops.base import (
 ACTIVATIONS: dict[str, type[Activation]] = {}
 
 
+def _newton_root(f, df, x: float, steps: int = 60) -> float:
+    for _ in range(steps):
+        x -= f(x) / df(x)
+    return x
+
+
+_SQRT2PI = np.sqrt(2 * np.pi)
+# argmin of x·Φ(x): root of Φ(x) + x φ(x), by Newton on its derivative φ(x)(2 − x²).
+_GELU_ARGMIN = _newton_root(
+    lambda x: 0.5 * (1 + special.erf(x / np.sqrt(2))) + x * np.exp(-x * x / 2) / _SQRT2PI,
+    lambda x: np.exp(-x * x / 2) / _SQRT2PI * (2 - x * x), -0.75)
+
+
+def _gelu_tanh_derivative(x: float) -> float:
+    k = np.sqrt(2 / np.pi)
+    t = np.tanh(k * (x + 0.044715 * x**3))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
+
+
+_GELU_TANH_ARGMIN = _newton_root(
+    _gelu_tanh_derivative, lambda x: (_gelu_tanh_derivative(x + 1e-6)
+                                      - _gelu_tanh_derivative(x - 1e-6)) / 2e-6, -0.75, 40)
+
+
 class Activation(Primitive):
     """Elementwise y = σ(x). Subclasses implement :meth:`fn` on float64 arrays."""
 
@@ -42,11 +66,39 @@ class Activation(Primitive):
         if cls.onnx_op:
             ACTIVATIONS[cls.onnx_op] = cls
 
+    # Rounding of fn: "exact" (max/min/clip: no rounding), "linear" (one or two rounded
+    # products/sums: a few ulp), or "elementary" (library exp/tanh/erf...).
+    rounding: ClassVar[str] = "elementary"
+
     def fn(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def critical_points(self) -> tuple[float, ...]:
+        """Points where σ may turn (local extrema, kinks); σ is monotone between them."""
+        return ()
+
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         return self.fn(x)
+
+    def interval(self, box):
+        """Exact image of each [l, u]: σ is monotone between its critical points, so the extremes
+        are among σ(l), σ(u) and σ at the critical points inside; widened by σ's rounding."""
+        from boundprop.rounding import widen, widen_elementary
+
+        lo, hi = box
+        a, b = self.fn(lo), self.fn(hi)
+        ylo, yhi = np.minimum(a, b), np.maximum(a, b)
+        for xc in self.critical_points():
+            inside = (lo < xc) & (xc < hi)
+            if np.any(inside):
+                fc = self.fn(np.full_like(lo, xc))
+                ylo = np.where(inside, np.minimum(ylo, fc), ylo)
+                yhi = np.where(inside, np.maximum(yhi, fc), yhi)
+        if self.rounding == "exact":
+            return ylo, yhi
+        if self.rounding == "linear":
+            return widen(ylo, yhi, 4 * 2.0**-53 * np.maximum(np.abs(ylo), np.abs(yhi)))
+        return widen_elementary(ylo, yhi)
 
     def describe(self) -> str:
         return " ".join(f"{k}={v:g}" for k, v in self.params.items())
@@ -58,6 +110,8 @@ class Relu(Activation):
     def fn(self, x):
         return np.maximum(x, 0.0)
 
+    rounding = "exact"
+
 
 class LeakyRelu(Activation):
     kind = onnx_op = "LeakyRelu"
@@ -65,6 +119,11 @@ class LeakyRelu(Activation):
     def fn(self, x):
         a = self.params["alpha"]
         return np.where(x >= 0, x, a * x)
+
+    rounding = "linear"
+
+    def critical_points(self):
+        return (0.0,) if self.params["alpha"] < 0 else ()
 
 
 class Sigmoid(Activation):
@@ -105,6 +164,9 @@ class Elu(Activation):
     def fn(self, x):
         return np.where(x >= 0, x, self.params["alpha"] * np.expm1(np.minimum(x, 0.0)))
 
+    def critical_points(self):
+        return (0.0,) if self.params["alpha"] < 0 else ()
+
 
 class Selu(Activation):
     kind = onnx_op = "Selu"
@@ -112,6 +174,9 @@ class Selu(Activation):
     def fn(self, x):
         a, g = self.params["alpha"], self.params["gamma"]
         return g * np.where(x > 0, x, a * np.expm1(np.minimum(x, 0.0)))
+
+    def critical_points(self):
+        return (0.0,) if self.params["alpha"] * self.params["gamma"] < 0 else ()
 
 
 class Celu(Activation):
@@ -139,6 +204,9 @@ class Gelu(Activation):
     def describe(self) -> str:
         return "" if self.approximate == "none" else "tanh approximation"
 
+    def critical_points(self):
+        return (_GELU_TANH_ARGMIN if self.approximate == "tanh" else _GELU_ARGMIN,)
+
 
 class Erf(Activation):
     kind = onnx_op = "Erf"
@@ -155,12 +223,19 @@ class HardSigmoid(Activation):
     def fn(self, x):
         return np.clip(self.params["alpha"] * x + self.params["beta"], 0.0, 1.0)
 
+    rounding = "linear"
+
 
 class HardSwish(Activation):
     kind = onnx_op = "HardSwish"
 
     def fn(self, x):
         return x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+    rounding = "linear"
+
+    def critical_points(self):
+        return (-1.5,)
 
 
 class Clip(Activation):
@@ -170,6 +245,8 @@ class Clip(Activation):
 
     def fn(self, x):
         return np.clip(x, self.params["lo"], self.params["hi"])
+
+    rounding = "exact"
 
 
 class PRelu(Activation):
@@ -192,6 +269,11 @@ class PRelu(Activation):
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {"slope": self.slope_raw}
+
+    rounding = "linear"
+
+    def critical_points(self):
+        return (0.0,)
 
 
 # Default attribute values, per ONNX op.

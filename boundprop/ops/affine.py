@@ -87,6 +87,14 @@ class Dense(AffinePrimitive):
             self._abs = np.abs(self.matrix)
         return self._apply(self._abs, x)
 
+    def sq_linear(self, x: np.ndarray) -> np.ndarray:
+        """The map whose matrix is A's squared entrywise: row norms² are sq_linear(1)."""
+        return self._apply(self.matrix**2, x)
+
+    @property
+    def fan_in(self) -> int:
+        return int(self.matrix.shape[1])
+
     def with_extra_offset(self, shift: np.ndarray) -> Dense | None:
         shift = float_array(shift)
         if broadcast_shapes(self.out_shape, shift.shape) != self.out_shape:
@@ -141,6 +149,27 @@ class ElementwiseAffine(AffinePrimitive):
 
     def abs_linear(self, x: np.ndarray) -> np.ndarray:
         return self._apply(None if self.scale is None else np.abs(self.scale), x)
+
+    def sq_linear(self, x: np.ndarray) -> np.ndarray:
+        return self._apply(None if self.scale is None else self.scale**2, x)
+
+    @property
+    def fan_in(self) -> int:
+        return 1
+
+    def interval(self, box):
+        """Exact endpoints x·s + b (by the sign of s), each operation rounded outward."""
+        from boundprop.rounding import round_down, round_up
+
+        lo, hi = box
+        if self.scale is not None:
+            a, b = self._apply(self.scale, lo), self._apply(self.scale, hi)
+            lo, hi = round_down(np.minimum(a, b)), round_up(np.maximum(a, b))
+        else:
+            lo, hi = self._apply(None, lo), self._apply(None, hi)
+        if self.offset is not None:
+            lo, hi = round_down(lo + self.offset), round_up(hi + self.offset)
+        return lo, hi
 
     def with_extra_offset(self, shift: np.ndarray) -> ElementwiseAffine | None:
         shift = float_array(shift)
@@ -267,6 +296,13 @@ class Conv(AffinePrimitive):
             self._abs = np.abs(self.weight)
         return self._apply(self._abs, x)
 
+    def sq_linear(self, x: np.ndarray) -> np.ndarray:
+        return self._apply(self.weight**2, x)
+
+    @property
+    def fan_in(self) -> int:
+        return int(np.prod(self.weight.shape[1:]))
+
     def with_extra_offset(self, shift: np.ndarray) -> Conv | None:
         shift = float_array(shift)
         m, rank = self.out_shape[1], len(self.out_shape)
@@ -326,6 +362,10 @@ class ConvTranspose(AffinePrimitive):
         m = mg * group
         self.offset = None if bias is None else self.bias.reshape(1, 1, m, *([1] * len(out_sp)))
         self._abs: np.ndarray | None = None
+
+    @property
+    def fan_in(self) -> int:
+        return int(self.weight.shape[0] // self.group * np.prod(self.weight.shape[2:]))
 
     def _apply(self, w: np.ndarray, x: np.ndarray) -> np.ndarray:
         s, n, c, *sp = x.shape

@@ -23,11 +23,17 @@ FAMILIES = ("input", "affine", "activation", "pooling", "normalising", "join")
 Shape = tuple[int, ...]
 
 
+Interval = tuple[np.ndarray, np.ndarray]
+
+
 class Primitive:
     """An IR primitive: one node's computation, with static input and output shapes.
 
     Subclasses set ``family`` and implement :meth:`evaluate`; they keep their abstract rules
     (interval, relaxations, Lipschitz/smoothness constants...) beside it.
+
+    Abstract rules, like ``evaluate``, act on arrays with a leading sample axis: ``interval``
+    maps one box per sample ``(lo, hi)`` of each input to an enclosure of the output.
     """
 
     family: ClassVar[str] = "?"
@@ -38,6 +44,11 @@ class Primitive:
 
     def evaluate(self, *xs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def interval(self, *boxes: Interval) -> Interval:
+        """An enclosure [lo, hi] of {evaluate(x) : x in the input boxes}, sound in real
+        arithmetic (rounded outward)."""
+        raise NotImplementedError(f"{type(self).__name__} has no interval rule")
 
     def parameters(self) -> dict[str, np.ndarray]:
         """Learned parameters (weights, biases, affine constants) of this primitive."""
@@ -78,6 +89,28 @@ class AffinePrimitive(Primitive):
         """This map followed by ``+ shift`` as a single primitive, or None if not expressible."""
         return None
 
+    @property
+    def fan_in(self) -> int:
+        """Most input entries any output entry sums (for the rounding-error bound)."""
+        return int(np.prod(self.in_shapes[0]))
+
+    def interval(self, box: Interval) -> Interval:
+        """Centre-radius form: A c + b ± |A| r, plus the dot-product rounding bound
+        γ_{n}(|A|(|c| + r) + |b|) of the float computation (n = fan-in)."""
+        from boundprop.rounding import gamma, round_up, widen
+
+        lo, hi = box
+        c = 0.5 * (lo + hi)
+        r = round_up(np.maximum(hi - c, c - lo))
+        yc = self.linear(c)
+        both = self.abs_linear(np.concatenate([r, np.abs(c) + r]))
+        yr, ya = both[: len(r)], both[len(r):]
+        if self.offset is not None:
+            yc = yc + self.offset
+            ya = ya + np.abs(self.offset)
+        rad = yr + gamma(self.fan_in + 2) * ya
+        return widen(yc, yc, rad)
+
 
 class PermutationPrimitive(AffinePrimitive):
     """A linear map that only moves, copies or drops entries (Reshape, Transpose, Slice...).
@@ -87,6 +120,14 @@ class PermutationPrimitive(AffinePrimitive):
 
     def abs_linear(self, x: np.ndarray) -> np.ndarray:
         return self.linear(x)
+
+    @property
+    def fan_in(self) -> int:
+        return 1
+
+    def interval(self, box: Interval) -> Interval:
+        # Copies are exact, and the matrix is entrywise nonnegative: monotone.
+        return self.evaluate(box[0]), self.evaluate(box[1])
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,6 +43,20 @@ class Sum(Primitive):
             total = np.broadcast_to(total, (total.shape[0], *self.out_shape))
         return total
 
+    def interval(self, *boxes):
+        from boundprop.rounding import gamma, widen
+
+        lo_terms, hi_terms = [], []
+        for c, (lo, hi) in zip(self.coefficients, boxes):
+            a, b = (lo * c, hi * c) if c >= 0 else (hi * c, lo * c)
+            lo_terms.append(a)
+            hi_terms.append(b)
+        plain = Sum(self.in_shapes, (1.0,) * len(boxes))
+        lo, hi = plain.evaluate(*lo_terms), plain.evaluate(*hi_terms)
+        mag = plain.evaluate(
+            *[np.maximum(np.abs(a), np.abs(b)) for a, b in zip(lo_terms, hi_terms)])
+        return widen(lo, hi, gamma(len(boxes) + 1) * mag)
+
     def describe(self) -> str:
         return " ".join(f"{c:+g}" for c in self.coefficients)
 
@@ -61,6 +75,9 @@ class Concat(Primitive):
 
     def evaluate(self, *xs: np.ndarray) -> np.ndarray:
         return np.concatenate(xs, axis=self.axis + 1)
+
+    def interval(self, *boxes):
+        return (self.evaluate(*[b[0] for b in boxes]), self.evaluate(*[b[1] for b in boxes]))
 
     def describe(self) -> str:
         return f"axis={self.axis}"

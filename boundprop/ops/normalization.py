@@ -25,6 +25,46 @@ from boundprop.ops.base import (
 )
 
 
+def standardized_interval(lo: np.ndarray, hi: np.ndarray, axes: tuple[int, ...], eps: float
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Enclosure of q_i = (x_i − μ)/sqrt(σ² + ε), statistics over ``axes`` (m entries each).
+
+    d_i = x_i − μ = (1 − 1/m) x_i − (1/m) Σ_{j≠i} x_j is affine: exact bounds. σ² ∈ [0, v̄] with
+    v̄ = (1/m) Σ_j max(d_j²) over the bounds. Then q_i = d_i / s with s ∈ [√ε, √(v̄ + ε)], and
+    |q_i| ≤ √(m − 1) always (Cauchy–Schwarz on Σ_j d_j = 0 gives d_i² ≤ (m − 1) σ²).
+    """
+    from boundprop.rounding import gamma, round_up, widen
+
+    m = int(np.prod([lo.shape[a] for a in axes]))
+    sum_hi, sum_lo = hi.sum(axis=axes, keepdims=True), lo.sum(axis=axes, keepdims=True)
+    d_lo = (1 - 1 / m) * lo - (sum_hi - hi) / m
+    d_hi = (1 - 1 / m) * hi - (sum_lo - lo) / m
+    scale = np.abs(lo).sum(axis=axes, keepdims=True) + np.abs(hi).sum(axis=axes, keepdims=True)
+    d_lo, d_hi = widen(d_lo, d_hi, gamma(m + 4) * (scale + np.abs(lo) + np.abs(hi)))
+    v_hi = round_up(np.maximum(d_lo**2, d_hi**2).sum(axis=axes, keepdims=True) / m
+                    * (1 + gamma(m + 3)))
+    s_lo = np.sqrt(eps) * (1 - 4 * 2.0**-53)
+    s_hi = round_up(np.sqrt(round_up(v_hi + eps)))
+    q_lo = np.where(d_lo >= 0, d_lo / s_hi, d_lo / s_lo)
+    q_hi = np.where(d_hi <= 0, d_hi / s_hi, d_hi / s_lo)
+    q_lo, q_hi = widen(q_lo, q_hi, 4 * 2.0**-53 * np.maximum(np.abs(q_lo), np.abs(q_hi)))
+    cap = round_up(np.sqrt(max(m - 1, 0)))
+    return np.maximum(q_lo, -cap), np.minimum(q_hi, cap)
+
+
+def affine_interval(q_lo: np.ndarray, q_hi: np.ndarray, scale: np.ndarray | None,
+                    bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """[q]·γ + β with outward rounding (γ, β broadcast)."""
+    from boundprop.rounding import round_down, round_up
+
+    if scale is not None:
+        a, b = q_lo * scale, q_hi * scale
+        q_lo, q_hi = round_down(np.minimum(a, b)), round_up(np.maximum(a, b))
+    if bias is not None:
+        q_lo, q_hi = round_down(q_lo + bias), round_up(q_hi + bias)
+    return q_lo, q_hi
+
+
 class BatchNormTraining(Primitive):
     """Batch norm that normalises with the statistics of the current batch (ONNX
     ``training_mode=1``): per channel c, over the batch and spatial axes,
@@ -46,6 +86,11 @@ class BatchNormTraining(Primitive):
         var = ((x - mu) ** 2).mean(axis=self.axes, keepdims=True)
         return (self.scale.reshape(self._bshape) * (x - mu) / np.sqrt(var + self.eps)
                 + self.bias.reshape(self._bshape))
+
+    def interval(self, box):
+        q_lo, q_hi = standardized_interval(box[0], box[1], self.axes, self.eps)
+        return affine_interval(q_lo, q_hi, self.scale.reshape(self._bshape),
+                               self.bias.reshape(self._bshape))
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {"scale": self.scale, "bias": self.bias}
@@ -83,6 +128,10 @@ class LayerNorm(Primitive):
             y = y + self.bias
         return y
 
+    def interval(self, box):
+        q_lo, q_hi = standardized_interval(box[0], box[1], self.axes, self.eps)
+        return affine_interval(q_lo, q_hi, self.scale, self.bias)
+
     def parameters(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in (("scale", self.scale_raw), ("bias", self.bias_raw))
                 if v is not None}
@@ -107,6 +156,40 @@ class Softmax(Primitive):
             return x - special.logsumexp(x, axis=ax, keepdims=True)
         z = np.exp(x - x.max(axis=ax, keepdims=True))
         return z / z.sum(axis=ax, keepdims=True)
+
+    def interval(self, box):
+        """Exact per-coordinate image. softmax_i = 1 / (1 + Σ_{j≠i} exp(x_j − x_i)) increases in
+        x_i and decreases in every other x_j, so its extremes over a box sit at corners:
+        lower_i = 1 / (1 + T_i) with T_i = Σ_{j≠i} exp(u_j − l_i), upper_i with l_j − u_i.
+        log-softmax_i = −log(1 + T_i) likewise."""
+        from boundprop.rounding import ELEMENTARY_RELATIVE_ERROR as rel
+        from boundprop.rounding import round_down, round_up
+
+        lo, hi = box
+        ax = tuple(a + 1 for a in self.axes)
+        # Move the softmax axes last and flatten them: (..., n).
+        rest = [i for i in range(lo.ndim) if i not in ax]
+        perm = rest + list(ax)
+        flat_shape = tuple(lo.shape[i] for i in rest) + (-1,)
+        lf = lo.transpose(perm).reshape(flat_shape)
+        hf = hi.transpose(perm).reshape(flat_shape)
+        n = lf.shape[-1]
+        off = ~np.eye(n, dtype=bool)
+        with np.errstate(over="ignore"):
+            # t_lo[..., i] = Σ_{j≠i} exp(u_j − l_i): an upper estimate, inflated for rounding.
+            t_lo = (np.exp(np.minimum(hf[..., None, :] - lf[..., :, None], 709.0))
+                    * off).sum(-1) * (1 + rel + n * 2.0**-52)
+            t_hi = (np.exp(np.minimum(lf[..., None, :] - hf[..., :, None], 709.0))
+                    * off).sum(-1) * (1 - rel - n * 2.0**-52)
+        if self.log:
+            y_lo = round_down(-np.log1p(t_lo) * (1 + rel))
+            y_hi = round_up(-np.log1p(np.maximum(t_hi, 0.0)) * (1 - rel))
+        else:
+            y_lo = np.maximum(round_down(1.0 / (1.0 + t_lo) * (1 - rel)), 0.0)
+            y_hi = np.minimum(round_up(1.0 / (1.0 + np.maximum(t_hi, 0.0)) * (1 + rel)), 1.0)
+        inv = np.argsort(perm)
+        shape_t = tuple(lo.shape[i] for i in perm)
+        return (y_lo.reshape(shape_t).transpose(inv), y_hi.reshape(shape_t).transpose(inv))
 
     def describe(self) -> str:
         return f"axes={list(self.axes)}"

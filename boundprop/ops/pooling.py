@@ -80,6 +80,10 @@ class MaxPool(_Window, Primitive):
     def __init__(self, in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode):
         self._setup(in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode)
 
+    def interval(self, box):
+        # max is exact and monotone in every argument.
+        return self.evaluate(box[0]), self.evaluate(box[1])
+
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         xp = self._pad(x, -np.inf)
         out = None
@@ -106,6 +110,10 @@ class AveragePool(_Window, AffinePrimitive):
         count = sum(ind[sl] for sl in self._slices())
         self.divisor = count[0]  # (1, 1, *out_spatial) broadcast over batch and channels
 
+    @property
+    def fan_in(self) -> int:
+        return int(np.prod(self.kernel)) + 1  # the sum, then the division
+
     def linear(self, x: np.ndarray) -> np.ndarray:
         xp = self._pad(x, 0.0)
         total = sum(xp[sl] for sl in self._slices())
@@ -126,6 +134,10 @@ class Reduce(AffinePrimitive):
         self.kind = "mean" if mean else "sum"
         self.out_shape = tuple(1 if i in self.axes else d for i, d in enumerate(in_shape)
                                if keepdims or i not in self.axes)
+
+    @property
+    def fan_in(self) -> int:
+        return int(np.prod([self.in_shapes[0][a] for a in self.axes])) + 1
 
     def linear(self, x: np.ndarray) -> np.ndarray:
         ax = tuple(a + 1 for a in self.axes)
@@ -150,6 +162,9 @@ class ReduceExtreme(Primitive):
         self.kind = "max" if is_max else "min"
         self.out_shape = tuple(1 if i in self.axes else d for i, d in enumerate(in_shape)
                                if keepdims or i not in self.axes)
+
+    def interval(self, box):
+        return self.evaluate(box[0]), self.evaluate(box[1])
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         ax = tuple(a + 1 for a in self.axes)

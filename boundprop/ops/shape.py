@@ -108,6 +108,14 @@ class Pad(AffinePrimitive):
     def abs_linear(self, x: np.ndarray) -> np.ndarray:
         return self.linear(x)
 
+    @property
+    def fan_in(self) -> int:
+        return 1
+
+    def interval(self, box):
+        # Copies and an exactly added constant (0 + value): exact and monotone.
+        return self.evaluate(box[0]), self.evaluate(box[1])
+
     def describe(self) -> str:
         return f"{self.mode} {self.begin}+{self.end}"
 
@@ -172,6 +180,14 @@ class ConcatConst(AffinePrimitive):
 
     def abs_linear(self, x: np.ndarray) -> np.ndarray:
         return self.linear(x)
+
+    @property
+    def fan_in(self) -> int:
+        return 1
+
+    def interval(self, box):
+        # Copies and an exactly added constant (0 + value): exact and monotone.
+        return self.evaluate(box[0]), self.evaluate(box[1])
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {f"const{i}": p for i, p in enumerate(self.pieces) if p is not None}
