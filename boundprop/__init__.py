@@ -9,6 +9,8 @@ from boundprop.errors import (
 from boundprop.importer import load
 from boundprop.ir import Network, Node
 from boundprop.ops import supported_onnx_ops
+from boundprop.verifier import Verdict, verify
+from boundprop.vnnlib import load_vnnlib
 
 __version__ = "0.1.0"
 
@@ -19,7 +21,10 @@ __all__ = [
     "Network",
     "Node",
     "UnsupportedModelError",
+    "Verdict",
     "__version__",
     "load",
+    "load_vnnlib",
     "supported_onnx_ops",
+    "verify",
 ]

@@ -30,6 +30,7 @@ class OutputBounds:
     input_set: InputSet
     layers: list[tuple[np.ndarray, np.ndarray]] = field(repr=False)
     elapsed_s: float = 0.0
+    execution: str = "real"
 
     @property
     def width(self) -> np.ndarray:
@@ -68,34 +69,110 @@ def _l2_first_affine(net: Network, ball: L2Ball, bounds: list) -> int:
     return k - 1
 
 
-def interval_bounds(net: Network, input_set: InputSet) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Interval (IBP) enclosure of every node over the input set, in order of ``net.nodes``."""
+EXECUTIONS = ("real", "float32")
+
+
+def _check_execution(execution: str) -> None:
+    if execution not in EXECUTIONS:
+        raise BoundpropError(f"unknown execution '{execution}'; use 'real' (the real-arithmetic "
+                             "function) or 'float32' (also float32 evaluation, as onnxruntime)")
+
+
+def input_box(s: InputSet, execution: str) -> tuple[np.ndarray, np.ndarray]:
+    """The bounding box analyses start from (float32 mode: after rounding inputs to float32)."""
+    if execution == "float32":
+        from boundprop.rounding import float32_input_box
+
+        return float32_input_box(s.lower, s.upper)
+    return s.lower, s.upper
+
+
+def sanitize(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A NaN endpoint (∞ − ∞ on unbounded enclosures) means "no information": ∓∞."""
+    if np.isnan(lo).any() or np.isnan(hi).any():
+        lo, hi = np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
+    return lo, hi
+
+
+def interval_bounds(net: Network, input_set: InputSet, execution: str = "real"
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Interval (IBP) enclosure of every node over the input set, in order of ``net.nodes``.
+
+    ``execution="float32"``: each enclosure also contains the float32 evaluation (each node's
+    enclosure widened by its float32 error bound, computed from its widened inputs)."""
+    from boundprop.rounding import widen
+
+    _check_execution(execution)
     s = input_set.fit(net.input_shape)
-    bounds: list[tuple[np.ndarray, np.ndarray]] = [(s.lower, s.upper)]
-    start = _l2_first_affine(net, s, bounds) if isinstance(s, L2Ball) else 0
-    for node in net.nodes[start + 1:]:
+    bounds: list[tuple[np.ndarray, np.ndarray]] = [input_box(s, execution)]
+    start = 0
+    if isinstance(s, L2Ball) and execution == "real":
+        start = _l2_first_affine(net, s, bounds)
+    for k, node in enumerate(net.nodes[start + 1:], start=start + 1):
         boxes = [(bounds[i][0][None], bounds[i][1][None]) for i in node.inputs]
         lo, hi = node.op.interval(*boxes)
-        bounds.append((lo[0], hi[0]))
+        if execution == "float32":
+            lo, hi = widen(lo, hi, node.op.float32_error(boxes, (lo, hi)))
+        bounds.append(sanitize(lo[0], hi[0]))
+        del k
     return bounds
 
 
-def output_bounds(net: Network, input_set: InputSet, method: str = "interval") -> OutputBounds:
+def output_bounds(net: Network, input_set: InputSet, method: str = "linear",
+                  execution: str = "real") -> OutputBounds:
     """Certified bounds on the network output over ``input_set``.
 
     ``method="interval"``: interval bound propagation, every op's exact-or-sound interval rule.
-    ``method="linear"``: back-substituted linear bounds (CROWN style), tighter, never looser
-    than interval on any node.
+    ``method="linear"`` (default): back-substituted linear bounds (CROWN style) where they fit
+    the work budget, interval bounds elsewhere; never looser than interval on any node.
+    ``execution="real"`` (default) encloses the real-arithmetic function the ONNX graph denotes;
+    ``"float32"`` also encloses its float32 evaluation (onnxruntime's), under the rounding model
+    of :mod:`boundprop.rounding`.
     """
     if method not in METHODS:
         raise BoundpropError(f"unknown bound method '{method}'; use one of {', '.join(METHODS)}")
+    _check_execution(execution)
     t0 = time.perf_counter()
     if method == "interval":
-        layers = interval_bounds(net, input_set)
+        layers = interval_bounds(net, input_set, execution)
     else:
         from boundprop.linear import linear_bounds
 
-        layers = linear_bounds(net, input_set)
+        layers = linear_bounds(net, input_set, execution=execution)
     lo, hi = layers[net.output]
     return OutputBounds(lower=lo, upper=hi, method=method, input_set=input_set.fit(
-        net.input_shape), layers=layers, elapsed_s=time.perf_counter() - t0)
+        net.input_shape), layers=layers, elapsed_s=time.perf_counter() - t0,
+        execution=execution)
+
+
+def interval_matvec(c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    """Bounds of C·y for y in the box [lo, hi] (C of shape (K, n)), rounded outward."""
+    from boundprop.rounding import gamma, widen
+
+    cp, cn = np.maximum(c, 0.0), np.minimum(c, 0.0)
+    low = cp @ lo + cn @ hi
+    up = cp @ hi + cn @ lo
+    mag = np.abs(c) @ np.maximum(np.abs(lo), np.abs(hi))
+    return widen(low, up, gamma(c.shape[1] + 1) * mag)
+
+
+def linear_function_bounds(net: Network, input_set: InputSet, c: np.ndarray,
+                           method: str = "linear", execution: str = "real"
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Certified bounds of C·y over the input set, y the flattened network output.
+
+    With ``method="linear"`` C is back-substituted directly (tighter than bounding y first).
+    """
+    c = np.atleast_2d(np.asarray(c, dtype=np.float64))
+    n_out = int(np.prod(net.output_shape))
+    if c.shape[1] != n_out:
+        raise BoundpropError(f"a linear function of the output needs {n_out} coefficients, got "
+                             f"{c.shape[1]}")
+    if method == "linear":
+        from boundprop.linear import linear_bounds
+
+        _, spec = linear_bounds(net, input_set, spec=c, return_spec=True, execution=execution)
+        return spec
+    b = output_bounds(net, input_set, method, execution)
+    return interval_matvec(c, b.lower.reshape(-1), b.upper.reshape(-1))

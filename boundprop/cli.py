@@ -1,4 +1,4 @@
-"""Command-line interface: ``boundprop inspect|ops ...``.
+"""Command-line interface: ``boundprop certify|inspect|ops ...``.
 
 Exit codes: 0 success, 1 a negative verdict (invalid certificate, violated property), 2 bad
 input or usage (one-line message on stderr, never a traceback), 3 internal error.
@@ -15,6 +15,8 @@ from boundprop import __version__
 from boundprop.errors import BoundpropError
 
 EXAMPLES = """examples:
+  boundprop certify models/mlp_784_100_100_10_relu.onnx
+  boundprop certify model.onnx --box 0 1 --method interval --json
   boundprop inspect models/lenet.onnx
   boundprop inspect model.onnx --input-shape 1,3,32,32 --json
   boundprop ops
@@ -67,6 +69,105 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _array_arg(text: str, what: str):
+    """A number, or a .npy / .txt file of numbers."""
+    import numpy as np
+
+    from boundprop.sets import InputSetError
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return np.load(text) if text.endswith(".npy") else np.loadtxt(text)
+    except (OSError, ValueError) as e:
+        raise InputSetError(f"{what} '{text}' is neither a number nor a readable .npy/.txt "
+                            f"file ({e})") from None
+
+
+def _input_set(args: argparse.Namespace, net):
+    from boundprop.sets import Box, L2Ball, LinfBall, default_input_set
+
+    if args.box:
+        s = Box(_array_arg(args.box[0], "--box lower"), _array_arg(args.box[1], "--box upper"))
+    elif args.linf:
+        s = LinfBall(_array_arg(args.linf[0], "--linf center"), float(args.linf[1]),
+                     clip=tuple(args.clip) if args.clip else None)
+    elif args.l2:
+        s = L2Ball(_array_arg(args.l2[0], "--l2 center"), float(args.l2[1]))
+    else:
+        return default_input_set(net)
+    return s.fit(net.input_shape)
+
+
+def _describe_set(s) -> str:
+    d = s.to_json()
+    if d["kind"] == "box":
+        lo, hi = s.lower, s.upper
+        if lo.min() == lo.max() and hi.min() == hi.max():
+            return f"box [{lo.flat[0]:g}, {hi.flat[0]:g}]^{lo.size}"
+        return f"box of {lo.size} intervals, widths {float((hi - lo).min()):g}..." \
+               f"{float((hi - lo).max()):g}"
+    if d["kind"] == "linf":
+        return f"l-inf ball of radius {d['eps']:g}" + (f", clipped to {d['clip']}"
+                                                       if d.get("clip") else "")
+    return f"l2 ball of radius {d['radius']:g}"
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from boundprop.analysis import output_bounds
+
+    net = _load(args)
+    if args.vnnlib:
+        return _certify_vnnlib(args, net)
+    s = _input_set(args, net)
+    b = output_bounds(net, s, args.method, args.execution)
+    layers = [{"node": n.name, "op": n.op.kind, "family": n.family, "shape": list(n.shape),
+               "interval_width": {"mean": float(np.mean(hi - lo)), "max": float(np.max(hi - lo))}}
+              for n, (lo, hi) in zip(net.nodes, b.layers)]
+    if args.json:
+        doc = {"model": {"path": net.source, "sha256": net.sha256, "input": net.input_name,
+                         "output": net.output_name, "input_shape": list(net.input_shape),
+                         "output_shape": list(net.output_shape)},
+               "input_set": s.to_json(), "method": b.method, "execution": b.execution,
+               "output_bounds": {"lower": b.lower.reshape(-1).tolist(),
+                                 "upper": b.upper.reshape(-1).tolist()},
+               "layers": layers, "elapsed_s": b.elapsed_s}
+        print(json.dumps(doc))
+        return 0
+    if not args.quiet:
+        arith = "real arithmetic" if b.execution == "real" else "float32 execution"
+        print(f"{net.source}: {b.method} bounds over {_describe_set(s)} ({arith}), "
+              f"{b.elapsed_s:.3f} s")
+        print(f"{'output':>8}  {'lower':>14}  {'upper':>14}  {'width':>12}")
+        for i, (lo, hi) in enumerate(zip(b.lower.reshape(-1), b.upper.reshape(-1))):
+            print(f"{i:>8}  {lo:>14.6g}  {hi:>14.6g}  {hi - lo:>12.4g}")
+        print("\nper layer (interval widths):")
+        print(f"{'#':>4}  {'node':<28} {'family':<12} {'op':<14} {'mean width':>12} "
+              f"{'max width':>12}")
+        for k, row in enumerate(layers):
+            w = row["interval_width"]
+            print(f"{k:>4}  {row['node'][:28]:<28} {row['family']:<12} {row['op'][:14]:<14} "
+                  f"{w['mean']:>12.4g} {w['max']:>12.4g}")
+    return 0
+
+
+def _certify_vnnlib(args: argparse.Namespace, net) -> int:
+    from boundprop.verifier import verify
+
+    v = verify(net, args.vnnlib, method=args.method)
+    if args.json:
+        print(json.dumps(v.to_json()))
+    else:
+        print(f"{net.source} with {args.vnnlib}: {v.status}"
+              + f" (certified margin {v.margin:.4g})"
+              + f", {v.elapsed_s:.3f} s")
+    return 0 if v.status == "verified" else 1
+
+
 def cmd_ops(args: argparse.Namespace) -> int:
     from boundprop.ops import supported_onnx_ops
 
@@ -87,6 +188,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "certify", help="certified output bounds over an input set (default: the model's own)",
+        description="Certified bounds on every output of the model over an input set. Without "
+        "a set option, the set the model declares in its metadata is used.",
+        epilog="examples:\n  boundprop certify models/mlp_784_100_100_10_relu.onnx\n"
+        "  boundprop certify model.onnx --box 0 1 --method interval\n"
+        "  boundprop certify model.onnx --linf x.npy 0.03 --clip 0 1 --json\n"
+        "  boundprop certify ACASXU.onnx --vnnlib prop_1.vnnlib",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_args(p)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--box", nargs=2, metavar=("LO", "HI"),
+                       help="box [LO, HI]: numbers (broadcast) or .npy files")
+    group.add_argument("--linf", nargs=2, metavar=("X", "EPS"),
+                       help="l-inf ball around X (number or .npy) of radius EPS")
+    group.add_argument("--l2", nargs=2, metavar=("X", "R"), help="l2 ball around X of radius R")
+    group.add_argument("--vnnlib", metavar="FILE", help="a VNN-LIB property: prints the verdict "
+                       "(exit 0 verified, 1 falsified or unknown)")
+    p.add_argument("--clip", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="with --linf: intersect the ball with the box [LO, HI]")
+    p.add_argument("--method", choices=["interval", "linear"], default="linear",
+                   help="interval (fast) or linear (back-substitution, tighter; default)")
+    p.add_argument("--execution", choices=["real", "float32"], default="real",
+                   help="enclose the real-arithmetic function (default) or also its float32 "
+                   "evaluation, as onnxruntime computes it")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--quiet", action="store_true", help="print nothing; exit status only")
+    p.set_defaults(func=cmd_certify)
 
     p = sub.add_parser("ops", help="list the supported ONNX op types")
     p.add_argument("--json", action="store_true")

@@ -45,3 +45,31 @@ def widen(lo: np.ndarray, hi: np.ndarray, error: np.ndarray | float) -> tuple[np
 def widen_elementary(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Widen values computed by library elementary functions by their error margin."""
     return widen(lo, hi, ELEMENTARY_RELATIVE_ERROR * np.maximum(np.abs(lo), np.abs(hi)) + TINY)
+
+
+# ---------------------------------------------------------------------------------------------
+# A model of float32 execution (what onnxruntime does with float32 models), for bounds that must
+# also contain the float32 outputs: each node's float32 result differs from the exact result on
+# the same (float32) inputs by at most its ``float32_error``. Dot products and sums follow the
+# γ_n bound with u = 2⁻²⁴; library elementary functions (MLAS uses polynomial approximations)
+# are assumed accurate to FLOAT32_ELEMENTARY_RELATIVE_ERROR (64 ulp), plus FLOAT32_ABSOLUTE
+# for results near zero. This is a stated model of the runtime, not a proof about its code.
+FLOAT32_UNIT_ROUNDOFF = 2.0**-24
+FLOAT32_ELEMENTARY_RELATIVE_ERROR = 2.0**-18
+FLOAT32_ABSOLUTE = 2.0**-120
+
+
+def gamma32(n: int) -> float:
+    """Doubled γ_n for float32 accumulation of n terms."""
+    nu = (n + 2) * FLOAT32_UNIT_ROUNDOFF
+    if nu >= 0.5:
+        raise ValueError(f"a float32 sum of {n} terms is too long for the rounding bound")
+    return 2.0 * nu / (1.0 - nu)
+
+
+def float32_input_box(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The box after rounding its points to float32 (inputs are fed to the runtime as float32):
+    float32 rounding is monotone, so the rounded endpoints' neighbours enclose it."""
+    lo32 = np.nextafter(lo.astype(np.float32), np.float32(-np.inf)).astype(np.float64)
+    hi32 = np.nextafter(hi.astype(np.float32), np.float32(np.inf)).astype(np.float64)
+    return np.minimum(lo32, lo), np.maximum(hi32, hi)

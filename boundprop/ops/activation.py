@@ -46,6 +46,15 @@ def _gelu_tanh_derivative(x: float) -> float:
     return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
 
 
+def _gelu_tanh_second(x: float) -> float:
+    return (_gelu_tanh_derivative(x + 1e-6) - _gelu_tanh_derivative(x - 1e-6)) / 2e-6
+
+
+# Inflection points of the tanh-approximated GELU (roots of its σ''), near ±√2.
+_GELU_TANH_INFL = tuple(float(_newton_root(
+    _gelu_tanh_second, lambda x: (_gelu_tanh_second(x + 1e-4) - _gelu_tanh_second(x - 1e-4))
+    / 2e-4, x0, 30)) for x0 in (-1.4, 1.4))
+
 _GELU_TANH_ARGMIN = _newton_root(
     _gelu_tanh_derivative, lambda x: (_gelu_tanh_derivative(x + 1e-6)
                                       - _gelu_tanh_derivative(x - 1e-6)) / 2e-6, -0.75, 40)
@@ -77,8 +86,145 @@ class Activation(Primitive):
         """Points where σ may turn (local extrema, kinks); σ is monotone between them."""
         return ()
 
+    def derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'(x) (one-sided where σ has a kink)."""
+        raise NotImplementedError
+
+    # Points that split the line into pieces on which σ' is monotone (kinks and inflections);
+    # None marks a piecewise-linear σ (σ' constant on pieces: no roots to search).
+    def pieces(self) -> tuple[float, ...] | None:
+        return None
+
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         return self.fn(x)
+
+    # ---------------------------------------------------------------- linear relaxation
+    def relaxation_slopes(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slopes (lower, upper) of the relaxing lines on [lo, hi]: the chord by default (for a
+        convex σ the upper line is then the chord itself; the lower is the parallel tangent)."""
+        width = hi - lo
+        safe = width > 1e-9 * (1 + np.abs(lo) + np.abs(hi))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            chord = (self.fn(hi) - self.fn(lo)) / np.where(safe, width, 1.0)
+        mid = 0.5 * (lo + hi)
+        slope = np.where(safe, chord, self._slope_at(mid))
+        return slope, slope
+
+    def _slope_at(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return self.derivative(x)
+        except NotImplementedError:
+            h = 1e-6 * (1 + np.abs(x))
+            return (self.fn(x + h) - self.fn(x - h)) / (2 * h)
+
+    def _candidates(self, a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
+        """Points of [lo, hi] among which σ(x) − a·x attains its extremes: the ends, the
+        kinks/critical points inside, and the roots of σ'(x) = a on each piece where σ' is
+        monotone (found by bisection to full precision)."""
+        cands = [lo, hi]
+        for xc in self.critical_points():
+            cands.append(np.clip(np.full_like(lo, xc), lo, hi))
+        breaks = self.pieces()
+        if breaks is None:
+            return cands
+        for xc in breaks:
+            cands.append(np.clip(np.full_like(lo, xc), lo, hi))
+        edges = [-np.inf, *sorted(breaks), np.inf]
+        for p0, p1 in zip(edges[:-1], edges[1:]):
+            left, right = np.maximum(lo, p0), np.minimum(hi, p1)
+            ok = left < right
+            if not np.any(ok):
+                continue
+            left, right = np.where(ok, left, lo), np.where(ok, right, lo)
+            g_left = self.derivative(left) - a
+            g_right = self.derivative(right) - a
+            ok &= g_left * g_right <= 0
+            if not np.any(ok):
+                continue
+            inc = g_left <= g_right
+            a_, b_ = left.copy(), right.copy()
+            for _ in range(70):
+                m = 0.5 * (a_ + b_)
+                gm = self.derivative(m) - a
+                go_right = (gm < 0) == inc
+                a_ = np.where(go_right, m, a_)
+                b_ = np.where(go_right, b_, m)
+            cands.append(np.where(ok, 0.5 * (a_ + b_), lo))
+        return cands
+
+    def relaxation(self, lo: np.ndarray, hi: np.ndarray):
+        """Lines a_l·x + b_l ≤ σ(x) ≤ a_u·x + b_u valid on [lo, hi] (sound: each offset is the
+        exact extreme of σ(x) − a·x over the candidate points, widened by the rounding
+        margin)."""
+        from boundprop.rounding import ELEMENTARY_RELATIVE_ERROR, TINY
+
+        a_l, a_u = self.relaxation_slopes(lo, hi)
+        out = []
+        for a, lower in ((a_l, True), (a_u, False)):
+            vals, scale = [], np.zeros_like(lo)
+            for x in self._candidates(a, lo, hi):
+                fx = self.fn(x)
+                vals.append(fx - a * x)
+                scale = np.maximum(scale, np.abs(fx) + np.abs(a * x))
+            margin = 10 * ELEMENTARY_RELATIVE_ERROR * scale + TINY
+            if lower:
+                out += [a, np.nextafter(np.minimum.reduce(vals) - margin, -np.inf)]
+            else:
+                out += [a, np.nextafter(np.maximum.reduce(vals) + margin, np.inf)]
+        return tuple(out)
+
+    def needs_tighter(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Entries whose relaxation would improve with tighter input bounds (all, for a curved
+        σ; only those straddling a kink, for a piecewise-linear one)."""
+        if self.pieces() is not None:
+            return np.ones(lo.shape, dtype=bool)
+        mask = np.zeros(lo.shape, dtype=bool)
+        for xc in self.critical_points():
+            mask |= (lo < xc) & (xc < hi)
+        return mask
+
+    def linear_relaxation(self, box):
+        return self.relaxation(*box)
+
+    def backward_linear(self, lam: np.ndarray, relax, boxes):
+        """Λ·σ(z) ≥ (Λ⁺a_l + Λ⁻a_u)·z + Λ⁺·b_l + Λ⁻·b_u, with its float error bound."""
+        from boundprop.rounding import UNIT_ROUNDOFF, gamma
+
+        a_l, b_l, a_u, b_u = relax
+        lo, hi = boxes[0]
+        zmax = np.maximum(np.abs(lo), np.abs(hi))
+        lp, ln = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
+        lam_in = lp * a_l + ln * a_u
+        terms = lp * b_l + ln * b_u
+        axes = tuple(range(1, lam.ndim))
+        const = terms.sum(axis=axes)
+        err = (2 * UNIT_ROUNDOFF * (np.abs(lam_in) * zmax).sum(axis=axes)
+               + gamma(int(np.prod(self.out_shape))) * np.abs(terms).sum(axis=axes))
+        return [lam_in], const, err
+
+    def float32_error(self, boxes, out):
+        from boundprop.rounding import (
+            FLOAT32_ABSOLUTE,
+            FLOAT32_ELEMENTARY_RELATIVE_ERROR,
+            FLOAT32_UNIT_ROUNDOFF,
+        )
+
+        if self.rounding == "exact":
+            return np.zeros_like(out[0])
+        mag = np.maximum(np.abs(out[0]), np.abs(out[1]))
+        rel = 4 * FLOAT32_UNIT_ROUNDOFF if self.rounding == "linear" else \
+            FLOAT32_ELEMENTARY_RELATIVE_ERROR
+        lo, hi = boxes[0]
+        # The argument itself may be rescaled inside the kernel (x/√2, αx + β): that rounding
+        # moves σ by at most sup|σ'|·u·|x|; sup|σ'| ≤ 2 for every activation here but PRelu and
+        # Selu, whose slopes are in the parameters.
+        slope = 2.0
+        if isinstance(self, PRelu):
+            slope = max(1.0, float(np.max(np.abs(self.slope_raw))))
+        elif "alpha" in self.params:
+            slope = max(slope, abs(self.params["alpha"]) * self.params.get("gamma", 1.0) * 2)
+        arg = slope * FLOAT32_UNIT_ROUNDOFF * np.maximum(np.abs(lo), np.abs(hi))
+        return rel * mag + arg + FLOAT32_ABSOLUTE
 
     def interval(self, box):
         """Exact image of each [l, u]: σ is monotone between its critical points, so the extremes
@@ -112,6 +258,15 @@ class Relu(Activation):
 
     rounding = "exact"
 
+    def relaxation_slopes(self, lo, hi):
+        # CROWN's adaptive lower slope: 1 or 0, whichever leaves the smaller area.
+        upper, _ = super().relaxation_slopes(lo, hi)
+        lower = np.where(lo >= 0, 1.0, np.where(hi <= 0, 0.0, (hi >= -lo).astype(float)))
+        return lower, upper
+
+    def critical_points(self):
+        return (0.0,)
+
 
 class LeakyRelu(Activation):
     kind = onnx_op = "LeakyRelu"
@@ -123,7 +278,13 @@ class LeakyRelu(Activation):
     rounding = "linear"
 
     def critical_points(self):
-        return (0.0,) if self.params["alpha"] < 0 else ()
+        return (0.0,)
+
+    def relaxation_slopes(self, lo, hi):
+        upper, _ = super().relaxation_slopes(lo, hi)
+        a = self.params["alpha"]
+        lower = np.where(lo >= 0, 1.0, np.where(hi <= 0, a, np.where(hi >= -lo, 1.0, a)))
+        return lower, upper
 
 
 class Sigmoid(Activation):
@@ -132,12 +293,25 @@ class Sigmoid(Activation):
     def fn(self, x):
         return special.expit(x)
 
+    def derivative(self, x):
+        s = special.expit(x)
+        return s * (1 - s)
+
+    def pieces(self):
+        return (0.0,)
+
 
 class Tanh(Activation):
     kind = onnx_op = "Tanh"
 
     def fn(self, x):
         return np.tanh(x)
+
+    def derivative(self, x):
+        return 1 - np.tanh(x) ** 2
+
+    def pieces(self):
+        return (0.0,)
 
 
 class Softplus(Activation):
@@ -148,12 +322,24 @@ class Softplus(Activation):
     def fn(self, x):
         return np.logaddexp(0.0, x)
 
+    def derivative(self, x):
+        return special.expit(x)
+
+    def pieces(self):
+        return ()
+
 
 class Softsign(Activation):
     kind = onnx_op = "Softsign"
 
     def fn(self, x):
         return x / (1.0 + np.abs(x))
+
+    def derivative(self, x):
+        return 1 / (1 + np.abs(x)) ** 2
+
+    def pieces(self):
+        return (0.0,)
 
 
 class Elu(Activation):
@@ -167,6 +353,12 @@ class Elu(Activation):
     def critical_points(self):
         return (0.0,) if self.params["alpha"] < 0 else ()
 
+    def derivative(self, x):
+        return np.where(x >= 0, 1.0, self.params["alpha"] * np.exp(np.minimum(x, 0.0)))
+
+    def pieces(self):
+        return (0.0,)
+
 
 class Selu(Activation):
     kind = onnx_op = "Selu"
@@ -178,6 +370,13 @@ class Selu(Activation):
     def critical_points(self):
         return (0.0,) if self.params["alpha"] * self.params["gamma"] < 0 else ()
 
+    def derivative(self, x):
+        a, g = self.params["alpha"], self.params["gamma"]
+        return g * np.where(x > 0, 1.0, a * np.exp(np.minimum(x, 0.0)))
+
+    def pieces(self):
+        return (0.0,)
+
 
 class Celu(Activation):
     kind = onnx_op = "Celu"
@@ -185,6 +384,13 @@ class Celu(Activation):
     def fn(self, x):
         a = self.params["alpha"]
         return np.maximum(x, 0.0) + np.minimum(0.0, a * np.expm1(np.minimum(x, 0.0) / a))
+
+    def derivative(self, x):
+        a = self.params["alpha"]
+        return np.where(x >= 0, 1.0, np.exp(np.minimum(x, 0.0) / a))
+
+    def pieces(self):
+        return (0.0,)
 
 
 class Gelu(Activation):
@@ -207,12 +413,29 @@ class Gelu(Activation):
     def critical_points(self):
         return (_GELU_TANH_ARGMIN if self.approximate == "tanh" else _GELU_ARGMIN,)
 
+    def derivative(self, x):
+        if self.approximate == "tanh":
+            return _gelu_tanh_derivative(x)
+        return special.ndtr(x) + x * np.exp(-0.5 * x * x) / _SQRT2PI
+
+    def pieces(self):
+        # σ'' = φ(x)(2 − x²) for the exact form: σ' is monotone between ±√2 (the tanh form's
+        # inflections are within 0.01 of these; the bisection only needs monotone pieces,
+        # so the tanh form uses its own computed points).
+        return (-np.sqrt(2.0), np.sqrt(2.0)) if self.approximate == "none" else _GELU_TANH_INFL
+
 
 class Erf(Activation):
     kind = onnx_op = "Erf"
 
     def fn(self, x):
         return special.erf(x)
+
+    def derivative(self, x):
+        return 2 / np.sqrt(np.pi) * np.exp(-x * x)
+
+    def pieces(self):
+        return (0.0,)
 
 
 class HardSigmoid(Activation):
@@ -224,6 +447,10 @@ class HardSigmoid(Activation):
         return np.clip(self.params["alpha"] * x + self.params["beta"], 0.0, 1.0)
 
     rounding = "linear"
+
+    def critical_points(self):
+        a, b = self.params["alpha"], self.params["beta"]
+        return () if a == 0 else (-b / a, (1 - b) / a)
 
 
 class HardSwish(Activation):
@@ -237,6 +464,12 @@ class HardSwish(Activation):
     def critical_points(self):
         return (-1.5,)
 
+    def derivative(self, x):
+        return np.where(x <= -3, 0.0, np.where(x >= 3, 1.0, x / 3 + 0.5))
+
+    def pieces(self):
+        return (-3.0, 3.0)
+
 
 class Clip(Activation):
     """σ(x) = min(max(x, lo), hi); ReLU6 is Clip(0, 6)."""
@@ -247,6 +480,9 @@ class Clip(Activation):
         return np.clip(x, self.params["lo"], self.params["hi"])
 
     rounding = "exact"
+
+    def critical_points(self):
+        return tuple(v for v in (self.params["lo"], self.params["hi"]) if np.isfinite(v))
 
 
 class PRelu(Activation):
@@ -274,6 +510,12 @@ class PRelu(Activation):
 
     def critical_points(self):
         return (0.0,)
+
+    def relaxation_slopes(self, lo, hi):
+        upper, _ = super().relaxation_slopes(lo, hi)
+        a = self.slope
+        lower = np.where(lo >= 0, 1.0, np.where(hi <= 0, a, np.where(hi >= -lo, 1.0, a)))
+        return lower, upper
 
 
 # Default attribute values, per ONNX op.

@@ -36,6 +36,17 @@ def lift(a: np.ndarray, rank: int) -> np.ndarray:
     return expand_to_rank(np.asarray(a), rank)[None]
 
 
+def sum_to_shape(y: np.ndarray, shape: Shape) -> np.ndarray:
+    """Adjoint of broadcasting ``(K, *shape)`` to ``y``'s shape: sum over the broadcast axes."""
+    extra = y.ndim - 1 - len(shape)
+    if extra:
+        y = y.sum(axis=tuple(range(1, 1 + extra)))
+    axes = tuple(i + 1 for i, d in enumerate(shape) if d == 1 and y.shape[i + 1] != 1)
+    if axes:
+        y = y.sum(axis=axes, keepdims=True)
+    return y
+
+
 def lift_input(x: np.ndarray, rank: int) -> np.ndarray:
     """Insert unit axes after the sample axis so that a sample batch has ``rank`` node axes."""
     missing = rank - (x.ndim - 1)
@@ -90,6 +101,13 @@ class Dense(AffinePrimitive):
     def sq_linear(self, x: np.ndarray) -> np.ndarray:
         """The map whose matrix is A's squared entrywise: row norms² are sq_linear(1)."""
         return self._apply(self.matrix**2, x)
+
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        base = list(self.in_shapes[0])
+        base[self.axis] = self.matrix.shape[0]
+        if tuple(base) != self.out_shape:
+            raise NotImplementedError  # offset broadcasting grew the output
+        return lam @ self.matrix if self.axis == -1 else self.matrix.T @ lam
 
     @property
     def fan_in(self) -> int:
@@ -152,6 +170,10 @@ class ElementwiseAffine(AffinePrimitive):
 
     def sq_linear(self, x: np.ndarray) -> np.ndarray:
         return self._apply(None if self.scale is None else self.scale**2, x)
+
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        y = lam if self.scale is None else lam * self.scale
+        return sum_to_shape(y, self.in_shapes[0])
 
     @property
     def fan_in(self) -> int:
@@ -299,6 +321,26 @@ class Conv(AffinePrimitive):
     def sq_linear(self, x: np.ndarray) -> np.ndarray:
         return self._apply(self.weight**2, x)
 
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        k, n, m, *out = lam.shape
+        _, c, *sp = self.in_shapes[0]
+        g, cg = self.group, self.weight.shape[1]
+        mg = m // g
+        lam_cl = np.moveaxis(lam.reshape(k * n, m, *out), 1, -1)  # (B, *out, M)
+        padded = [d + b + e for d, b, e in zip(sp, self.pads_begin, self.pads_end)]
+        grad = np.zeros((k * n, *padded, c))
+        for offs, sl in window_slices(self.weight.shape[2:], self.strides, self.dilations,
+                                      tuple(out)):
+            wk = self.weight[(slice(None), slice(None), *offs)]  # (M, C/g)
+            if g == 1:
+                grad[(slice(None), *sl)] += lam_cl @ wk
+            else:
+                lg = lam_cl.reshape(*lam_cl.shape[:-1], g, mg)
+                contrib = np.einsum("...gm,gmc->...gc", lg, wk.reshape(g, mg, cg))
+                grad[(slice(None), *sl)] += contrib.reshape(*contrib.shape[:-2], g * cg)
+        crop = tuple(slice(b, b + d) for b, d in zip(self.pads_begin, sp))
+        return np.moveaxis(grad[(slice(None), *crop)], -1, 1).reshape(k, *self.in_shapes[0])
+
     @property
     def fan_in(self) -> int:
         return int(np.prod(self.weight.shape[1:]))
@@ -393,6 +435,28 @@ class ConvTranspose(AffinePrimitive):
         if self._abs is None:
             self._abs = np.abs(self.weight)
         return self._apply(self._abs, x)
+
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        k, n, m, *out = lam.shape
+        _, c, *sp = self.in_shapes[0]
+        g, mg = self.group, self.weight.shape[1]
+        cg = c // g
+        full = np.zeros((k * n, m, *self.full))
+        inner = tuple(slice(b, b + d) for b, d in zip(self.pads_begin, out))
+        full[(slice(None), slice(None), *inner)] = lam.reshape(k * n, m, *out)
+        full_cl = np.moveaxis(full, 1, -1)  # (B, *full, M)
+        grad = np.zeros((k * n, *sp, c))
+        for offs, sl in window_slices(self.weight.shape[2:], self.strides, self.dilations,
+                                      tuple(sp)):
+            wk = self.weight[(slice(None), slice(None), *offs)]  # (C, M/g)
+            patch = full_cl[(slice(None), *sl)]
+            if g == 1:
+                grad += patch @ wk.T
+            else:
+                pg = patch.reshape(*patch.shape[:-1], g, mg)
+                contrib = np.einsum("...gm,gcm->...gc", pg, wk.reshape(g, cg, mg))
+                grad += contrib.reshape(*contrib.shape[:-2], c)
+        return np.moveaxis(grad, -1, 1).reshape(k, *self.in_shapes[0])
 
     def parameters(self) -> dict[str, np.ndarray]:
         p = {"weight": self.weight}
@@ -517,11 +581,18 @@ def convert_conv_transpose(ctx: ConversionContext, node, args: list[Value]) -> l
     if a.get("output_shape"):
         target = list(a["output_shape"])[-d:]
         total = [f - t for f, t in zip(full, target)]
-        upper = auto_pad != "SAME_LOWER"
-        pb = [t // 2 if upper else t - t // 2 for t in total]
+        # The spec: only SAME_UPPER puts the smaller half at the start (NOTSET as SAME_LOWER).
+        upper = auto_pad == "SAME_UPPER"
+        pb = [max(t, 0) // 2 if upper else max(t, 0) - max(t, 0) // 2 for t in total]
         pe = [t - b for t, b in zip(total, pb)]
+        # An output_shape beyond the full output is zero-filled at the end (onnxruntime), as
+        # output_padding does.
+        out_pad = [op + max(0, -e) for op, e in zip(out_pad, pe)]
+        pe = [max(0, e) for e in pe]
     elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        total = [f - i * s for f, i, s in zip(full, spatial, strides)]
+        # A negative total (stride above the dilated kernel) counts as 0, as in onnxruntime:
+        # the output is then the full one, shorter than input * stride.
+        total = [max(0, f - i * s) for f, i, s in zip(full, spatial, strides)]
         upper = auto_pad == "SAME_UPPER"
         pb = [t // 2 if upper else t - t // 2 for t in total]
         pe = [t - b for t, b in zip(total, pb)]

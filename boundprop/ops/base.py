@@ -50,6 +50,26 @@ class Primitive:
         arithmetic (rounded outward)."""
         raise NotImplementedError(f"{type(self).__name__} has no interval rule")
 
+    def linear_relaxation(self, *boxes: Interval):
+        """Whatever ``backward_linear`` needs, computed once from the input enclosures."""
+        raise NotImplementedError
+
+    def backward_linear(self, lam: np.ndarray, relax, boxes: list[Interval]):
+        """Back-substitution step: rows Λ (shape (K, *out_shape)) of a lower bound Λ·y are
+        rewritten as Σ_i Λ_i·x_i + const − err over the inputs x_i, valid on their enclosures
+        ``boxes``; returns ([Λ_i], const (K,), err (K,)), err bounding the float rounding.
+        A primitive without this rule is concretised to its interval instead."""
+        raise NotImplementedError
+
+    def float32_error(self, boxes: list[Interval], out: Interval) -> np.ndarray:
+        """Bound (per output entry) on |float32 result − exact result| on the same inputs, for
+        inputs in ``boxes`` and output enclosure ``out`` (see ``rounding`` for the model).
+        The default treats the op as a composition of ~n elementary steps of its output size."""
+        from boundprop.rounding import FLOAT32_ABSOLUTE, FLOAT32_ELEMENTARY_RELATIVE_ERROR
+
+        mag = np.maximum(np.abs(out[0]), np.abs(out[1]))
+        return 8 * FLOAT32_ELEMENTARY_RELATIVE_ERROR * mag + FLOAT32_ABSOLUTE
+
     def parameters(self) -> dict[str, np.ndarray]:
         """Learned parameters (weights, biases, affine constants) of this primitive."""
         return {}
@@ -89,6 +109,42 @@ class AffinePrimitive(Primitive):
         """This map followed by ``+ shift`` as a single primitive, or None if not expressible."""
         return None
 
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        """Aᵀ applied to each row of ``lam`` (shape (K, *out_shape)) → (K, *in_shape).
+
+        Used by back-substitution; a primitive without it is treated as a box there."""
+        raise NotImplementedError
+
+    def linear_relaxation(self, *boxes: Interval):
+        return None  # affine: exact, nothing to relax
+
+    def float32_error(self, boxes, out):
+        from boundprop.rounding import FLOAT32_ABSOLUTE, gamma32
+
+        lo, hi = boxes[0]
+        mag = self.abs_linear(np.maximum(np.abs(lo), np.abs(hi)))
+        if self.offset is not None:
+            mag = mag + np.abs(self.offset)
+        return gamma32(self.fan_in + 2) * mag + FLOAT32_ABSOLUTE
+
+    def backward_linear(self, lam: np.ndarray, relax, boxes):
+        """Λ·(A z + b) = (AᵀΛ)·z + Λ·b; the float error of AᵀΛ is at most γ_n|Λ|·(|A||z|),
+        bounded with |z| ≤ max(|lo|, |hi|) from the input's enclosure."""
+        from boundprop.rounding import gamma
+
+        lam_in = self.adjoint(lam)
+        lo, hi = boxes[0]
+        zmax = np.maximum(np.abs(lo), np.abs(hi))
+        g = gamma(max(int(np.prod(self.out_shape)), self.fan_in))
+        axes = tuple(range(1, lam.ndim))
+        err = g * (np.abs(lam) * self.abs_linear(zmax)).sum(axis=axes)
+        const = np.zeros(lam.shape[0])
+        if self.offset is not None:
+            off = np.broadcast_to(self.offset, (1, *self.out_shape))
+            const = (lam * off).sum(axis=axes)
+            err = err + g * (np.abs(lam) * np.abs(off)).sum(axis=axes)
+        return [lam_in], const, err
+
     @property
     def fan_in(self) -> int:
         """Most input entries any output entry sums (for the rounding-error bound)."""
@@ -100,6 +156,9 @@ class AffinePrimitive(Primitive):
         from boundprop.rounding import gamma, round_up, widen
 
         lo, hi = box
+        unbounded = ~(np.isfinite(lo) & np.isfinite(hi))
+        if np.any(unbounded):  # compute on the bounded part; outputs fed by the rest: ±∞
+            lo, hi = np.where(unbounded, 0.0, lo), np.where(unbounded, 0.0, hi)
         c = 0.5 * (lo + hi)
         r = round_up(np.maximum(hi - c, c - lo))
         yc = self.linear(c)
@@ -109,6 +168,8 @@ class AffinePrimitive(Primitive):
             yc = yc + self.offset
             ya = ya + np.abs(self.offset)
         rad = yr + gamma(self.fan_in + 2) * ya
+        if np.any(unbounded):
+            rad = np.where(self.abs_linear(unbounded.astype(np.float64)) > 0, np.inf, rad)
         return widen(yc, yc, rad)
 
 
@@ -128,6 +189,15 @@ class PermutationPrimitive(AffinePrimitive):
     def interval(self, box: Interval) -> Interval:
         # Copies are exact, and the matrix is entrywise nonnegative: monotone.
         return self.evaluate(box[0]), self.evaluate(box[1])
+
+    def float32_error(self, boxes, out):
+        if self.offset is None:
+            return np.zeros((1, *self.out_shape))
+        return super().float32_error(boxes, out)
+
+    def backward_linear(self, lam: np.ndarray, relax, boxes):
+        # Moving entries is exact: no rounding error.
+        return [self.adjoint(lam)], np.zeros(lam.shape[0]), np.zeros(lam.shape[0])
 
 
 # --------------------------------------------------------------------------------------------

@@ -57,6 +57,39 @@ class Sum(Primitive):
             *[np.maximum(np.abs(a), np.abs(b)) for a, b in zip(lo_terms, hi_terms)])
         return widen(lo, hi, gamma(len(boxes) + 1) * mag)
 
+    def linear_relaxation(self, *boxes):
+        return None
+
+    def float32_error(self, boxes, out):
+        from boundprop.rounding import FLOAT32_ABSOLUTE, gamma32
+
+        mags = [np.abs(c) * np.maximum(np.abs(lo), np.abs(hi))
+                for c, (lo, hi) in zip(self.coefficients, boxes)]
+        return gamma32(len(boxes) + 1) * Sum(self.in_shapes, (1.0,) * len(boxes)).evaluate(
+            *mags) + FLOAT32_ABSOLUTE
+
+    def backward_linear(self, lam: np.ndarray, relax, boxes):
+        from boundprop.ops.affine import sum_to_shape
+        from boundprop.rounding import UNIT_ROUNDOFF
+
+        outs, err = [], np.zeros(lam.shape[0])
+        axes = tuple(range(1, lam.ndim))
+        for c, shape, (lo, hi) in zip(self.coefficients, self.in_shapes, boxes):
+            li = sum_to_shape(lam, shape)
+            if li.shape[1:] != shape:
+                li = li.reshape((li.shape[0],) + shape)
+            if c != 1.0:
+                li = li * c
+            # Broadcast sums and non-unit coefficients round: γ-bound against |z| ≤ zmax.
+            if c not in (1.0, -1.0) or li.size != lam.size:
+                zmax = np.maximum(np.abs(lo), np.abs(hi))
+                n = lam.size // max(li.size, 1) + 1
+                err += 2 * (n + 1) * UNIT_ROUNDOFF * (np.abs(li) * zmax).sum(
+                    axis=tuple(range(1, li.ndim)))
+            outs.append(li)
+        del axes
+        return outs, np.zeros(lam.shape[0]), err
+
     def describe(self) -> str:
         return " ".join(f"{c:+g}" for c in self.coefficients)
 
@@ -78,6 +111,17 @@ class Concat(Primitive):
 
     def interval(self, *boxes):
         return (self.evaluate(*[b[0] for b in boxes]), self.evaluate(*[b[1] for b in boxes]))
+
+    def linear_relaxation(self, *boxes):
+        return None
+
+    def float32_error(self, boxes, out):
+        return np.zeros_like(out[0])
+
+    def backward_linear(self, lam: np.ndarray, relax, boxes):
+        sizes = np.cumsum([s[self.axis] for s in self.in_shapes])[:-1]
+        parts = np.split(lam, sizes, axis=self.axis + 1)
+        return list(parts), np.zeros(lam.shape[0]), np.zeros(lam.shape[0])
 
     def describe(self) -> str:
         return f"axis={self.axis}"

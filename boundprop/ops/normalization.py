@@ -36,20 +36,26 @@ def standardized_interval(lo: np.ndarray, hi: np.ndarray, axes: tuple[int, ...],
     from boundprop.rounding import gamma, round_up, widen
 
     m = int(np.prod([lo.shape[a] for a in axes]))
+    cap = round_up(np.sqrt(max(m - 1, 0)))
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        # Unbounded inputs: only the Cauchy–Schwarz cap is left.
+        full = np.full(np.broadcast_shapes(lo.shape, hi.shape), cap)
+        return -full, full
     sum_hi, sum_lo = hi.sum(axis=axes, keepdims=True), lo.sum(axis=axes, keepdims=True)
     d_lo = (1 - 1 / m) * lo - (sum_hi - hi) / m
     d_hi = (1 - 1 / m) * hi - (sum_lo - lo) / m
     scale = np.abs(lo).sum(axis=axes, keepdims=True) + np.abs(hi).sum(axis=axes, keepdims=True)
     d_lo, d_hi = widen(d_lo, d_hi, gamma(m + 4) * (scale + np.abs(lo) + np.abs(hi)))
-    v_hi = round_up(np.maximum(d_lo**2, d_hi**2).sum(axis=axes, keepdims=True) / m
-                    * (1 + gamma(m + 3)))
+    with np.errstate(over="ignore"):
+        v_hi = round_up(np.maximum(d_lo**2, d_hi**2).sum(axis=axes, keepdims=True) / m
+                        * (1 + gamma(m + 3)))
     s_lo = np.sqrt(eps) * (1 - 4 * 2.0**-53)
     s_hi = round_up(np.sqrt(round_up(v_hi + eps)))
     q_lo = np.where(d_lo >= 0, d_lo / s_hi, d_lo / s_lo)
     q_hi = np.where(d_hi <= 0, d_hi / s_hi, d_hi / s_lo)
     q_lo, q_hi = widen(q_lo, q_hi, 4 * 2.0**-53 * np.maximum(np.abs(q_lo), np.abs(q_hi)))
-    cap = round_up(np.sqrt(max(m - 1, 0)))
-    return np.maximum(q_lo, -cap), np.minimum(q_hi, cap)
+    return np.maximum(np.nan_to_num(q_lo, nan=-cap), -cap), np.minimum(
+        np.nan_to_num(q_hi, nan=cap), cap)
 
 
 def affine_interval(q_lo: np.ndarray, q_hi: np.ndarray, scale: np.ndarray | None,
@@ -63,6 +69,27 @@ def affine_interval(q_lo: np.ndarray, q_hi: np.ndarray, scale: np.ndarray | None
     if bias is not None:
         q_lo, q_hi = round_down(q_lo + bias), round_up(q_hi + bias)
     return q_lo, q_hi
+
+
+def standardized_float32_error(box: tuple[np.ndarray, np.ndarray], axes: tuple[int, ...],
+                               eps: float, scale, bias, out) -> np.ndarray:
+    """Float32 error model of γ (x − μ)/√(σ² + ε) + β: the mean and variance are m-term sums
+    (γ_m-relative, against max|x|), amplified by 1/√ε in the quotient."""
+    from boundprop.rounding import FLOAT32_ABSOLUTE, gamma32
+
+    lo, hi = box
+    m = int(np.prod([lo.shape[a] for a in axes]))
+    zmax = np.maximum(np.abs(lo), np.abs(hi)).max(axis=axes, keepdims=True)
+    g = np.abs(scale) if scale is not None else 1.0
+    b = np.abs(bias) if bias is not None else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = 2 * zmax / np.sqrt(eps) + np.sqrt(m)
+        mag = np.maximum(np.abs(out[0]), np.abs(out[1]))
+        err = gamma32(4 * m + 20) * (g * q * (1 + zmax**2 / eps) + b + mag)
+    # Whatever the inputs, a float32 standardisation stays within the Cauchy–Schwarz cap
+    # (up to its own rounding): the error never exceeds twice the output's range.
+    ceiling = 2 * (g * (np.sqrt(m) + 1) + b)
+    return np.minimum(np.nan_to_num(err, nan=np.inf), ceiling) + FLOAT32_ABSOLUTE
 
 
 class BatchNormTraining(Primitive):
@@ -91,6 +118,11 @@ class BatchNormTraining(Primitive):
         q_lo, q_hi = standardized_interval(box[0], box[1], self.axes, self.eps)
         return affine_interval(q_lo, q_hi, self.scale.reshape(self._bshape),
                                self.bias.reshape(self._bshape))
+
+    def float32_error(self, boxes, out):
+        return standardized_float32_error(boxes[0], self.axes, self.eps,
+                                          self.scale.reshape(self._bshape),
+                                          self.bias.reshape(self._bshape), out)
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {"scale": self.scale, "bias": self.bias}
@@ -131,6 +163,10 @@ class LayerNorm(Primitive):
     def interval(self, box):
         q_lo, q_hi = standardized_interval(box[0], box[1], self.axes, self.eps)
         return affine_interval(q_lo, q_hi, self.scale, self.bias)
+
+    def float32_error(self, boxes, out):
+        return standardized_float32_error(boxes[0], self.axes, self.eps, self.scale, self.bias,
+                                          out)
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in (("scale", self.scale_raw), ("bias", self.bias_raw))
@@ -190,6 +226,23 @@ class Softmax(Primitive):
         inv = np.argsort(perm)
         shape_t = tuple(lo.shape[i] for i in perm)
         return (y_lo.reshape(shape_t).transpose(inv), y_hi.reshape(shape_t).transpose(inv))
+
+    def float32_error(self, boxes, out):
+        from boundprop.rounding import (
+            FLOAT32_ABSOLUTE,
+            FLOAT32_ELEMENTARY_RELATIVE_ERROR,
+            gamma32,
+        )
+
+        n = int(np.prod([self.in_shapes[0][a] for a in self.axes]))
+        rel = gamma32(n + 4) + 4 * FLOAT32_ELEMENTARY_RELATIVE_ERROR
+        mag = np.maximum(np.abs(out[0]), np.abs(out[1]))
+        if not self.log:
+            return rel * mag + FLOAT32_ABSOLUTE
+        lo, hi = boxes[0]
+        ax = tuple(a + 1 for a in self.axes)
+        xmax = np.maximum(np.abs(lo), np.abs(hi)).max(axis=ax, keepdims=True)
+        return rel * (mag + 2 * xmax + np.log(n) + 1) + FLOAT32_ABSOLUTE
 
     def describe(self) -> str:
         return f"axes={list(self.axes)}"

@@ -84,6 +84,52 @@ class MaxPool(_Window, Primitive):
         # max is exact and monotone in every argument.
         return self.evaluate(box[0]), self.evaluate(box[1])
 
+    def float32_error(self, boxes, out):
+        return np.zeros_like(out[0])  # max is exact
+
+    def _window_index(self) -> np.ndarray:
+        """(n_offsets, *out_shape): flat input index each window offset reads (−1: padding)."""
+        idx = np.arange(int(np.prod(self.in_shapes[0])), dtype=np.int64).reshape(
+            (1, *self.in_shapes[0])).astype(np.float64)
+        padded = self._pad(idx, -1.0)
+        return np.stack([padded[sl][0] for sl in self._slices()]).astype(np.int64)
+
+    def linear_relaxation(self, box):
+        """y ≥ x_j* with j* the window entry of largest lower bound; y ≤ x_j* if that entry
+        dominates the window (its lower ≥ every other upper), else y ≤ max upper."""
+        lo, hi = box
+        index = self._window_index()
+        valid = index >= 0
+        flat_lo, flat_hi = lo.reshape(-1), hi.reshape(-1)
+        safe = np.where(valid, index, 0)
+        lows = np.where(valid, flat_lo[safe], -np.inf)
+        highs = np.where(valid, flat_hi[safe], -np.inf)
+        best = np.argmax(lows, axis=0)
+        j_star = np.take_along_axis(safe, best[None], 0)[0]
+        best_lo = np.take_along_axis(lows, best[None], 0)[0]
+        others = np.where(np.arange(len(index))[:, None].reshape(
+            (-1,) + (1,) * best.ndim) == best[None], -np.inf, highs).max(axis=0)
+        dominated = best_lo >= others
+        return j_star, dominated, highs.max(axis=0)
+
+    def backward_linear(self, lam: np.ndarray, relax, boxes):
+        from boundprop.rounding import gamma
+
+        j_star, dominated, upper = relax
+        lp, ln = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
+        coef = lp + np.where(dominated, ln, 0.0)
+        k = lam.shape[0]
+        lam_in = np.zeros((k, int(np.prod(self.in_shapes[0]))))
+        np.add.at(lam_in, (slice(None), j_star.reshape(-1)), coef.reshape(k, -1))
+        terms = np.where(dominated, 0.0, ln * upper)
+        axes = tuple(range(1, lam.ndim))
+        lo, hi = boxes[0]
+        zmax = np.maximum(np.abs(lo), np.abs(hi)).reshape(-1)
+        n = int(np.prod(self.kernel)) + 1
+        err = gamma(n) * (np.abs(lam_in) * zmax).sum(axis=1) + gamma(n) * np.abs(terms).sum(
+            axis=axes)
+        return [lam_in.reshape((k, *self.in_shapes[0]))], terms.sum(axis=axes), err
+
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         xp = self._pad(x, -np.inf)
         out = None
@@ -122,6 +168,17 @@ class AveragePool(_Window, AffinePrimitive):
     def abs_linear(self, x: np.ndarray) -> np.ndarray:
         return self.linear(x)
 
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        sp = self.in_shapes[0][2:]
+        padded = [d + b + e + o for d, b, e, o in zip(sp, self.pads_begin, self.pads_end,
+                                                       self.overflow)]
+        grad = np.zeros(lam.shape[:3] + tuple(padded))
+        scaled = lam / self.divisor
+        for sl in self._slices():
+            grad[sl] += scaled
+        crop = tuple(slice(b, b + d) for b, d in zip(self.pads_begin, sp))
+        return grad[(slice(None), slice(None), slice(None), *crop)]
+
 
 class Reduce(AffinePrimitive):
     """Sum or mean over axes (ReduceSum, ReduceMean, GlobalAveragePool): linear."""
@@ -147,6 +204,13 @@ class Reduce(AffinePrimitive):
     def abs_linear(self, x: np.ndarray) -> np.ndarray:
         return self.linear(x)
 
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        if not self.keepdims:
+            lam = np.expand_dims(lam, tuple(a + 1 for a in self.axes))
+        if self.mean:
+            lam = lam / int(np.prod([self.in_shapes[0][a] for a in self.axes]))
+        return np.broadcast_to(lam, (lam.shape[0],) + self.in_shapes[0]).copy()
+
     def describe(self) -> str:
         return f"axes={list(self.axes)}"
 
@@ -165,6 +229,9 @@ class ReduceExtreme(Primitive):
 
     def interval(self, box):
         return self.evaluate(box[0]), self.evaluate(box[1])
+
+    def float32_error(self, boxes, out):
+        return np.zeros_like(out[0])
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         ax = tuple(a + 1 for a in self.axes)

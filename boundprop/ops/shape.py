@@ -38,6 +38,9 @@ class Reshape(PermutationPrimitive):
     def linear(self, x: np.ndarray) -> np.ndarray:
         return x.reshape((x.shape[0],) + self.out_shape)
 
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        return lam.reshape((lam.shape[0],) + self.in_shapes[0])
+
     def describe(self) -> str:
         return "->".join(["x".join(map(str, s)) or "scalar" for s in (self.in_shapes[0],
                                                                       self.out_shape)])
@@ -56,6 +59,10 @@ class Transpose(PermutationPrimitive):
     def linear(self, x: np.ndarray) -> np.ndarray:
         return x.transpose((0,) + tuple(p + 1 for p in self.perm))
 
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        inv = np.argsort(self.perm)
+        return lam.transpose((0,) + tuple(int(p) + 1 for p in inv))
+
     def describe(self) -> str:
         return f"perm={list(self.perm)}"
 
@@ -72,6 +79,11 @@ class Slice(PermutationPrimitive):
 
     def linear(self, x: np.ndarray) -> np.ndarray:
         return x[(slice(None), *self.slices)]
+
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        out = np.zeros((lam.shape[0],) + self.in_shapes[0])
+        out[(slice(None), *self.slices)] = lam
+        return out
 
     def describe(self) -> str:
         return "x".join(map(str, self.out_shape))
@@ -116,6 +128,15 @@ class Pad(AffinePrimitive):
         # Copies and an exactly added constant (0 + value): exact and monotone.
         return self.evaluate(box[0]), self.evaluate(box[1])
 
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        if self.mode != "constant":
+            raise NotImplementedError  # reflect/edge/wrap copy entries: not a plain crop
+        crop = tuple(slice(max(b, 0), lam.shape[i + 1] - max(e, 0))
+                     for i, (b, e) in enumerate(zip(self.begin, self.end)))
+        inner = lam[(slice(None), *crop)]
+        grow = [(0, 0)] + [(max(-b, 0), max(-e, 0)) for b, e in zip(self.begin, self.end)]
+        return np.pad(inner, grow) if any(g != (0, 0) for g in grow) else inner
+
     def describe(self) -> str:
         return f"{self.mode} {self.begin}+{self.end}"
 
@@ -133,6 +154,14 @@ class Gather(PermutationPrimitive):
     def linear(self, x: np.ndarray) -> np.ndarray:
         return np.take(x, self.indices, axis=self.axis + 1)
 
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        out = np.zeros((lam.shape[0],) + self.in_shapes[0])
+        moved = np.moveaxis(out, self.axis + 1, 0)
+        src = np.moveaxis(lam, tuple(range(self.axis + 1, self.axis + 1 + self.indices.ndim)),
+                          tuple(range(self.indices.ndim)))
+        np.add.at(moved, self.indices, src)
+        return out
+
 
 class Expand(PermutationPrimitive):
     """Broadcast to a larger shape (copies entries)."""
@@ -148,6 +177,11 @@ class Expand(PermutationPrimitive):
         x = lift_input(x, len(self.out_shape))
         return np.broadcast_to(x, (x.shape[0], *self.out_shape))
 
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        from boundprop.ops.affine import sum_to_shape
+
+        return sum_to_shape(lam, self.in_shapes[0])
+
 
 class Tile(PermutationPrimitive):
     kind = "tile"
@@ -158,6 +192,13 @@ class Tile(PermutationPrimitive):
 
     def linear(self, x: np.ndarray) -> np.ndarray:
         return np.tile(x, (1, *self.repeats))
+
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        split = [lam.shape[0]]
+        for r, n in zip(self.repeats, self.in_shapes[0]):
+            split += [r, n]
+        y = lam.reshape(split)
+        return y.sum(axis=tuple(range(1, len(split), 2)))
 
 
 class ConcatConst(AffinePrimitive):
@@ -188,6 +229,16 @@ class ConcatConst(AffinePrimitive):
     def interval(self, box):
         # Copies and an exactly added constant (0 + value): exact and monotone.
         return self.evaluate(box[0]), self.evaluate(box[1])
+
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        start = 0
+        for p in self.pieces:
+            if p is None:
+                break
+            start += p.shape[self.axis]
+        sl = [slice(None)] * lam.ndim
+        sl[self.axis + 1] = slice(start, start + self.in_shapes[0][self.axis])
+        return lam[tuple(sl)]
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {f"const{i}": p for i, p in enumerate(self.pieces) if p is not None}

@@ -1,0 +1,217 @@
+"""Symbolic-linear bounds: back-substitution in the style of CROWN / DeepPoly.
+
+For a target node t and rows Λ (objectives), walk the DAG backwards from t: each primitive's
+``backward_linear`` turns Λ·(its output) into Λ_in·(its inputs) + const, exactly for affine maps
+and through its linear relaxation (valid on its input's enclosure) for nonlinear ones; at the
+input, Λ_x·x is minimised over the input set in closed form. Nodes with no linear rule
+(softmax, normalisations) are concretised to their interval there.
+
+Soundness in floating point: every step reports a bound on its own rounding error (γ-bounds
+against the enclosures |z| ≤ max(|lo|, |hi|)); their sum is subtracted at the end, so the result
+bounds the real-arithmetic network. Each node's enclosure is the intersection of its interval and
+linear bounds, so linear bounds are never looser than interval bounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from boundprop.ir import Network
+from boundprop.ops.base import AffinePrimitive, PermutationPrimitive
+from boundprop.rounding import UNIT_ROUNDOFF, gamma, round_down
+from boundprop.sets import InputSet, L2Ball
+
+# Work budget of one back-substitution, in (rows × node entries) summed over the path; past it
+# a node keeps its interval bounds (the tightest that fits).
+DEFAULT_WORK_BUDGET = 3e8
+CHUNK_BYTES = 256 * 2**20
+
+
+def _concretize_box(lam: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    """min over the box of Λ·z (per row), and its rounding-error bound."""
+    k = lam.shape[0]
+    lam2 = lam.reshape(k, -1)
+    c = (0.5 * (lo + hi)).reshape(-1)
+    r = np.nextafter(np.maximum(hi.reshape(-1) - c, c - lo.reshape(-1)), np.inf)
+    absl = np.abs(lam2)
+    val = lam2 @ c - absl @ r
+    err = gamma(lam2.shape[1] + 2) * (absl @ (np.abs(c) + r))
+    return val, err
+
+
+def _concretize_input(lam: np.ndarray, s: InputSet) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(s, L2Ball):
+        k = lam.shape[0]
+        lam2 = lam.reshape(k, -1)
+        c = s.center.reshape(-1)
+        norms = np.sqrt((lam2**2).sum(axis=1)) * (1 + gamma(lam2.shape[1] + 2))
+        val = lam2 @ c - s.radius * norms
+        err = gamma(lam2.shape[1] + 2) * (np.abs(lam2) @ np.abs(c) + s.radius * norms)
+        return val, err
+    return _concretize_box(lam, s.lower, s.upper)
+
+
+class BackSubstitution:
+    """Linear bounds of a network over an input set, node by node."""
+
+    def __init__(self, net: Network, input_set: InputSet, work_budget: float = DEFAULT_WORK_BUDGET,
+                 execution: str = "real"):
+        from boundprop.analysis import interval_bounds
+
+        self.net = net
+        self.set = input_set.fit(net.input_shape)
+        self.work_budget = work_budget
+        self.execution = execution
+        self.ibp = interval_bounds(net, self.set, execution)
+        self.bounds: list[tuple[np.ndarray, np.ndarray]] = [self.ibp[0]]
+        # float32 mode: |float32 − exact| at each node (node 0: rounding the input to float32).
+        self.f32_error: dict[int, np.ndarray] = {}
+        if execution == "float32":
+            lo, hi = self.ibp[0]
+            self.f32_error[0] = np.maximum(hi - self.set.upper, self.set.lower - lo)
+        self.relax: dict[int, object] = {}
+        self.linear_nodes: list[int] = []  # nodes whose bounds came from back-substitution
+
+    def _boxes(self, k: int):
+        return [(self.bounds[i][0][None], self.bounds[i][1][None])
+                for i in self.net.nodes[k].inputs]
+
+    def _relaxation(self, k: int):
+        if k not in self.relax:
+            self.relax[k] = self.net.nodes[k].op.linear_relaxation(*self._boxes(k))
+        return self.relax[k]
+
+    def work(self, target: int, rows: int) -> float:
+        """Multiply-adds of back-substituting ``rows`` rows from ``target`` (an estimate)."""
+        total = 0.0
+        for n in self.net.nodes[1: target + 1]:
+            fan = n.op.fan_in if isinstance(n.op, AffinePrimitive) else 1
+            total += int(np.prod(n.shape)) * fan
+        return rows * total
+
+    def lower(self, target: int, lam: np.ndarray) -> np.ndarray:
+        """Certified lower bounds of each row Λ_k·z_target (lam of shape (K, *shape))."""
+        net = self.net
+        k_rows = lam.shape[0]
+        pending: dict[int, np.ndarray] = {target: lam}
+        const = np.zeros(k_rows)
+        err = np.zeros(k_rows)
+        for n in range(target, 0, -1):
+            if n not in pending:
+                continue
+            lam_n = pending.pop(n)
+            node = net.nodes[n]
+            boxes = self._boxes(n)
+            try:
+                relax = self._relaxation(n)
+                lam_ins, c, e = node.op.backward_linear(lam_n, relax, boxes)
+            except NotImplementedError:
+                lo, hi = self.bounds[n]
+                c, e = _concretize_box(lam_n, lo, hi)
+                lam_ins = []
+            const += c
+            err += e
+            if n in self.f32_error:  # Λ·(y + δ) ≥ Λ·y − |Λ|·|δ|max
+                err += (np.abs(lam_n) * self.f32_error[n][None]).reshape(k_rows, -1).sum(1)
+            for i, li in zip(node.inputs, lam_ins):
+                if i in pending:
+                    total = pending[i] + li
+                    lo, hi = self.bounds[i]
+                    zmax = np.maximum(np.abs(lo), np.abs(hi))
+                    err += UNIT_ROUNDOFF * (np.abs(total) * zmax).reshape(k_rows, -1).sum(1)
+                    pending[i] = total
+                else:
+                    pending[i] = li
+        c, e = (0.0, 0.0)
+        if 0 in pending:
+            lam0 = pending.pop(0)
+            c, e = _concretize_input(lam0, self.set)
+            if 0 in self.f32_error:
+                e = e + (np.abs(lam0) * self.f32_error[0][None]).reshape(k_rows, -1).sum(1)
+        total = const + c
+        mag = np.abs(const) + np.abs(c)
+        return round_down(total - err - e - gamma(4) * mag)
+
+    def node_bounds(self, target: int, rows: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of rows·z_target (identity rows: the node's own entries)."""
+        shape = self.net.nodes[target].shape
+        size = int(np.prod(shape))
+        if rows is None:
+            rows = np.eye(size)
+        k = rows.shape[0]
+        both = np.concatenate([rows, -rows]).reshape((2 * k, *shape))
+        max_size = max(int(np.prod(n.shape)) for n in self.net.nodes[: target + 1])
+        chunk = max(1, int(CHUNK_BYTES // (8 * max_size * 3)))
+        out = np.concatenate([self.lower(target, both[i:i + chunk])
+                              for i in range(0, 2 * k, chunk)])
+        return out[:k], -out[k:]
+
+    def _entries_to_tighten(self, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+        """Flat indices of node k worth back-substituting: the output, and entries feeding a
+        relaxation that tighter bounds would improve (e.g. unstable ReLUs). None: none."""
+        net = self.net
+        if k == net.output:
+            return np.arange(lo.size)
+        mask = np.zeros(lo.shape, dtype=bool)
+        for j in self.consumers[k]:
+            op = net.nodes[j].op
+            if isinstance(op, AffinePrimitive) or net.nodes[j].family not in (
+                    "activation", "pooling"):
+                continue
+            needs = getattr(op, "needs_tighter", None)
+            mask |= needs(lo, hi) if needs is not None else True
+        idx = np.flatnonzero(mask)
+        return idx if idx.size else None
+
+    def run(self, spec: np.ndarray | None = None):
+        """Enclosures of every node (intersection of interval and linear bounds)."""
+        net = self.net
+        self.consumers = net.consumers()
+        # A node reached from the input through affine maps only has exact interval bounds
+        # (up to rounding) on a box: back-substitution cannot tighten it.
+        curved = [False] * len(net.nodes)
+        for k, node in enumerate(net.nodes[1:], start=1):
+            curved[k] = (not isinstance(node.op, AffinePrimitive)) or any(
+                curved[i] for i in node.inputs)
+        from boundprop.analysis import sanitize
+        from boundprop.rounding import widen
+
+        for k, node in enumerate(net.nodes[1:], start=1):
+            boxes = self._boxes(k)
+            lo, hi = node.op.interval(*boxes)
+            if self.execution == "float32":
+                # Back-substitution bounds the exact node function of the float32 inputs;
+                # the node's own float32 rounding is δ_k, injected into later steps.
+                self.f32_error[k] = node.op.float32_error(boxes, (lo, hi))[0]
+                lo, hi = widen(lo, hi, self.f32_error[k][None])
+            lo, hi = sanitize(lo[0], hi[0])
+            lo, hi = np.maximum(lo, self.ibp[k][0]), np.minimum(hi, self.ibp[k][1])
+            self.bounds.append((lo, hi))
+            if not curved[k] or isinstance(node.op, PermutationPrimitive):
+                continue
+            idx = self._entries_to_tighten(k, lo, hi)
+            if idx is None or self.work(k, 2 * idx.size) > self.work_budget:
+                continue
+            rows = np.zeros((idx.size, lo.size))
+            rows[np.arange(idx.size), idx] = 1.0
+            # In float32 mode node_bounds injects δ_k at node k too: it bounds the float32 value.
+            l2, h2 = sanitize(*self.node_bounds(k, rows))
+            lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
+            lo[idx] = np.maximum(lo[idx], l2)
+            hi[idx] = np.minimum(hi[idx], h2)
+            self.bounds[k] = (lo.reshape(node.shape), hi.reshape(node.shape))
+            self.linear_nodes.append(k)
+        spec_bounds = None
+        if spec is not None:
+            spec_bounds = self.node_bounds(net.output, np.asarray(spec, dtype=np.float64))
+        return self.bounds, spec_bounds
+
+
+def linear_bounds(net: Network, input_set: InputSet, spec: np.ndarray | None = None,
+                  return_spec: bool = False, work_budget: float = DEFAULT_WORK_BUDGET,
+                  execution: str = "real"):
+    """Per-node enclosures by back-substitution (and bounds of spec·y if ``spec`` is given)."""
+    bounds, spec_bounds = BackSubstitution(net, input_set, work_budget, execution).run(spec)
+    return (bounds, spec_bounds) if return_spec else bounds

@@ -1,0 +1,348 @@
+"""Deciding a VNN-LIB property: certified bounds to prove it, a search to refute it.
+
+A property is a list of cases ``(box, unsafe)``; ``unsafe`` is a disjunction of conjunctions
+``A·y ≤ b``. An unsafe conjunction is *refuted* on a box when some row k has a certified lower
+bound ``min_x A_k·y(x) > b_k`` (strictly: this refutes both ``≤`` and ``<``). The property is
+verified iff every conjunction is refuted on every box — and only then. Boxes are widened by one
+ulp before bounding, so the file's decimal bounds are covered however parsing rounded them.
+
+Otherwise the unrefuted conjunctions are attacked: random points of the box (uniform and
+vertices) evaluated as one stack by the float64 IR, then a few projected ascent steps on a
+finite-difference gradient of the violation score from the best samples, and (inputs of ≤ 64
+values) a local random search with shrinking radius. Without a timeout this runs once; with one
+it restarts with fresh samples until the deadline. A candidate becomes a counterexample only
+when onnxruntime, run on the candidate rounded to float32 (what the model computes on), gives an
+output satisfying every row of one unsafe conjunction *with no tolerance* (``A_k·y ≤ b_k``
+evaluated in float64 on ORT's float32 outputs — exact for the ±1-coefficient rows of the
+competition files) and the float32 input lies in the box.
+
+Margins (``Verdict``): for a conjunction, ``max_k (A_k·y − b_k)`` is > 0 exactly when y is outside
+it; the property's safety margin at x is the min of that over the conjunctions. ``margin`` is a
+certified lower bound of its min over the boxes (``max_k min_x``, > 0 iff verified);
+``search_margin`` the smallest value the search met (≤ 0 and confirmed: falsified). The true
+minimum lies between the two (up to the float64-vs-float32 evaluation difference).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from boundprop.analysis import linear_function_bounds
+from boundprop.errors import BoundpropError
+from boundprop.ir import Network
+from boundprop.rounding import round_down
+from boundprop.sets import Box
+from boundprop.vnnlib import Conjunction, Property, load_vnnlib
+
+STATUSES = ("verified", "falsified", "unknown")
+DEFAULT_METHOD = "linear"
+DEFAULT_SAMPLES = 1024
+ASCENT_STEPS = 16  # projected ascent steps per start point (fewer if no progress)
+REFINE_ROUNDS = 8  # rounds of local random search after the ascent
+STEP_SIZES = 10  # step sizes tried per ascent step: 0.5·0.4^k of the box width
+ASCENT_STARTS = 4  # best samples the ascent starts from
+FD_DIRECTIONS = 32  # random directions for the gradient estimate when the input is large
+ORT_CHECKS = 8  # best candidates confirmed by onnxruntime per round
+
+
+@dataclass
+class Verdict:
+    """The outcome of :func:`verify`.
+
+    ``counterexample``: ``(x, y)`` when falsified — ``x`` (float32, the model input shape) is in
+    the box and ``y`` is onnxruntime's output for it (float32 values as float64, the model
+    output shape), inside the unsafe region.
+    """
+
+    status: str
+    margin: float
+    search_margin: float = np.inf
+    counterexample: tuple[np.ndarray, np.ndarray] | None = None
+    elapsed_s: float = 0.0
+    method: str = DEFAULT_METHOD
+    # per case: the certified margin of each unsafe conjunction (max_k lower(A_k·y) − b_k)
+    conjunction_margins: list[np.ndarray] = field(default_factory=list, repr=False)
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        assert self.status in STATUSES, self.status
+
+    def to_json(self) -> dict:
+        d = {"status": self.status, "margin": self.margin, "search_margin": self.search_margin,
+             "method": self.method, "elapsed_s": self.elapsed_s, "note": self.note}
+        if self.counterexample is not None:
+            x, y = self.counterexample
+            d["counterexample"] = {"input": np.asarray(x).reshape(-1).tolist(),
+                                   "output": np.asarray(y).reshape(-1).tolist()}
+        return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                for k, v in d.items()}
+
+
+def _as_property(net: Network, property_or_path) -> Property:
+    n_in, n_out = int(np.prod(net.input_shape)), int(np.prod(net.output_shape))
+    if isinstance(property_or_path, Property):
+        prop = property_or_path
+        if (prop.n_inputs, prop.n_outputs) != (n_in, n_out):
+            raise BoundpropError(f"{prop.path}: the property is for a model with {prop.n_inputs} "
+                                 f"inputs and {prop.n_outputs} outputs, this one has {n_in} and "
+                                 f"{n_out}")
+        return prop
+    if isinstance(property_or_path, str | os.PathLike):
+        return load_vnnlib(Path(property_or_path), n_in, n_out)
+    raise BoundpropError(f"verify() needs a Property or a VNN-LIB path, got "
+                         f"{type(property_or_path).__name__}")
+
+
+def _scores(y: np.ndarray, conjs: list[Conjunction]) -> np.ndarray:
+    """Safety margin of each output row of y (S, n_out): min over conjunctions of
+    max_k (A_k·y − b_k); ≤ 0 iff y is in the unsafe region."""
+    s = np.full(y.shape[0], np.inf)
+    for a, b in conjs:
+        if len(b) == 0:
+            return np.full(y.shape[0], -np.inf)
+        s = np.minimum(s, np.max(y @ a.T - b, axis=1))
+    return s
+
+
+def _in_unsafe(y: np.ndarray, conjs: list[Conjunction]) -> bool:
+    """y (flat, float64 holding ORT's float32 values) satisfies every row of some conjunction."""
+    return any(bool(np.all(a @ y <= b)) for a, b in conjs)
+
+
+def _to_float32_in_box(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+    """x rounded to float32, stepped back into [lo, hi] where rounding left it; None if some
+    coordinate has no float32 value in the box."""
+    x32 = x.astype(np.float32)
+    x32 = np.where(x32 > hi, np.nextafter(x32, np.float32(-np.inf)), x32)
+    x32 = np.where(x32 < lo, np.nextafter(x32, np.float32(np.inf)), x32)
+    if np.any(x32 < lo) or np.any(x32 > hi):
+        return None
+    return x32
+
+
+class _Search:
+    """The counterexample search on one box against its unrefuted conjunctions."""
+
+    def __init__(self, net: Network, ort_model, box: Box, conjs: list[Conjunction],
+                 rng: np.random.Generator, deadline: float, batch: int) -> None:
+        self.net, self.ort, self.conjs, self.rng = net, ort_model, conjs, rng
+        self.lo, self.hi = box.lower.reshape(-1), box.upper.reshape(-1)
+        self.deadline, self.batch = deadline, batch
+        self.best = np.inf
+        self.found: tuple[np.ndarray, np.ndarray] | None = None
+        self.rejected = 0  # IR said unsafe, onnxruntime did not confirm
+
+    def expired(self) -> bool:
+        return time.perf_counter() > self.deadline
+
+    def score(self, xs: np.ndarray) -> np.ndarray:
+        """Float64 IR safety margin of flat points xs (S, n_in), evaluated in batches."""
+        out = np.empty(len(xs))
+        for i in range(0, len(xs), self.batch):
+            chunk = xs[i:i + self.batch]
+            y = self.net(chunk.reshape(len(chunk), *self.net.input_shape))
+            out[i:i + self.batch] = _scores(y.reshape(len(chunk), -1), self.conjs)
+        if len(out):
+            self.best = min(self.best, float(out.min()))
+        return out
+
+    def confirm(self, xs: np.ndarray, s: np.ndarray) -> bool:
+        """Run onnxruntime on the most promising candidates; keep the first confirmed one."""
+        if self.ort is None:
+            return False
+        order = np.argsort(s)[:ORT_CHECKS]
+        # the best candidate always; the next ones if the IR puts them in the unsafe region or
+        # near it (float32 evaluation can flip a near-boundary point either way)
+        tol = 1e-4 * (1.0 + abs(float(s[order[0]])))
+        for i in order:
+            if i != order[0] and s[i] > tol:
+                break
+            x32 = _to_float32_in_box(xs[i], self.lo, self.hi)
+            if x32 is None:
+                continue
+            x_model = x32.reshape(self.net.input_shape)
+            y = np.asarray(self.ort(x_model), dtype=np.float64)
+            if _in_unsafe(y.reshape(-1), self.conjs):
+                self.found = (x_model, y)
+                self.best = min(self.best, float(_scores(y.reshape(1, -1), self.conjs)[0]))
+                return True
+            if s[i] <= 0:
+                self.rejected += 1
+        return False
+
+    def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        d = len(self.lo)
+        width = self.hi - self.lo
+        n_vert = n // 2
+        u = self.rng.random((n - n_vert, d))
+        verts = (self.rng.random((n_vert, d)) < 0.5).astype(np.float64)
+        xs = self.lo + width * np.vstack([u, verts, 0.5 * np.ones((1, d))])
+        return xs, self.score(xs)
+
+    def gradient(self, x: np.ndarray, s0: float) -> np.ndarray:
+        """Forward-difference gradient estimate of the score at x: coordinate differences for
+        small inputs, random Rademacher directions (SPSA-like) for large ones."""
+        d = len(x)
+        h = np.maximum(1e-3 * (self.hi - self.lo), 1e-7)
+        if d <= 2 * FD_DIRECTIONS:
+            # coordinate steps, backwards where a forward step would leave the box
+            dirs = np.diag(np.where(x + h <= self.hi, h, -h))
+        else:
+            dirs = self.rng.choice([-1.0, 1.0], size=(FD_DIRECTIONS, d)) * h
+        steps = np.clip(x + dirs, self.lo, self.hi) - x
+        diff = self.score(x + steps) - s0
+        if d <= 2 * FD_DIRECTIONS:
+            st = np.diag(steps)
+            return np.where(st != 0, diff / np.where(st != 0, st, 1.0), 0.0)
+        # diff_j ≈ Σ_i g_i·steps_ji, steps_ji ≈ ±h_i: E[diff_j·steps_ji] ∝ g_i·h_i²
+        return (diff[:, None] * steps).mean(axis=0) / h**2
+
+    def ascend(self, x: np.ndarray, s: float) -> tuple[np.ndarray, float]:
+        """Projected descent of the score (ascent of the violation) along the sign of the
+        finite-difference gradient and along the gradient itself (scaled to the box), with a
+        vectorised line search over a geometric range of step sizes."""
+        width = self.hi - self.lo
+        fracs = 0.5 * 0.4 ** np.arange(STEP_SIZES)
+        for _ in range(ASCENT_STEPS):
+            if s < 0 or self.expired():
+                break
+            g = self.gradient(x, s)
+            gw = g * width
+            if not np.any(gw):
+                break
+            dirs = np.vstack([np.sign(g) * width, gw * width / np.max(np.abs(gw))])
+            cand = np.clip(x - (fracs[:, None, None] * dirs).reshape(-1, len(x)), self.lo,
+                           self.hi)
+            cs = self.score(cand)
+            k = int(np.argmin(cs))
+            if cs[k] >= s:
+                break
+            x, s = cand[k], float(cs[k])
+        return x, s
+
+    def refine(self, x: np.ndarray, s: float, n: int) -> tuple[np.ndarray, float]:
+        """Local random search: n points in a box of shrinking radius around x per round;
+        handles the kinks (max over rows, ReLU) where finite-difference gradients stall."""
+        width = self.hi - self.lo
+        for r in 0.1 * 0.3 ** np.arange(REFINE_ROUNDS):
+            if s < 0 or self.expired():
+                break
+            cand = np.clip(x + r * width * (2 * self.rng.random((n, len(x))) - 1), self.lo,
+                           self.hi)
+            cs = self.score(cand)
+            k = int(np.argmin(cs))
+            if cs[k] < s:
+                x, s = cand[k], float(cs[k])
+        return x, s
+
+    def run(self, n_samples: int) -> bool:
+        xs, s = self.sample(n_samples)
+        if self.confirm(xs, s):
+            return True
+        starts = np.argsort(s)[:ASCENT_STARTS]
+        for i in starts:
+            if self.expired():
+                break
+            x, sx = self.ascend(xs[i], float(s[i]))
+            if len(x) <= 2 * FD_DIRECTIONS:  # random local search only pays in few dimensions
+                x, sx = self.refine(x, sx, max(16, n_samples // (ASCENT_STARTS * REFINE_ROUNDS)))
+                x, sx = self.ascend(x, sx)
+            if self.confirm(x[None], np.array([sx])):
+                return True
+        return False
+
+
+def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
+           timeout: float | None = None, seed: int = 0, n_samples: int = DEFAULT_SAMPLES,
+           ort_model=None, batch: int = 256, execution: str = "float32") -> Verdict:
+    """Decide a VNN-LIB property on ``net``: "verified" (the certified bounds prove that no
+    input of the boxes reaches the unsafe region), "falsified" (a counterexample confirmed by
+    onnxruntime), or "unknown".
+
+    ``method`` and ``execution`` are passed to
+    :func:`~boundprop.analysis.linear_function_bounds`; the default ``execution="float32"``
+    makes "verified" hold for onnxruntime's float32 evaluation too. ``timeout``
+    (seconds) bounds the search; the bound computation of a box is not interrupted, and a
+    timeout before every box is bounded gives "unknown". ``ort_model`` defaults to an
+    :class:`~boundprop.runtime.OrtModel` of ``net.source`` (without one, nothing is falsified).
+    """
+    t0 = time.perf_counter()
+    deadline = t0 + (np.inf if timeout is None else float(timeout))
+    prop = _as_property(net, property_or_path)
+
+    # 1. Certified bounds: one call per box, every row of every conjunction at once.
+    margin = np.inf
+    per_case: list[np.ndarray] = []
+    open_cases: list[tuple[Box, list[Conjunction]]] = []
+    timed_out = False
+    for box, unsafe in prop.cases:
+        if time.perf_counter() > deadline:
+            timed_out = True
+            break
+        rows = [a for a, _ in unsafe if len(a)]
+        lower = np.empty(0)
+        if rows:
+            # one ulp outwards: covers the file's decimal bounds however they were rounded
+            wide = Box(np.nextafter(box.lower, -np.inf), np.nextafter(box.upper, np.inf))
+            lower, _ = linear_function_bounds(net, wide.fit(net.input_shape), np.vstack(rows),
+                                              method=method, execution=execution)
+        conj_margin = np.empty(len(unsafe))
+        still_open = []
+        k0 = 0
+        for j, (a, b) in enumerate(unsafe):
+            lo_k = lower[k0:k0 + len(b)]
+            k0 += len(b)
+            refuted = bool(np.any(lo_k > b))  # certified: A_k·y ≥ lo_k > b_k on the box
+            conj_margin[j] = float(np.max(round_down(lo_k - b))) if len(b) else -np.inf
+            if refuted:
+                conj_margin[j] = max(conj_margin[j], np.nextafter(0.0, 1.0))
+            else:
+                conj_margin[j] = min(conj_margin[j], 0.0)
+                still_open.append((a, b))
+        per_case.append(conj_margin)
+        if len(conj_margin):
+            margin = min(margin, float(conj_margin.min()))
+        if still_open:
+            open_cases.append((box, still_open))
+
+    if timed_out:
+        margin = -np.inf  # some box was never bounded: nothing is certified
+
+    def done(status: str, **kw) -> Verdict:
+        return Verdict(status=status, margin=margin, method=method, conjunction_margins=per_case,
+                       elapsed_s=time.perf_counter() - t0, **kw)
+
+    if not timed_out and not open_cases:
+        return done("verified")
+
+    # 2. Counterexample search on what the bounds left open.
+    if ort_model is None and net.source:
+        from boundprop.runtime import OrtModel
+
+        ort_model = OrtModel(net.source, net.input_name, net.output_name)
+    rng = np.random.default_rng(seed)
+    best, rejected = np.inf, 0
+    searches = [_Search(net, ort_model, box, conjs, rng, deadline, batch)
+                for box, conjs in open_cases]
+    while True:  # one round without a timeout; rounds until the deadline with one
+        for search in searches:
+            if time.perf_counter() > deadline:
+                break
+            hit = search.run(n_samples)
+            best = min(best, search.best)
+            if hit:
+                return done("falsified", search_margin=best, counterexample=search.found)
+        if timeout is None or time.perf_counter() > deadline:
+            break
+    rejected = sum(s.rejected for s in searches)
+    note = "timed out" if time.perf_counter() > deadline or timed_out else ""
+    if ort_model is None:
+        note = "no onnxruntime model to confirm counterexamples with"
+    elif rejected:
+        note = f"{rejected} IR candidate(s) not confirmed by onnxruntime"
+    return done("unknown", search_margin=best, note=note)
