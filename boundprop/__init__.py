@@ -1,5 +1,6 @@
 """boundprop: sound bounds, Lipschitz and smoothness certificates for ONNX networks."""
 
+from boundprop.analysis import OutputBounds, output_bounds
 from boundprop.errors import (
     BoundpropError,
     InputShapeError,
@@ -9,13 +10,19 @@ from boundprop.errors import (
 from boundprop.importer import load
 from boundprop.ir import Network, Node
 from boundprop.ops import supported_onnx_ops
+from boundprop.sets import Box, InputSet, L2Ball, LinfBall
 from boundprop.verifier import Verdict, verify
 from boundprop.vnnlib import load_vnnlib
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Box",
     "BoundpropError",
+    "InputSet",
+    "L2Ball",
+    "LinfBall",
+    "OutputBounds",
     "InputShapeError",
     "ModelLoadError",
     "Network",
@@ -25,6 +32,7 @@ __all__ = [
     "__version__",
     "load",
     "load_vnnlib",
+    "output_bounds",
     "supported_onnx_ops",
     "verify",
 ]
