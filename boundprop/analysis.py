@@ -94,16 +94,58 @@ def sanitize(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def interval_bounds(net: Network, input_set: InputSet, execution: str = "real"
-                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+ENGINES = ("auto", "numpy", "onnxruntime")
+# ``engine="auto"`` runs the interval pass through onnxruntime from this many multiply-adds on.
+AUTO_ORT_MULTIPLY_ADDS = 10**7
+
+
+def _interval_engine(net: Network, s: InputSet, execution: str, engine: str) -> str:
+    """Which engine computes the interval pass: onnxruntime (``boundprop.fast_interval``: the
+    same enclosure up to float32 rounding margins, ~2× a forward pass) or numpy (float64)."""
+    if engine not in ENGINES:
+        raise BoundpropError(f"unknown interval engine '{engine}'; use one of "
+                             f"{', '.join(ENGINES)}")
+    if engine == "numpy":
+        return "numpy"
+    if engine == "onnxruntime":
+        if execution != "real":
+            from boundprop.fast_interval import FastIntervalUnavailable
+
+            raise FastIntervalUnavailable("the onnxruntime engine bounds real arithmetic only "
+                                          "(execution='real')")
+        return "onnxruntime"
+    from boundprop.fast_interval import multiply_adds, unsupported_primitives
+
+    ok = (execution == "real" and not isinstance(s, L2Ball) and not unsupported_primitives(net)
+          and multiply_adds(net) > AUTO_ORT_MULTIPLY_ADDS)
+    return "onnxruntime" if ok else "numpy"
+
+
+def interval_bounds(net: Network, input_set: InputSet, execution: str = "real",
+                    engine: str = "auto") -> list[tuple[np.ndarray, np.ndarray]]:
     """Interval (IBP) enclosure of every node over the input set, in order of ``net.nodes``.
 
     ``execution="float32"``: each enclosure also contains the float32 evaluation (each node's
-    enclosure widened by its float32 error bound, computed from its widened inputs)."""
+    enclosure widened by its float32 error bound, computed from its widened inputs).
+
+    ``engine``: ``"numpy"`` (float64, every primitive), ``"onnxruntime"`` (the whole pass as
+    one float32 onnxruntime graph, rigorously rounded — :mod:`boundprop.fast_interval`; real
+    execution, the set's bounding box) or ``"auto"`` (onnxruntime when every primitive has a
+    rule, the model has more than ``AUTO_ORT_MULTIPLY_ADDS`` multiply-adds, execution is real
+    and the set is not an ℓ2 ball; numpy otherwise, or if onnxruntime cannot finish soundly,
+    e.g. on float32 overflow)."""
     from boundprop.rounding import widen
 
     _check_execution(execution)
     s = input_set.fit(net.input_shape)
+    if _interval_engine(net, s, execution, engine) == "onnxruntime":
+        from boundprop.fast_interval import FastIntervalUnavailable, interval_bounds_ort
+
+        try:
+            return [sanitize(lo, hi) for lo, hi in interval_bounds_ort(net, s)]
+        except FastIntervalUnavailable:
+            if engine == "onnxruntime":
+                raise
     bounds: list[tuple[np.ndarray, np.ndarray]] = [input_box(s, execution)]
     start = 0
     if isinstance(s, L2Ball) and execution == "real":
@@ -119,7 +161,7 @@ def interval_bounds(net: Network, input_set: InputSet, execution: str = "real"
 
 
 def output_bounds(net: Network, input_set: InputSet, method: str = "linear",
-                  execution: str = "real") -> OutputBounds:
+                  execution: str = "real", engine: str = "auto") -> OutputBounds:
     """Certified bounds on the network output over ``input_set``.
 
     ``method="interval"``: interval bound propagation, every op's exact-or-sound interval rule.
@@ -127,14 +169,15 @@ def output_bounds(net: Network, input_set: InputSet, method: str = "linear",
     the work budget, interval bounds elsewhere; never looser than interval on any node.
     ``execution="real"`` (default) encloses the real-arithmetic function the ONNX graph denotes;
     ``"float32"`` also encloses its float32 evaluation (onnxruntime's), under the rounding model
-    of :mod:`boundprop.rounding`.
+    of :mod:`boundprop.rounding`. ``engine`` selects how the interval pass runs (see
+    :func:`interval_bounds`).
     """
     if method not in METHODS:
         raise BoundpropError(f"unknown bound method '{method}'; use one of {', '.join(METHODS)}")
     _check_execution(execution)
     t0 = time.perf_counter()
     if method == "interval":
-        layers = interval_bounds(net, input_set, execution)
+        layers = interval_bounds(net, input_set, execution, engine)
     else:
         from boundprop.linear import linear_bounds
 

@@ -229,3 +229,16 @@ def test_cli_usage_errors_exit_2(tmp_path):
     code, _, err = run_cli("inspect", str(MODELS / "mlp_relu.onnx"), "--input-shape", "a,b")
     assert code == 2 and "Traceback" not in err
     assert main(["inspect", str(tmp_path / "nothing.onnx")]) == 2
+
+
+def test_ambiguous_same_pooling_with_dilation_is_refused(tmp_path):
+    node = helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2],
+                            dilations=[2], auto_pad="SAME_UPPER")
+    g = helper.make_graph([node], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "pool.onnx"))
+    with pytest.raises(bp.UnsupportedModelError, match="ambiguous"):
+        bp.load(tmp_path / "pool.onnx")

@@ -195,7 +195,9 @@ def _run_text(model_path, text: str, tmp_path, **kw) -> Verdict:
 def test_synthetic_verified(model2, tmp_path):
     v = _run_text(model2, _spec(2, 2, BOX2, "(assert (>= Y_0 2.5))\n"), tmp_path)
     assert v.status == "verified" and v.margin > 0 and v.method == DEFAULT_METHOD
-    np.testing.assert_allclose(v.margin, 0.5, rtol=1e-9)  # interval: y0 ≤ 2, exactly
+    # y0 ≤ 2 exactly; the default float32-execution bounds give up a few float32 ulps of it.
+    np.testing.assert_allclose(v.margin, 0.5, rtol=1e-5)
+    assert v.margin <= 0.5
 
 
 def test_synthetic_falsified_at_a_vertex(model2, tmp_path):

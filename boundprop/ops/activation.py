@@ -264,6 +264,11 @@ class Relu(Activation):
         lower = np.where(lo >= 0, 1.0, np.where(hi <= 0, 0.0, (hi >= -lo).astype(float)))
         return lower, upper
 
+    def emit_interval_onnx(self, b, x):
+        """Relu of lo and of hi (exact, monotone); from centre/radius form the subtraction,
+        addition and Relu fuse into one pass each (``IntervalGraphBuilder.lh``)."""
+        return b.lh(x, activation="Relu")
+
     def critical_points(self):
         return (0.0,)
 
@@ -279,6 +284,23 @@ class LeakyRelu(Activation):
 
     def critical_points(self):
         return (0.0,)
+
+    def emit_interval_onnx(self, b, x):
+        """LeakyRelu of lo and hi (monotone for α ≥ 0). The product αx is one rounding:
+        f(x) ≥ f̂ − U1|f̂| (and ≤ f̂ + U1|f̂|), and f(x − eps|x| − tau) ≥ f(x) − eps|f(x)| −
+        max(1, α)tau, so eps' = (1+eps)(1+U1) − 1, tau' = max(1, α)·tau + ETA."""
+        from dataclasses import replace
+
+        from boundprop.fast_interval import ETA, SLACK64, U1, FastIntervalUnavailable
+
+        a = self.params["alpha"]
+        if a < 0 or float(np.float32(a)) != a:
+            raise FastIntervalUnavailable("LeakyRelu with a negative or non-float32 slope")
+        v = b.lh(x)
+        return replace(v, a=b.op("LeakyRelu", [v.a], alpha=a),
+                       b=b.op("LeakyRelu", [v.b], alpha=a),
+                       eps=((1 + v.eps) * (1 + U1) - 1) * SLACK64,
+                       tau=max(1.0, a) * v.tau + ETA, nonneg=a == 0.0)
 
     def relaxation_slopes(self, lo, hi):
         upper, _ = super().relaxation_slopes(lo, hi)
@@ -480,6 +502,19 @@ class Clip(Activation):
         return np.clip(x, self.params["lo"], self.params["hi"])
 
     rounding = "exact"
+
+    def emit_interval_onnx(self, b, x):
+        """Clip is exact and nondecreasing in x and in both limits: lo through (↓min, ↓max),
+        hi through (↑min, ↑max)."""
+        from boundprop.fast_interval import down32, up32
+
+        mn, mx = self.params["lo"], self.params["hi"]
+
+        def clip(rnd):
+            lims = [b.const(rnd(mn)), b.const(rnd(mx))]
+            return lambda n: b.op("Clip", [n, *lims])
+
+        return b.monotone(x, clip(down32), clip(up32), nonneg=bool(down32(mn) >= 0))
 
     def critical_points(self):
         return tuple(v for v in (self.params["lo"], self.params["hi"]) if np.isfinite(v))

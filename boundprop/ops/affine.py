@@ -120,6 +120,26 @@ class Dense(AffinePrimitive):
         total = shift if self.offset_raw is None else self.offset_raw + shift
         return Dense(self.in_shapes[0], self.matrix, total, self.axis)
 
+    def emit_interval_onnx(self, b, x):
+        """Centre and radius as MatMul (+ Add): see ``fast_interval.affine``."""
+        gemm = self.axis == -1 and len(self.in_shapes[0]) == 2 and (
+            self.offset_raw is None or self.offset_raw.ndim <= 2 and broadcast_shapes(
+                self.offset_raw.shape, (self.in_shapes[0][0], self.matrix.shape[0]))
+            == (self.in_shapes[0][0], self.matrix.shape[0]))
+
+        def emit(inp, w, bias):
+            if gemm:  # x Wᵀ + b with W as stored (no transposed copy)
+                return b.op("Gemm", [inp, b.const(w)] + ([] if bias is None else
+                                                         [b.const(bias)]), transB=1)
+            if self.axis == -1:
+                y = b.op("MatMul", [inp, b.const(np.ascontiguousarray(w.T))])
+            else:
+                y = b.op("MatMul", [b.const(w), inp])
+            return y if bias is None else b.op("Add", [y, b.const(bias)])
+
+        return b.affine(x, self.matrix, self.offset_raw, self.fan_in,
+                        float(np.abs(self.matrix).sum(axis=1).max()), emit, self.out_shape)
+
     def parameters(self) -> dict[str, np.ndarray]:
         p = {"weight": self.matrix}
         if self.offset_raw is not None:
@@ -192,6 +212,18 @@ class ElementwiseAffine(AffinePrimitive):
         if self.offset is not None:
             lo, hi = round_down(lo + self.offset), round_up(hi + self.offset)
         return lo, hi
+
+    def emit_interval_onnx(self, b, x):
+        """Mul (+ Add) on centre and radius: an affine map of fan-in 1."""
+        scale = np.ones(()) if self.scale_raw is None else self.scale_raw
+
+        def emit(inp, w, bias):
+            y = inp if (w.size == 1 and float(w.reshape(-1)[0]) == 1.0) else b.op(
+                "Mul", [inp, b.const(w)])
+            return y if bias is None else b.op("Add", [y, b.const(bias)])
+
+        return b.affine(x, scale, self.shift_raw, 1, float(np.abs(scale).max()), emit,
+                        self.out_shape)
 
     def with_extra_offset(self, shift: np.ndarray) -> ElementwiseAffine | None:
         shift = float_array(shift)
@@ -345,6 +377,21 @@ class Conv(AffinePrimitive):
     def fan_in(self) -> int:
         return int(np.prod(self.weight.shape[1:]))
 
+    def emit_interval_onnx(self, b, x):
+        """Two ONNX Convs (centre with W, radius with |W|): see ``fast_interval.affine``."""
+        attrs = dict(kernel_shape=list(self.weight.shape[2:]), strides=list(self.strides),
+                     pads=list(self.pads_begin) + list(self.pads_end),
+                     dilations=list(self.dilations), group=self.group)
+        m = self.weight.shape[0]
+
+        def emit(inp, w, bias):
+            ins = [inp, b.const(w)] + ([] if bias is None else [b.const(bias)])
+            return b.op("Conv", ins, **attrs)
+
+        rows = float(np.abs(self.weight).reshape(m, -1).sum(axis=1).max())
+        return b.affine(x, self.weight, self.bias, self.fan_in, rows, emit, self.out_shape,
+                        bias_shape=(m,))
+
     def with_extra_offset(self, shift: np.ndarray) -> Conv | None:
         shift = float_array(shift)
         m, rank = self.out_shape[1], len(self.out_shape)
@@ -463,6 +510,25 @@ class ConvTranspose(AffinePrimitive):
         if self.bias is not None:
             p["bias"] = self.bias
         return p
+
+    def emit_interval_onnx(self, b, x):
+        """Two ONNX ConvTransposes (centre with W, radius with |W|)."""
+        attrs = dict(kernel_shape=list(self.weight.shape[2:]), strides=list(self.strides),
+                     pads=list(self.pads_begin) + list(self.pads_end),
+                     dilations=list(self.dilations), group=self.group,
+                     output_padding=list(self.output_padding))
+        c, mg = self.weight.shape[:2]
+        g = self.group
+        # Row sums of |A|: output channel (group j, m) sums input channels of group j over
+        # (at most) every kernel offset.
+        rows = np.abs(self.weight).reshape(g, c // g, mg, -1).sum(axis=(1, 3))
+
+        def emit(inp, w, bias):
+            ins = [inp, b.const(w)] + ([] if bias is None else [b.const(bias)])
+            return b.op("ConvTranspose", ins, **attrs)
+
+        return b.affine(x, self.weight, self.bias, self.fan_in, float(rows.max()), emit,
+                        self.out_shape, bias_shape=(mg * g,))
 
     def describe(self) -> str:
         k = "x".join(map(str, self.weight.shape[2:]))

@@ -57,6 +57,30 @@ class Sum(Primitive):
             *[np.maximum(np.abs(a), np.abs(b)) for a, b in zip(lo_terms, hi_terms)])
         return widen(lo, hi, gamma(len(boxes) + 1) * mag)
 
+    def emit_interval_onnx(self, b, *xs):
+        """Centre/radius form, one input at a time: with both radii materialised
+        (r_k ≥ ρ_k r_k + eps_k|c_k|), ĉ = fl(c₁ ± c₂) and r̂ = fl(r₁ + r₂) are one rounding
+        each: |c₁ ± c₂ − ĉ| ≤ U1|ĉ| + ETA and r₁ + r₂ ≤ (r̂ + ETA)/(1−γf) (γf: the radius
+        Add may be fused into the convolution producing r₁, see ``gamma_fused``; centres feed
+        a guard too, so they are never fused); so the sum is ``cr`` with rho = 1/(1−γf),
+        eps = U1, tau = tau₁ + tau₂ + 3·ETA."""
+        from boundprop.fast_interval import ETA, SLACK64, U1, FastIntervalUnavailable, IValue
+
+        if any(c not in (1.0, -1.0) for c in self.coefficients):
+            raise FastIntervalUnavailable("Sum with coefficients other than +-1")
+        acc = b.cr(xs[0])
+        if self.coefficients[0] == -1.0:  # negation is exact
+            acc = IValue("cr", b.op("Neg", [acc.a]), acc.b, acc.shape, eps=acc.eps,
+                         tau=acc.tau, rho=acc.rho, guarded=acc.guarded)
+        for coef, x in zip(self.coefficients[1:], xs[1:]):
+            acc, v = b.materialise(acc), b.materialise(b.cr(x))
+            c = b.op("Add" if coef == 1.0 else "Sub", [acc.a, v.a])
+            r = b.op("Add", [acc.b, v.b])
+            acc = IValue("cr", c, r, self.out_shape, rho=SLACK64 / (1 - b.gamma_fused),
+                         eps=U1 * SLACK64,
+                         tau=acc.tau + v.tau + 3 * ETA, guarded=False)
+        return acc
+
     def linear_relaxation(self, *boxes):
         return None
 
@@ -111,6 +135,19 @@ class Concat(Primitive):
 
     def interval(self, *boxes):
         return (self.evaluate(*[b[0] for b in boxes]), self.evaluate(*[b[1] for b in boxes]))
+
+    def emit_interval_onnx(self, b, *xs):
+        """ONNX Concat of the lows and of the highs (or of centres and radii): exact; the
+        pending widening of the result is the largest of the inputs'."""
+        from dataclasses import replace
+
+        forms = {x.kind for x in xs}
+        vs = list(xs) if forms == {"cr"} else [b.lh(x) for x in xs]
+        cat = [b.op("Concat", [getattr(v, f) for v in vs], axis=self.axis) for f in "ab"]
+        return replace(vs[0], a=cat[0], b=cat[1], shape=self.out_shape,
+                       eps=max(v.eps for v in vs), tau=max(v.tau for v in vs),
+                       rho=max(v.rho for v in vs), nonneg=all(v.nonneg for v in vs),
+                       guarded=all(v.guarded for v in vs))
 
     def linear_relaxation(self, *boxes):
         return None

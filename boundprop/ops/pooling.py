@@ -18,6 +18,7 @@ from boundprop.ops.base import (
     Shape,
     Tensor,
     Value,
+    as_str,
     attr,
     const_value,
     normalize_axis,
@@ -86,6 +87,13 @@ class MaxPool(_Window, Primitive):
 
     def float32_error(self, boxes, out):
         return np.zeros_like(out[0])  # max is exact
+
+    def emit_interval_onnx(self, b, x):
+        """MaxPool of lo and of hi: exact and monotone."""
+        attrs = dict(kernel_shape=list(self.kernel), strides=list(self.strides),
+                     pads=list(self.pads_begin) + list(self.pads_end),
+                     dilations=list(self.dilations), ceil_mode=int(self.ceil_mode))
+        return b.monotone(x, lambda n: b.op("MaxPool", [n], **attrs), shape=self.out_shape)
 
     def _window_index(self) -> np.ndarray:
         """(n_offsets, *out_shape): flat input index each window offset reads (−1: padding)."""
@@ -160,6 +168,18 @@ class AveragePool(_Window, AffinePrimitive):
     def fan_in(self) -> int:
         return int(np.prod(self.kernel)) + 1  # the sum, then the division
 
+    def emit_interval_onnx(self, b, x):
+        """ONNX AveragePool: a nonnegative linear map with row sums ≤ 1."""
+        from boundprop.fast_interval import FastIntervalUnavailable
+
+        if any(d != 1 for d in self.dilations):
+            raise FastIntervalUnavailable("dilated AveragePool needs opset 19")
+        attrs = dict(kernel_shape=list(self.kernel), strides=list(self.strides),
+                     pads=list(self.pads_begin) + list(self.pads_end),
+                     ceil_mode=int(self.ceil_mode), count_include_pad=int(self.count_include_pad))
+        return b.positive_linear(x, self.fan_in, 1.0,
+                                 lambda n: b.op("AveragePool", [n], **attrs), self.out_shape)
+
     def linear(self, x: np.ndarray) -> np.ndarray:
         xp = self._pad(x, 0.0)
         total = sum(xp[sl] for sl in self._slices())
@@ -195,6 +215,20 @@ class Reduce(AffinePrimitive):
     @property
     def fan_in(self) -> int:
         return int(np.prod([self.in_shapes[0][a] for a in self.axes])) + 1
+
+    def emit_interval_onnx(self, b, x):
+        """ONNX ReduceMean/ReduceSum: nonnegative, row sums 1 (mean) or n (sum)."""
+        n = int(np.prod([self.in_shapes[0][a] for a in self.axes]))
+        keep = int(self.keepdims)
+        if self.mean:
+            def emit(name):
+                return b.op("ReduceMean", [name], axes=list(self.axes), keepdims=keep)
+        else:
+            def emit(name):
+                return b.op("ReduceSum", [name, b.const(np.array(self.axes, np.int64))],
+                            keepdims=keep)
+        return b.positive_linear(x, self.fan_in, 1.0 if self.mean else float(n), emit,
+                                 self.out_shape)
 
     def linear(self, x: np.ndarray) -> np.ndarray:
         ax = tuple(a + 1 for a in self.axes)
@@ -233,6 +267,12 @@ class ReduceExtreme(Primitive):
     def float32_error(self, boxes, out):
         return np.zeros_like(out[0])
 
+    def emit_interval_onnx(self, b, x):
+        """ReduceMax/ReduceMin of lo and of hi: exact and monotone."""
+        op = "ReduceMax" if self.is_max else "ReduceMin"
+        return b.monotone(x, lambda n: b.op(op, [n], axes=list(self.axes),
+                                            keepdims=int(self.keepdims)), shape=self.out_shape)
+
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         ax = tuple(a + 1 for a in self.axes)
         f = np.max if self.is_max else np.min
@@ -251,6 +291,12 @@ def _window_args(ctx: ConversionContext, node, x: Tensor):
     kernel = tuple(a["kernel_shape"])
     strides = tuple(a.get("strides") or [1] * d)
     dilations = tuple(a.get("dilations") or [1] * d)
+    if as_str(a.get("auto_pad", "NOTSET")) in ("SAME_UPPER", "SAME_LOWER") and any(
+            d != 1 for d in dilations):
+        # The spec counts the dilation when sizing SAME pads; onnxruntime does not. Rather
+        # than pick one reading, refuse.
+        raise ctx.fail("pooling with auto_pad SAME_* and dilations is ambiguous (the ONNX spec "
+                       "and onnxruntime disagree on its pads); export with explicit pads")
     pb, pe = resolve_pads(a, x.shape[2:], kernel, strides, dilations)
     return a, kernel, strides, dilations, pb, pe, bool(a.get("ceil_mode", 0))
 

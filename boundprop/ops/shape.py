@@ -38,6 +38,13 @@ class Reshape(PermutationPrimitive):
     def linear(self, x: np.ndarray) -> np.ndarray:
         return x.reshape((x.shape[0],) + self.out_shape)
 
+    def emit_interval_onnx(self, b, x):
+        if 0 in self.out_shape:
+            from boundprop.fast_interval import FastIntervalUnavailable
+            raise FastIntervalUnavailable("empty tensors")
+        shape = b.const(np.array(self.out_shape, np.int64))
+        return b.both(x, lambda n: b.op("Reshape", [n, shape]), self.out_shape)
+
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         return lam.reshape((lam.shape[0],) + self.in_shapes[0])
 
@@ -59,6 +66,9 @@ class Transpose(PermutationPrimitive):
     def linear(self, x: np.ndarray) -> np.ndarray:
         return x.transpose((0,) + tuple(p + 1 for p in self.perm))
 
+    def emit_interval_onnx(self, b, x):
+        return b.both(x, lambda n: b.op("Transpose", [n], perm=list(self.perm)), self.out_shape)
+
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         inv = np.argsort(self.perm)
         return lam.transpose((0,) + tuple(int(p) + 1 for p in inv))
@@ -79,6 +89,18 @@ class Slice(PermutationPrimitive):
 
     def linear(self, x: np.ndarray) -> np.ndarray:
         return x[(slice(None), *self.slices)]
+
+    def emit_interval_onnx(self, b, x):
+        starts, ends, steps = [], [], []
+        for sl, n in zip(self.slices, self.in_shapes[0]):
+            start, stop, step = sl.indices(n)
+            starts.append(start)
+            # A negative step running past index 0 ends "before 0": INT64_MIN clamps to -1.
+            ends.append(stop if stop >= 0 else np.iinfo(np.int64).min)
+            steps.append(step)
+        args = [b.const(np.array(v, np.int64)) for v in (starts, ends,
+                                                          range(len(starts)), steps)]
+        return b.both(x, lambda n: b.op("Slice", [n, *args]), self.out_shape)
 
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         out = np.zeros((lam.shape[0],) + self.in_shapes[0])
@@ -128,6 +150,27 @@ class Pad(AffinePrimitive):
         # Copies and an exactly added constant (0 + value): exact and monotone.
         return self.evaluate(box[0]), self.evaluate(box[1])
 
+    def emit_interval_onnx(self, b, x):
+        """ONNX Pad of both tensors. Zero padding (and copying modes) keep the centre/radius
+        form exactly; a nonzero constant v pads lo with ↓v and hi with ↑v."""
+        from boundprop.fast_interval import FastIntervalUnavailable, down32, up32
+
+        if self.mode == "wrap":
+            raise FastIntervalUnavailable("Pad mode 'wrap' needs opset 19")
+        pads = b.const(np.array(self.begin + self.end, np.int64))
+
+        def pad(name, value):
+            ins = [name, pads] + ([b.const(np.float32(value))] if self.mode == "constant"
+                                  else [])
+            return b.op("Pad", ins, mode=self.mode)
+
+        if x.kind == "cr" and (self.mode != "constant" or self.value == 0.0):
+            return b.both(x, lambda n: pad(n, 0.0), self.out_shape)
+        v = b.lh(x)
+        lo, hi = down32(self.value), up32(self.value)
+        return b.monotone(v, lambda n: pad(n, lo), lambda n: pad(n, hi), shape=self.out_shape,
+                          nonneg=v.nonneg and (self.mode != "constant" or lo >= 0))
+
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         if self.mode != "constant":
             raise NotImplementedError  # reflect/edge/wrap copy entries: not a plain crop
@@ -154,6 +197,10 @@ class Gather(PermutationPrimitive):
     def linear(self, x: np.ndarray) -> np.ndarray:
         return np.take(x, self.indices, axis=self.axis + 1)
 
+    def emit_interval_onnx(self, b, x):
+        idx = b.const(self.indices)
+        return b.both(x, lambda n: b.op("Gather", [n, idx], axis=self.axis), self.out_shape)
+
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         out = np.zeros((lam.shape[0],) + self.in_shapes[0])
         moved = np.moveaxis(out, self.axis + 1, 0)
@@ -177,6 +224,10 @@ class Expand(PermutationPrimitive):
         x = lift_input(x, len(self.out_shape))
         return np.broadcast_to(x, (x.shape[0], *self.out_shape))
 
+    def emit_interval_onnx(self, b, x):
+        shape = b.const(np.array(self.out_shape, np.int64))
+        return b.both(x, lambda n: b.op("Expand", [n, shape]), self.out_shape)
+
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         from boundprop.ops.affine import sum_to_shape
 
@@ -192,6 +243,10 @@ class Tile(PermutationPrimitive):
 
     def linear(self, x: np.ndarray) -> np.ndarray:
         return np.tile(x, (1, *self.repeats))
+
+    def emit_interval_onnx(self, b, x):
+        reps = b.const(np.array(self.repeats, np.int64))
+        return b.both(x, lambda n: b.op("Tile", [n, reps]), self.out_shape)
 
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         split = [lam.shape[0]]
@@ -229,6 +284,20 @@ class ConcatConst(AffinePrimitive):
     def interval(self, box):
         # Copies and an exactly added constant (0 + value): exact and monotone.
         return self.evaluate(box[0]), self.evaluate(box[1])
+
+    def emit_interval_onnx(self, b, x):
+        """Concat lo with ↓constants and hi with ↑constants."""
+        from boundprop.fast_interval import down32, up32
+
+        v = b.lh(x)
+
+        def cat(name, rnd):
+            parts = [name if p is None else b.const(rnd(p)) for p in self.pieces]
+            return b.op("Concat", parts, axis=self.axis)
+
+        nonneg = v.nonneg and all(p is None or np.all(p >= 0) for p in self.pieces)
+        return b.monotone(v, lambda n: cat(n, down32), lambda n: cat(n, up32),
+                          shape=self.out_shape, nonneg=nonneg)
 
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         start = 0

@@ -1,0 +1,647 @@
+"""Interval bounds (IBP) run by onnxruntime in float32, rigorously sound.
+
+The IR is translated into ONE ONNX graph that propagates a box through the network in float32
+(CPUExecutionProvider, default threads); each primitive's translation rule is its method
+``emit_interval_onnx(builder, *values) -> value`` beside its other rules in ``boundprop/ops``;
+this module only holds the generic builder (the interval algebra below) and the driver.
+
+Values and what they guarantee
+------------------------------
+A node's value set is carried by two float32 tensors ``a``, ``b`` in one of two forms, plus a
+*pending* widening (scalars fixed at build time) that later steps fold into their constants
+instead of spending elementwise passes on it. For every point x of the node's set, in real
+arithmetic, elementwise:
+
+* ``lh``:  a − eps·|a| − tau  ≤  x  ≤  b + eps·|b| + tau          (lower/upper form)
+* ``cr``:  |x − a|  ≤  rho·b + eps·|a| + tau                      (centre/radius form)
+
+(a = −∞ or b = +∞ is allowed in ``lh``: still true.) The input is ``lh`` with the float64 box
+rounded outward to float32 and no pending widening.
+
+The float32 model
+-----------------
+u = 2⁻²⁴, U1 = u/(1−u), ETA = 2⁻¹²⁶ (the smallest normal float32). Each elementwise ONNX op ORT
+runs (Add, Sub, Mul, Abs, Relu, Max...) is one IEEE operation rounded to nearest:
+fl(z) = z(1+δ), |δ| ≤ u, or |fl(z) − z| ≤ ETA when the result is subnormal or flushed (so the
+rules hold with or without flush-to-zero / denormals-are-zero). Abs, Relu, Max/MaxPool, Clip,
+negation, multiplication by ±1 and by powers of 2 (bar underflow) are exact. A dot product or sum
+of n terms computed in ANY order, with or without FMA, satisfies
+|fl(Σ p_i) − Σ p_i| ≤ γ_n Σ|p_i| (+ n·ETA for underflow), γ_n = nu/(1−nu) (Higham, Thm 3.1 —
+valid for every summation tree, so for MLAS's blocked SGEMM and NCHWc convolutions, which only
+reorder the sum); ``gamma32(n)`` is 2γ_{n+2}, a doubled margin. This is an ASSUMPTION about the
+runtime: it excludes Winograd/FFT convolution (whose error is not a function of |W|·|x|). MLAS
+(onnxruntime's CPU kernels) implements float Conv as im2col+SGEMM, direct GEMM (1×1), the NCHWc
+direct kernels and a direct depthwise kernel — no Winograd/FFT — and ``tests/test_fast_interval``
+checks the bound against a float64 reference on adversarial inputs. Graph rewrites that would
+change the rounding (folding a Mul/Add constant into conv weights/bias) are disabled by name
+(``DISABLED_OPTIMIZERS``); the fusions ORT may still apply compute the same sums: Conv+Relu,
+MatMul+Add → Gemm and NCHWc layout change nothing; an Add fused into the accumulator of the
+convolution producing one of its operands (NCHWc Conv+Sum, ConvAddActivationFusion) is intended
+where the other operand is a ±1/−k depthwise product (one rounding either way), and where a
+radius straight out of a convolution is added the rule uses γ_{n+2} instead of u for that Add
+(``IntervalGraphBuilder.gamma_fused``).
+
+Affine maps (Conv, Dense, ElementwiseAffine, ConvTranspose; AveragePool and Reduce)
+----------------------------------------------------------------------------------
+For y = A x + b, with x in the box, take any float32 x̂ and exact scale σ (1 or 1/2, folded into
+the weights) and a float32 t with  |x − σx̂| + G·σ|x̂| ≤ rho_t·t + tau_t  (``_operands`` builds
+t in 2–5 elementwise ops from the value's form). Then, with Wc = fl32(σW) (|Wc − σW| ≤ u_w·σ|W|)
+and b32 = fl32(b):
+
+  |A x + b − fl(Wc x̂ + b32)| ≤ |A|·|x − σx̂| + |Wc − σW||x̂| + γ(|Wc||x̂| + |b32|) + |b − b32|
+                            ≤ |A|·(|x − σx̂| + Gσ|x̂|) + γ|b32| + |b − b32|
+                            ≤ rho_t·|A| t + |A|·tau_t + γ|b32| + |b − b32|,
+
+with G = u_w + γ(1+u_w), γ = gamma32(fan_in + 2). This uses the linearity of |A|:
+|A|r + γ|A||c| = |A|(r + γ|c|), so the rounding error of the centre product and the radius are
+covered by ONE product with |A| — two convolutions/matmuls per layer, which is what makes 2×
+the forward pass the floor. The radius product is run with Mr = ↑(F·rho_t·|A|) and bias
+e = ↑(F·(row-sum(|A|)·tau_t + γ|b32| + |b − b32| + underflow terms)), F = (1 + gamma32(n+2))·
+(1 + 8u): all its terms are ≥ 0, so its computed value is ≥ (1 − γ_{n+1})·(Mr t + e) ≥ the
+bound above. The affine output is ``cr`` with no pending widening.
+
+ReLU and friends: lo = fl(c − r), hi = fl(c + r) (on 4-D tensors as depthwise ±1 convolutions
+that onnxruntime fuses with the addition and the ReLU into one pass); each is one rounding, so
+the ``lh`` result carries eps = U1 and tau += ETA; monotone exact ops (Relu, MaxPool, ReduceMax,
+Clip) then map lo and hi and keep the pending widening (x ↦ x ± (eps|x| + tau) is increasing and
+commutes with them up to an inequality in the right direction). The next affine map folds the
+pending widening into its constants (``_operands``).
+
+Overflow: an affine output whose centre c has an ±inf/NaN entry is caught by a reduction guard
+(one read pass); once every centre is finite, every other non-finite entry can only be a sound
+±∞ (radius overflow to +∞, lo → −∞, hi → +∞), and the final outputs are checked on the host. A
+failed check raises :class:`FastIntervalUnavailable` (``analysis`` then falls back to numpy).
+
+Output: every materialised node is converted on the host in float64 with outward rounding:
+``lh`` → [a − eps|a| − tau, b + eps|b| + tau], ``cr`` → c ∓ (rho·r + eps|c| + tau). Each value
+encloses the real-arithmetic image of the input box by the invariants above, so the returned
+float64 interval does too; no further ulp is needed because the last float32 rounding is already
+part of the pending widening (eps ≥ U1 ≥ the relative error of that rounding).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from boundprop.errors import BoundpropError
+from boundprop.rounding import FLOAT32_UNIT_ROUNDOFF, gamma32
+
+U = FLOAT32_UNIT_ROUNDOFF
+U1 = U / (1.0 - U)
+ETA = 2.0**-126
+# Relative slack for float64 arithmetic on the build-time constants (a few roundings of 2⁻⁵³).
+SLACK64 = 1.0 + 2.0**-40
+OPSET = 17
+# Rewrites that would fold constants into weights (changing which values are rounded).
+DISABLED_OPTIMIZERS = ["ConvAddFusion", "ConvMulFusion", "ConvBNFusion", "MatMulScaleFusion",
+                       "DivMulFusion"]
+
+
+class FastIntervalUnavailable(NotImplementedError):
+    """The onnxruntime interval engine cannot handle this network or box (unsupported
+    primitive, non-finite box, float32 overflow): use the numpy engine."""
+
+
+# --------------------------------------------------------------------------------------------
+# float32 rounding of build-time constants
+
+
+def near32(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64).astype(np.float32)
+
+
+def up32(x) -> np.ndarray:
+    """The least float32 ≥ x (elementwise)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        y = x.astype(np.float32)
+    return np.where(y.astype(np.float64) < x, np.nextafter(y, np.float32(np.inf)), y)
+
+
+def down32(x) -> np.ndarray:
+    """The greatest float32 ≤ x (elementwise)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        y = x.astype(np.float32)
+    return np.where(y.astype(np.float64) > x, np.nextafter(y, np.float32(-np.inf)), y)
+
+
+_CHUNK = 1 << 20
+
+
+def _chunks(w: np.ndarray):
+    """Row blocks of ``w`` (as a 2-D view) of about a million entries: keeps the float64
+    temporaries of the constant computations small."""
+    flat = w.reshape(w.shape[0], -1) if w.ndim > 1 else w.reshape(-1, 1)
+    step = max(1, _CHUNK // max(1, flat.shape[1]))
+    for i in range(0, flat.shape[0], step):
+        yield i, flat[i:i + step]
+
+
+def _round_weights(w: np.ndarray, sigma: float) -> tuple[np.ndarray, float]:
+    """(fl32(σW), u_w) with |fl32(σW) − σW| ≤ u_w·|σW|: u_w = 0 when every entry is exact,
+    u (round to nearest) when the inexact ones are in float32's normal range."""
+    out = np.empty(w.shape, np.float32)
+    flat_out = out.reshape(w.shape[0], -1) if w.ndim > 1 else out.reshape(-1, 1)
+    u_w = 0.0
+    top = float(np.finfo(np.float32).max) / 2
+    for i, blk in _chunks(w):
+        sw = sigma * blk  # exact: σ is a power of 2 (bar float64 underflow, checked below)
+        if not np.all(np.isfinite(sw)):
+            raise FastIntervalUnavailable("non-finite weights")
+        r = sw.astype(np.float32)
+        bad = r.astype(np.float64) != sw
+        if np.any(bad):
+            mag = np.abs(sw[bad])
+            if np.any(mag < 2.0**-126) or np.any(mag > top):
+                raise FastIntervalUnavailable("weights outside float32's normal range")
+            u_w = U
+        if sigma != 1.0 and np.any((blk != 0) & (np.abs(blk) < 2.0**-1020)):
+            raise FastIntervalUnavailable("subnormal float64 weights")
+        flat_out[i:i + len(blk)] = r
+    return out, u_w
+
+
+def _abs_scaled_up(w: np.ndarray, scale: float) -> np.ndarray:
+    """↑fl32(|W|·scale) entrywise (the float64 product is within SLACK64 of exact; the caller
+    folds that slack into ``scale``)."""
+    out = np.empty(w.shape, np.float32)
+    flat_out = out.reshape(w.shape[0], -1) if w.ndim > 1 else out.reshape(-1, 1)
+    for i, blk in _chunks(w):
+        flat_out[i:i + len(blk)] = up32(np.abs(blk) * scale)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IValue:
+    """A node's box as two float32 graph tensors (see the module docstring for the meaning)."""
+
+    kind: str  # "lh" or "cr"
+    a: str
+    b: str
+    shape: tuple[int, ...]
+    eps: float = 0.0
+    tau: float = 0.0
+    rho: float = 1.0  # cr only
+    nonneg: bool = False  # lh only: the float32 lower tensor is >= 0
+    guarded: bool = True  # cr only: a non-finite centre entry would be caught by a guard
+
+
+class IntervalGraphBuilder:
+    """Collects ONNX nodes and initializers; holds the interval algebra the op rules use."""
+
+    def __init__(self) -> None:
+        from onnx import helper
+
+        self._helper = helper
+        self.nodes: list = []
+        self.initializers: list = []
+        self.guards: list[str] = []
+        self.external: dict[str, np.ndarray] = {}
+        self._count = 0
+        self.init_bytes = 0
+        self.max_fan_in = 1  # of the affine maps emitted so far
+
+    @property
+    def gamma_fused(self) -> float:
+        """Relative error bound of one Add whose operand may have been fused by onnxruntime
+        into the accumulator of the convolution/GEMM producing it (NCHWc Conv+Sum,
+        ConvAddActivationFusion): then the sum is computed with the conv's other terms, all
+        ≥ 0 for a radius, so the result is ≥ (1 − γ_{n+2})·(its exact value) instead of
+        ≥ (1 − u)·(...). Used where a radius tensor straight out of an affine map is added."""
+        return max(U, gamma32(self.max_fan_in + 2))
+
+    # ------------------------------------------------------------------ plain graph building
+    def fresh(self, hint: str = "v") -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, value, hint: str = "k") -> str:
+        """A float32 (or int64, for shapes/indices) initializer. Large ones are handed to
+        onnxruntime as OrtValues (``external``) instead of being serialised into the model."""
+        from onnx import TensorProto, numpy_helper
+
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f":
+            arr = arr.astype(np.float32, copy=False)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64, copy=False)
+        arr = np.ascontiguousarray(arr)
+        name = self.fresh(hint)
+        if arr.size >= 1 << 16 and arr.ndim == 2 and arr.dtype == np.float32:
+            stub = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=arr.shape)
+            stub.data_location = TensorProto.EXTERNAL
+            entry = stub.external_data.add()
+            entry.key, entry.value = "location", "boundprop-in-memory"
+            self.initializers.append(stub)
+            self.external[name] = arr
+        else:
+            self.initializers.append(numpy_helper.from_array(arr, name))
+        self.init_bytes += arr.nbytes
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs) -> str:
+        out = self.fresh(hint or op_type.lower())
+        self.nodes.append(self._helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+    def guard(self, name: str, rank: int) -> None:
+        """Make a non-finite entry of ``name`` visible in the guard output (one read pass)."""
+        g = self.op("GlobalAveragePool", [name]) if rank == 4 else name
+        self.guards.append(self.op("ReduceSum", [g], keepdims=0))
+
+    # ------------------------------------------------------------------ the interval algebra
+    def both(self, v: IValue, fn, shape: tuple[int, ...]) -> IValue:
+        """Apply an exact entry-moving map (reshape, transpose, slice, gather...) to both
+        tensors: the invariant holds entry by entry, so it is kept."""
+        return replace(v, a=fn(v.a), b=fn(v.b), shape=tuple(shape))
+
+    def materialise(self, v: IValue) -> IValue:
+        """``cr`` with rho = 1 and eps = 0: r' = fl(fl(r·ρ') + fl(|c|·ε')) with ρ' ≥ ρ/(1−u)²,
+        ε' ≥ eps/(1−u)²; each of the three roundings loses at most a factor (1−u) and ETA, so
+        r' ≥ ρr + eps|c| − 3·ETA, and tau grows by 3·ETA."""
+        if v.kind != "cr" or (v.rho == 1.0 and v.eps == 0.0):
+            return v
+        r = v.b
+        if v.rho != 1.0:
+            r = self.op("Mul", [r, self.const(up32(v.rho / (1 - U) ** 2 * SLACK64))])
+        if v.eps != 0.0:
+            ac = self.op("Mul", [self.op("Abs", [v.a]),
+                                 self.const(up32(v.eps / (1 - U) ** 2 * SLACK64))])
+            r = self.op("Add", [r, ac])
+        return replace(v, b=r, rho=1.0, eps=0.0, tau=v.tau + 3 * ETA)
+
+    def lh(self, v: IValue, activation: str | None = None) -> IValue:
+        """The value in ``lh`` form, optionally through a monotone exact activation (Relu).
+
+        From ``cr`` (materialised): lo = fl(c − r), hi = fl(c + r); one rounding each, so
+        c − r ≥ lo − U1|lo| − ETA and c + r ≤ hi + U1|hi| + ETA: eps = U1, tau += ETA. On a 4-D
+        tensor with a multiple of 8 channels, c ∓ r is written as c + DepthwiseConv(r, ∓1): the
+        product by ±1 is exact, onnxruntime's NCHWc transformer fuses the addition (and the
+        Relu) into that convolution — one pass each for lo and hi, same single rounding."""
+        if v.kind == "lh":
+            if activation is None:
+                return v
+            return replace(v, a=self.op(activation, [v.a]), b=self.op(activation, [v.b]),
+                           nonneg=True)
+        v = self.materialise(v)
+        if not v.guarded:
+            self.guard(v.a, len(v.shape))
+        c, r = v.a, v.b
+        if len(v.shape) == 4 and v.shape[1] % 8 == 0:
+            ch = v.shape[1]
+            ones = np.ones((ch, 1, 1, 1), np.float32)
+            lo = self.op("Add", [c, self.op("Conv", [r, self.const(-ones)], group=ch)])
+            hi = self.op("Add", [c, self.op("Conv", [r, self.const(ones)], group=ch)])
+        else:
+            lo, hi = self.op("Sub", [c, r]), self.op("Add", [c, r])
+        if activation is not None:
+            lo, hi = self.op(activation, [lo]), self.op(activation, [hi])
+        return IValue("lh", lo, hi, v.shape, eps=U1, tau=v.tau + ETA,
+                      nonneg=activation == "Relu")
+
+    def cr(self, v: IValue) -> IValue:
+        """``cr`` form. From ``lh``: ĉ = fl(fl(lo+hi)·½), r̂ = fl(fl(hi−lo)·½). With s = lo+hi,
+        d = hi−lo: |x − s/2| ≤ (1+eps)d/2 + (eps+u)|s|/2 + tau + ETA (max(|lo|,|hi|) =
+        (d + |s|)/2), d ≤ (2r̂ + 3ETA)/(1−u), |s| ≤ (2|ĉ| + 3ETA)/(1−u); hence rho = (1+eps)/(1−u),
+        eps' = (eps+u)/(1−u), tau' = tau + 6·ETA (all rounded up)."""
+        if v.kind == "cr":
+            return v
+        half = self.const(np.float32(0.5))
+        c = self.op("Mul", [self.op("Add", [v.a, v.b]), half])
+        r = self.op("Mul", [self.op("Sub", [v.b, v.a]), half])
+        return IValue("cr", c, r, v.shape, rho=(1 + v.eps) / (1 - U) * SLACK64,
+                      eps=(v.eps + U) / (1 - U) * SLACK64, tau=v.tau + 6 * ETA, guarded=False)
+
+    def sigma(self, v: IValue) -> float:
+        """The exact scale of the centre surrogate ``_operands`` will use for ``v``."""
+        return 1.0 if v.kind == "cr" else 0.5
+
+    def _operands(self, v: IValue, big_g: float) -> tuple[str, float, str, float, float]:
+        """(x̂, σ, t, rho_t, tau_t) with |x − σx̂| + G·σ|x̂| ≤ rho_t·t + tau_t for every x of
+        the box (x̂, t float32 tensors; σ exact). See each branch for the derivation."""
+        assert v.eps < 1e-3 and big_g < 0.25
+        rank4 = len(v.shape) == 4 and v.shape[1] % 8 == 0
+        if v.kind == "cr":
+            # t = fl(r + fl(K|c|)), K ≥ (eps+G)/(rho(1−γf)): fl(K|c|) ≥ K|c|(1−u) − ETA and
+            # t ≥ (r + fl(K|c|))(1−γf) − ETA (γf ≥ u: the Add may be fused into the conv
+            # that produced r, see ``gamma_fused``) give ρr + (eps+G)|c| ≤ ρ/(1−γf)·t + 3ρ·ETA.
+            gf = self.gamma_fused
+            k = up32((v.eps + big_g) / (v.rho * (1 - gf) * (1 - U)) * SLACK64)
+            t = self.op("Add", [v.b, self.op("Mul", [self.op("Abs", [v.a]), self.const(k)])])
+            return v.a, 1.0, t, v.rho / (1 - gf) * SLACK64, v.tau + 3 * v.rho * ETA + ETA
+        if v.nonneg:
+            # lo, hi ≥ 0. s = fl(lo+hi), t = fl(hi − fl(k·s)) (σ = ½). The need is
+            #   N ≤ hi(½ + eps + α) + lo(α − ½) + tau + ETA,  α = (u + G(1+u))/2,
+            # and t ≥ (1−u)(hi − k'(lo+hi)) − 4ETA with k' = k(1+u)² (also when hi − k·s is a
+            # tiny negative), so with rho_t = (1+eps)/(1−u) and k' ≤ (½ − α)/(1+eps) both
+            # coefficients are covered: rho_t·t + tau + 6ETA ≥ N.
+            alpha = (U + big_g * (1 + U)) / 2
+            k = down32((0.5 - alpha) / ((1 + v.eps) * (1 + U) ** 2) / SLACK64)
+            s = self.op("Add", [v.a, v.b])
+            if rank4:
+                ch = v.shape[1]
+                ks = self.op("Conv", [s, self.const(np.full((ch, 1, 1, 1), -k, np.float32))],
+                             group=ch)
+            else:
+                ks = self.op("Mul", [s, self.const(-k)])
+            t = self.op("Add", [v.b, ks])
+            return s, 0.5, t, (1 + v.eps) / (1 - U) * SLACK64, v.tau + 6 * ETA
+        # General signs. s = fl(lo+hi), d = fl(hi−lo), t = fl(d + fl(K·|s|)) (σ = ½):
+        #   N ≤ (1+eps)d/2 + (eps + u + G(1+u))|lo+hi|/2 + tau + ETA  and
+        #   t ≥ (1−u)²d + K(1−u)³|lo+hi| − 6ETA,
+        # so rho_t = (1+eps)/(2(1−u)²) and K ≥ (eps + u + G(1+u))/(2 rho_t (1−u)³).
+        rho_t = (1 + v.eps) / (2 * (1 - U) ** 2) * SLACK64
+        k = up32((v.eps + U + big_g * (1 + U)) / (2 * rho_t * (1 - U) ** 3) * SLACK64)
+        s = self.op("Add", [v.a, v.b])
+        d = self.op("Sub", [v.b, v.a])
+        t = self.op("Add", [d, self.op("Mul", [self.op("Abs", [s]), self.const(k)])])
+        return s, 0.5, t, rho_t, v.tau + 8 * ETA
+
+    def affine(self, v: IValue, weight: np.ndarray, bias: np.ndarray | None, fan_in: int,
+               abs_row_sum: float, emit, out_shape: tuple[int, ...],
+               bias_shape: tuple[int, ...] = ()) -> IValue:
+        """y = A x + b for a primitive whose ONNX form is ``emit(x, w32, bias32 | None)``, the
+        linear map with coefficient tensor ``weight`` (float64, in the ONNX op's layout) plus
+        ``bias``. ``abs_row_sum`` bounds every row sum of |A|; ``fan_in`` the number of terms
+        of any output's sum. Two applications of ``emit``: centre and radius (module doc)."""
+        n = int(fan_in)
+        gam = gamma32(n + 2)
+        sigma = self.sigma(v)
+        w = np.asarray(weight, dtype=np.float64)
+        self.max_fan_in = max(self.max_fan_in, n)
+        wc, u_w = _round_weights(w, sigma)
+        big_g = (u_w + gam * (1 + u_w)) * SLACK64
+        x, sig2, t, rho_t, tau_t = self._operands(v, big_g)
+        assert sig2 == sigma
+        b32 = db = None
+        if bias is not None:
+            bias = np.asarray(bias, dtype=np.float64)
+            b32 = near32(bias)
+            if not (np.all(np.isfinite(bias)) and np.all(np.isfinite(b32))):
+                raise FastIntervalUnavailable("non-finite bias")
+            db = np.abs(bias - b32.astype(np.float64))  # exact (Sterbenz / b32 = 0)
+        f = (1 + gamma32(n + 2)) * (1 + 8 * U)
+        scale = rho_t * f * SLACK64
+        mr = _abs_scaled_up(w, scale)
+        row = float(abs_row_sum) * (1 + 2.0**-30)
+        e_abs = 16 * ETA * (sigma * row + row * scale * (1 + U) + n + 2)
+        e = row * tau_t + e_abs
+        if bias is not None:
+            e = e + gam * np.abs(b32.astype(np.float64)) + db
+        e = up32(np.broadcast_to(f * e * SLACK64, bias.shape if bias is not None
+                                 else bias_shape))
+        if not (np.all(np.isfinite(mr)) and np.all(np.isfinite(e))):
+            raise FastIntervalUnavailable("radius constants overflow float32")
+        c1 = emit(x, wc, b32)
+        r1 = emit(t, mr, e)
+        self.guard(c1, len(out_shape))
+        return IValue("cr", c1, r1, tuple(out_shape))
+
+    def positive_linear(self, v: IValue, fan_in: int, gain: float, emit,
+                        out_shape: tuple[int, ...]) -> IValue:
+        """y = A x for a structural linear map with A ≥ 0 and row sums ≤ ``gain`` (average
+        pooling, sum/mean reductions), computed with relative error ≤ γ = gamma32(fan_in+2)
+        against A|x| by ``emit(x)``.
+
+        On an ``lh`` box with lo ≥ 0 it maps lo and hi directly (A ≥ 0 is monotone, and the
+        error is relative to A·lo = |A lo|): eps' = (1+eps)/(1−γ) − 1, tau' = gain·tau +
+        underflow terms. Otherwise the affine rule with the map applied twice and the radius
+        scaled by one Mul and shifted by one Add (two more roundings, in F)."""
+        n = int(fan_in)
+        gam = gamma32(n + 2)
+        self.max_fan_in = max(self.max_fan_in, n)
+        if v.kind == "lh" and v.nonneg:
+            eps = ((1 + v.eps) / (1 - gam) - 1) * SLACK64
+            tau = (gain * v.tau + 4 * (n + 2 + gain) * ETA) * (1 + 2 * gam)
+            return IValue("lh", emit(v.a), emit(v.b), tuple(out_shape), eps=eps, tau=tau,
+                          nonneg=True)
+        x, sigma, t, rho_t, tau_t = self._operands(v, gam * SLACK64)
+        c1 = emit(x)
+        if sigma != 1.0:
+            c1 = self.op("Mul", [c1, self.const(np.float32(sigma))])
+        f = (1 + gam) * (1 + 8 * U) / (1 - U) ** 2
+        m = up32(rho_t * f * SLACK64)
+        e = up32(f * (gain * tau_t + 16 * (n + 2 + gain * (1 + rho_t)) * ETA) * SLACK64)
+        r1 = self.op("Add", [self.op("Mul", [emit(t), self.const(m)]), self.const(e)])
+        self.guard(c1, len(out_shape))
+        return IValue("cr", c1, r1, tuple(out_shape))
+
+    def monotone(self, v: IValue, fn_lo, fn_hi=None, shape=None, nonneg=None,
+                 activation: str | None = None) -> IValue:
+        """An exact nondecreasing map applied to lo and hi (MaxPool, ReduceMax, Clip): the
+        pending widening commutes with it (x ↦ x + eps|x| + tau is increasing)."""
+        w = self.lh(v, activation)
+        fn_hi = fn_hi or fn_lo
+        return replace(w, a=fn_lo(w.a), b=fn_hi(w.b), shape=tuple(shape or w.shape),
+                       nonneg=w.nonneg if nonneg is None else nonneg)
+
+
+# --------------------------------------------------------------------------------------------
+# The driver
+
+
+def unsupported_primitives(net) -> list[str]:
+    """Names of the primitive classes of ``net`` that have no ONNX interval rule."""
+    return sorted({type(n.op).__name__ for n in net.nodes[1:]
+                   if not hasattr(n.op, "emit_interval_onnx")})
+
+
+def multiply_adds(net) -> int:
+    """Rough multiply-add count of one forward pass (affine fan-in × outputs; 1 per entry
+    elsewhere)."""
+    total = 0
+    for n in net.nodes[1:]:
+        size = int(np.prod(n.shape))
+        total += size * int(getattr(n.op, "fan_in", 1) or 1)
+    return total
+
+
+class OrtIntervalEngine:
+    """The interval graph of a network, with its onnxruntime session, reusable across boxes.
+
+    ``nodes="output"`` materialises only the network output; ``"all"`` every node.
+    ``nonneg_input`` builds the graph for boxes with lower bound ≥ 0 (one pass cheaper)."""
+
+    def __init__(self, net, nodes: str = "output", nonneg_input: bool = False,
+                 threads: int = 0) -> None:
+        import time
+
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        missing = unsupported_primitives(net)
+        if missing:
+            raise FastIntervalUnavailable(
+                f"no onnxruntime interval rule for {', '.join(missing)}")
+        t0 = time.perf_counter()
+        self.net_size = len(net.nodes)
+        self.output = net.output
+        self.input_shape = tuple(net.input_shape)
+        self.nonneg_input = bool(nonneg_input)
+        self.shapes = [tuple(n.shape) for n in net.nodes]
+        b = IntervalGraphBuilder()
+        values: list[IValue] = [IValue("lh", "x_lo", "x_hi", self.input_shape,
+                                       nonneg=self.nonneg_input)]
+        for node in net.nodes[1:]:
+            values.append(node.op.emit_interval_onnx(b, *(values[i] for i in node.inputs)))
+        want = list(range(1, len(net.nodes))) if nodes == "all" else [net.output]
+        if net.output == 0:
+            want = []
+        outputs: list[str] = []
+        self.values: dict[int, IValue] = {}
+        for k in want:
+            v = values[k]
+            if tuple(v.shape) != self.shapes[k]:
+                raise RuntimeError(f"interval graph shape {v.shape} != IR shape {self.shapes[k]}"
+                                   f" at node {k}")
+            names = []
+            for name in (v.a, v.b):
+                if name in ("x_lo", "x_hi"):
+                    name = b.op("Identity", [name])
+                names.append(name)
+            v = replace(v, a=names[0], b=names[1])
+            self.values[k] = v
+            outputs += [n for n in names if n not in outputs]
+        guard = None
+        if b.guards:
+            guard = b.op("Sum", b.guards) if len(b.guards) > 1 else b.guards[0]
+            outputs.append(guard)
+        self.guard_name = guard
+        self.output_names = outputs
+        f32 = TensorProto.FLOAT
+        graph = helper.make_graph(
+            b.nodes, "boundprop_interval",
+            [helper.make_tensor_value_info(n, f32, list(self.input_shape))
+             for n in ("x_lo", "x_hi")],
+            [helper.make_tensor_value_info(n, f32, None) for n in outputs],
+            initializer=b.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="boundprop.fast_interval")
+        model.ir_version = min(model.ir_version, 9)
+        self.graph_nodes = len(b.nodes)
+        self.build_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        # Large constants go in as OrtValues (no protobuf copy, no 2 GB limit); onnxruntime
+        # requires them to outlive the session, so the engine keeps them.
+        self._external = [ort.OrtValue.ortvalue_from_numpy(a) for a in b.external.values()]
+        if self._external:
+            opts.add_external_initializers(list(b.external), self._external)
+        self._external_arrays = b.external
+        self.session = ort.InferenceSession(model.SerializeToString(), opts,
+                                            providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=DISABLED_OPTIMIZERS)
+        self.session_s = time.perf_counter() - t0
+
+    def run(self, lower: np.ndarray, upper: np.ndarray) -> dict[int, tuple[np.ndarray,
+                                                                          np.ndarray]]:
+        """Bounds (float64, enclosing the real-arithmetic image) of the materialised nodes."""
+        lower = np.asarray(lower, dtype=np.float64).reshape(self.input_shape)
+        upper = np.asarray(upper, dtype=np.float64).reshape(self.input_shape)
+        if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
+            raise FastIntervalUnavailable("the box is unbounded")
+        lo32, hi32 = down32(lower), up32(upper)
+        if self.nonneg_input and np.any(lo32 < 0):
+            raise ValueError("engine built for nonnegative boxes")
+        outs = self.session.run(self.output_names, {"x_lo": lo32, "x_hi": hi32})
+        got = dict(zip(self.output_names, outs))
+        if self.guard_name is not None and not np.all(np.isfinite(got[self.guard_name])):
+            raise FastIntervalUnavailable("float32 overflow in the interval pass")
+        result = {}
+        for k, v in self.values.items():
+            a, b = got[v.a], got[v.b]
+            if a.shape != self.shapes[k] or b.shape != self.shapes[k]:
+                raise RuntimeError(f"node {k}: onnxruntime computed shape {a.shape}, the IR "
+                                   f"says {self.shapes[k]}")
+            result[k] = _to_bounds(v, a, b)
+        return result
+
+
+def _to_bounds(v: IValue, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Host conversion of a value (float32 tensors ``a``, ``b``) to float64 bounds.
+
+    ``lh``: [a − m_a, b + m_b] with m_x = fl(fl(|x|·e₂) + t₂); ``cr``: c ∓ fl(fl(r·ρ₂) +
+    fl(|c|·e₂) + t₂), where e₂ = eps + 2⁻⁴⁷, t₂ = tau(1 + 2⁻⁴⁷), ρ₂ = rho(1 + 2⁻⁴⁷). The extra
+    2⁻⁴⁷ covers every float64 rounding of these few operations (each ≤ 2⁻⁵³ of its result; no
+    float64 underflow: float32 magnitudes are ≥ 2⁻¹⁴⁹ or 0), so each float64 result is an
+    outward bound of the exact expression of the invariant. Non-finite entries: a −∞ lower or
+    +∞ upper (or radius) is a valid bound; anything else means float32 overflow."""
+    k = 2.0**-47
+    e2, t2 = v.eps + k, v.tau * (1 + k)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    finite = bool(np.isfinite(a64).all() and np.isfinite(b64).all())
+    with np.errstate(invalid="ignore", over="ignore"):
+        if v.kind == "lh":
+            if not finite and (np.isnan(a64).any() or np.isnan(b64).any()
+                               or (a64 == np.inf).any() or (b64 == -np.inf).any()):
+                raise FastIntervalUnavailable("float32 overflow in the interval pass")
+            m = np.abs(a64)
+            m *= e2
+            m += t2
+            lo = np.subtract(a64, m, out=m)
+            m = np.abs(b64)
+            m *= e2
+            m += t2
+            hi = np.add(b64, m, out=m)
+        else:
+            if not finite and (not np.isfinite(a64).all() or np.isnan(b64).any()
+                               or (b64 == -np.inf).any()):
+                raise FastIntervalUnavailable("float32 overflow in the interval pass")
+            rad = b64 * (v.rho * (1 + k))
+            m = np.abs(a64)
+            m *= e2
+            rad += m
+            rad += t2
+            lo = np.subtract(a64, rad, out=m)
+            hi = np.add(a64, rad, out=rad)
+    if not finite:  # ∞ − ∞ cannot occur above; keep the invariant lo ≤ hi explicit anyway
+        lo, hi = np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
+    return lo, hi
+
+
+_ENGINES: dict[tuple, tuple] = {}
+
+
+def get_engine(net, nodes: str = "output", nonneg_input: bool = False) -> OrtIntervalEngine:
+    """The engine of ``net`` (built once per network object and mode, then reused)."""
+    key = (id(net), nodes, bool(nonneg_input))
+    hit = _ENGINES.get(key)
+    if hit is not None and hit[0]() is net:
+        return hit[1]
+    eng = OrtIntervalEngine(net, nodes, nonneg_input)
+    _ENGINES[key] = (weakref.ref(net), eng)
+    weakref.finalize(net, _ENGINES.pop, key, None)  # the session goes with the network
+    return eng
+
+
+def interval_bounds_ort(net, input_set, nodes: str = "all"
+                        ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """Interval enclosures (real arithmetic) over the input set's bounding box, computed by
+    onnxruntime in float32; one entry per IR node (None for nodes not materialised when
+    ``nodes="output"``). Raises :class:`FastIntervalUnavailable` when it cannot."""
+    if nodes not in ("all", "output"):
+        raise BoundpropError("nodes must be 'all' or 'output'")
+    s = input_set.fit(net.input_shape)
+    lower, upper = np.asarray(s.lower, np.float64), np.asarray(s.upper, np.float64)
+    if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
+        raise FastIntervalUnavailable("the box is unbounded")
+    eng = get_engine(net, nodes, nonneg_input=bool(np.all(down32(lower) >= 0)))
+    got = eng.run(lower, upper)
+    out: list = [None] * len(net.nodes)
+    out[0] = (lower, upper)
+    for k, bounds in got.items():
+        out[k] = bounds
+    return out
+
+
+__all__ = ["FastIntervalUnavailable", "IValue", "IntervalGraphBuilder", "OrtIntervalEngine",
+           "get_engine", "interval_bounds_ort", "multiply_adds", "unsupported_primitives"]
