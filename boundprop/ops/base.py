@@ -174,9 +174,11 @@ class AffinePrimitive(Primitive):
 
 
 class PermutationPrimitive(AffinePrimitive):
-    """A linear map that only moves, copies or drops entries (Reshape, Transpose, Slice...).
+    """A linear map that only moves, copies or drops entries (Reshape, Transpose, Slice...),
+    possibly plus a constant offset written into entries the map leaves at zero (Pad with a
+    value, Concat with constants).
 
-    Its matrix has entries in {0, 1}, so |A| = A.
+    Its matrix has entries in {0, 1}, so |A| = A, and evaluation is exact.
     """
 
     def abs_linear(self, x: np.ndarray) -> np.ndarray:
@@ -196,6 +198,8 @@ class PermutationPrimitive(AffinePrimitive):
         return super().float32_error(boxes, out)
 
     def backward_linear(self, lam: np.ndarray, relax, boxes):
+        if self.offset is not None:  # Λ·offset rounds: the affine rule bounds it
+            return super().backward_linear(lam, relax, boxes)
         # Moving entries is exact: no rounding error.
         return [self.adjoint(lam)], np.zeros(lam.shape[0]), np.zeros(lam.shape[0])
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from boundprop.ops.base import (
-    AffinePrimitive,
     Const,
     ConversionContext,
     PermutationPrimitive,
@@ -111,7 +110,7 @@ class Slice(PermutationPrimitive):
         return "x".join(map(str, self.out_shape))
 
 
-class Pad(AffinePrimitive):
+class Pad(PermutationPrimitive):
     """ONNX Pad: constant (value may be nonzero: an offset), reflect, edge or wrap; negative
     pads crop."""
 
@@ -138,17 +137,6 @@ class Pad(AffinePrimitive):
         crop = tuple(slice(-min(b, 0), x.shape[i + 1] + min(e, 0))
                      for i, (b, e) in enumerate(zip(self.begin, self.end)))
         return x[(slice(None), *crop)]
-
-    def abs_linear(self, x: np.ndarray) -> np.ndarray:
-        return self.linear(x)
-
-    @property
-    def fan_in(self) -> int:
-        return 1
-
-    def interval(self, box):
-        # Copies and an exactly added constant (0 + value): exact and monotone.
-        return self.evaluate(box[0]), self.evaluate(box[1])
 
     def emit_interval_onnx(self, b, x):
         """ONNX Pad of both tensors. Zero padding (and copying modes) keep the centre/radius
@@ -256,7 +244,7 @@ class Tile(PermutationPrimitive):
         return y.sum(axis=tuple(range(1, len(split), 2)))
 
 
-class ConcatConst(AffinePrimitive):
+class ConcatConst(PermutationPrimitive):
     """Concatenation of one computed tensor with constants: embedding plus constant offset."""
 
     kind = "concat-const"
@@ -273,17 +261,6 @@ class ConcatConst(AffinePrimitive):
     def linear(self, x: np.ndarray) -> np.ndarray:
         parts = [x if p is None else np.zeros((x.shape[0], *p.shape)) for p in self.pieces]
         return np.concatenate(parts, axis=self.axis + 1)
-
-    def abs_linear(self, x: np.ndarray) -> np.ndarray:
-        return self.linear(x)
-
-    @property
-    def fan_in(self) -> int:
-        return 1
-
-    def interval(self, box):
-        # Copies and an exactly added constant (0 + value): exact and monotone.
-        return self.evaluate(box[0]), self.evaluate(box[1])
 
     def emit_interval_onnx(self, b, x):
         """Concat lo with ↓constants and hi with ↑constants."""
