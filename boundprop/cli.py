@@ -242,6 +242,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("boundprop: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error of ours; silence the flush at exit.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as e:  # never a traceback for the user; say it is our bug
         msg = " ".join(str(e).split())[:300]
         print(f"boundprop: internal error: {type(e).__name__}: {msg} (please report this with "

@@ -242,3 +242,19 @@ def test_ambiguous_same_pooling_with_dilation_is_refused(tmp_path):
     onnx.save(m, str(tmp_path / "pool.onnx"))
     with pytest.raises(bp.UnsupportedModelError, match="ambiguous"):
         bp.load(tmp_path / "pool.onnx")
+
+
+def test_cli_output_closed_early_is_not_an_error(monkeypatch):
+    """Like `boundprop inspect ... | head -1`: the reader is gone before we write."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stream = os.fdopen(write_end, "w", buffering=1)
+    monkeypatch.setattr(sys, "stdout", stream)
+    try:
+        assert main(["inspect", str(MODELS / "lenet.onnx")]) == 0
+    finally:
+        monkeypatch.undo()
+        try:
+            stream.close()
+        except OSError:
+            pass
