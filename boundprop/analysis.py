@@ -41,7 +41,7 @@ def _l2_first_affine(net: Network, ball: L2Ball, bounds: list) -> int:
     """Exact image bounds of an ℓ2 ball through the leading isometries/projections and the first
     affine node: output_i ∈ A(c)_i ± r‖row_i(A)‖₂ (instead of through the bounding box).
     Returns the index of the last node handled this way (0 if none)."""
-    from boundprop.rounding import gamma, round_up, widen
+    from boundprop.rounding import gamma, round_down, round_up, widen
 
     k = 1
     c = ball.center[None]
@@ -52,7 +52,7 @@ def _l2_first_affine(net: Network, ball: L2Ball, bounds: list) -> int:
         if isinstance(node.op, PermutationPrimitive) and type(node.op).__name__ in (
                 "Reshape", "Transpose", "Slice"):
             c = node.op.evaluate(c)
-            bounds.append((c[0] - ball.radius, c[0] + ball.radius))
+            bounds.append((round_down(c[0] - ball.radius), round_up(c[0] + ball.radius)))
             k += 1
             continue
         op = node.op

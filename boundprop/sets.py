@@ -141,12 +141,13 @@ class LinfBall(InputSet):
 
     @property
     def lower(self) -> np.ndarray:
-        lo = self.center - self.eps
+        # Rounded outward: the box must contain the real ball.
+        lo = np.nextafter(self.center - self.eps, -np.inf)
         return lo if self.clip is None else np.clip(lo, *self.clip)
 
     @property
     def upper(self) -> np.ndarray:
-        hi = self.center + self.eps
+        hi = np.nextafter(self.center + self.eps, np.inf)
         return hi if self.clip is None else np.clip(hi, *self.clip)
 
     def fit(self, shape: tuple[int, ...]) -> LinfBall:
@@ -183,11 +184,11 @@ class L2Ball(InputSet):
 
     @property
     def lower(self) -> np.ndarray:
-        return self.center - self.radius
+        return np.nextafter(self.center - self.radius, -np.inf)
 
     @property
     def upper(self) -> np.ndarray:
-        return self.center + self.radius
+        return np.nextafter(self.center + self.radius, np.inf)
 
     def fit(self, shape: tuple[int, ...]) -> L2Ball:
         return L2Ball(self._check_shape(self.center, shape, "center"), self.radius)

@@ -195,3 +195,18 @@ def test_nan_in_set(bad):
 def test_negative_radius():
     with pytest.raises(InputSetError, match="negative"):
         LinfBall([0.0], -0.1)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(c=st.floats(-1e3, 1e3), eps=st.floats(0, 1e2), clip=st.booleans())
+def test_ball_bounding_boxes_contain_the_real_ball(c, eps, clip):
+    """Exact rational check: lower ≤ c − eps and upper ≥ c + eps (rounding never shrinks)."""
+    from fractions import Fraction
+
+    lo_clip, hi_clip = -1e4, 1e4
+    ball = LinfBall([c], eps, clip=(lo_clip, hi_clip) if clip else None)
+    assert Fraction(float(ball.lower[0])) <= max(Fraction(c) - Fraction(eps), Fraction(lo_clip))
+    assert Fraction(float(ball.upper[0])) >= min(Fraction(c) + Fraction(eps), Fraction(hi_clip))
+    l2 = L2Ball([c], eps)
+    assert Fraction(float(l2.lower[0])) <= Fraction(c) - Fraction(eps)
+    assert Fraction(float(l2.upper[0])) >= Fraction(c) + Fraction(eps)
