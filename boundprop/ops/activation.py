@@ -42,8 +42,9 @@ _GELU_ARGMIN = _newton_root(
 
 def _gelu_tanh_derivative(x: float) -> float:
     k = np.sqrt(2 / np.pi)
-    t = np.tanh(k * (x + 0.044715 * x**3))
-    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
+    z = 2 * k * (x + 0.044715 * x**3)
+    p = special.expit(z)  # 0.5(1 + tanh), without cancellation
+    return p + x * 2 * p * special.expit(-z) * k * (1 + 3 * 0.044715 * x * x)
 
 
 def _gelu_tanh_second(x: float) -> float:
@@ -98,6 +99,34 @@ class Activation(Primitive):
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         return self.fn(x)
 
+    def derivative_range(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray,
+                                                                        np.ndarray]:
+        """[dmin, dmax] ⊇ {σ'(x) : x ∈ [lo, hi]}, with both one-sided derivatives at kinks
+        (so it encloses Clarke's generalised derivative). σ' is monotone between the points of
+        ``pieces()`` (piecewise constant between the kinks of a piecewise-linear σ), so its
+        extremes are among the ends, those points, and one-sided limits at kinks."""
+        from boundprop.rounding import ELEMENTARY_RELATIVE_ERROR, TINY
+
+        breaks = self.pieces()
+        points = tuple(breaks) if breaks is not None else ()
+        points += tuple(self.critical_points())
+        cands = [self.derivative(lo), self.derivative(hi)]
+        for xc in points:
+            inside = (lo <= xc) & (xc <= hi)
+            if not np.any(inside):
+                continue
+            for x in (np.nextafter(xc, -np.inf), xc, np.nextafter(xc, np.inf)):
+                d = self.derivative(np.full_like(lo, x))
+                cands.append(np.where(inside, d, cands[0]))
+        dmin, dmax = np.minimum.reduce(cands), np.maximum.reduce(cands)
+        margin = 10 * ELEMENTARY_RELATIVE_ERROR * np.maximum(np.abs(dmin), np.abs(dmax)) + TINY
+        return dmin - margin, dmax + margin
+
+    def lipschitz_on(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """sup |σ'| on [lo, hi], per entry (the local Lipschitz constant of each neuron)."""
+        dmin, dmax = self.derivative_range(lo, hi)
+        return np.maximum(np.abs(dmin), np.abs(dmax))
+
     # ---------------------------------------------------------------- linear relaxation
     def relaxation_slopes(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slopes (lower, upper) of the relaxing lines on [lo, hi]: the chord by default (for a
@@ -136,8 +165,10 @@ class Activation(Primitive):
             if not np.any(ok):
                 continue
             left, right = np.where(ok, left, lo), np.where(ok, right, lo)
-            g_left = self.derivative(left) - a
-            g_right = self.derivative(right) - a
+            # σ' of *this* piece at its ends: one ulp inside (at a kink the neighbouring
+            # piece's value differs; the ends themselves are candidates already).
+            g_left = self.derivative(np.nextafter(left, right)) - a
+            g_right = self.derivative(np.nextafter(right, left)) - a
             ok &= g_left * g_right <= 0
             if not np.any(ok):
                 continue
@@ -272,6 +303,9 @@ class Relu(Activation):
     def critical_points(self):
         return (0.0,)
 
+    def derivative(self, x):
+        return (x > 0).astype(np.float64)
+
 
 class LeakyRelu(Activation):
     kind = onnx_op = "LeakyRelu"
@@ -307,6 +341,9 @@ class LeakyRelu(Activation):
         a = self.params["alpha"]
         lower = np.where(lo >= 0, 1.0, np.where(hi <= 0, a, np.where(hi >= -lo, 1.0, a)))
         return lower, upper
+
+    def derivative(self, x):
+        return np.where(x > 0, 1.0, self.params["alpha"])
 
 
 class Sigmoid(Activation):
@@ -425,9 +462,12 @@ class Gelu(Activation):
         self.approximate = approximate
 
     def fn(self, x):
+        # x·Φ(x) with Φ = ndtr, and 0.5(1 + tanh z) = expit(2z): the textbook forms
+        # 0.5x(1 + erf(x/√2)) and 0.5x(1 + tanh z) cancel catastrophically for x ≪ 0
+        # (relative error ~1e-3 at x = −7.5), beyond any elementary-function margin.
         if self.approximate == "tanh":
-            return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
-        return 0.5 * x * (1.0 + special.erf(x / np.sqrt(2.0)))
+            return x * special.expit(2 * np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3))
+        return x * special.ndtr(x)
 
     def describe(self) -> str:
         return "" if self.approximate == "none" else "tanh approximation"
@@ -474,6 +514,11 @@ class HardSigmoid(Activation):
         a, b = self.params["alpha"], self.params["beta"]
         return () if a == 0 else (-b / a, (1 - b) / a)
 
+    def derivative(self, x):
+        a, b = self.params["alpha"], self.params["beta"]
+        z = a * x + b
+        return np.where((z > 0) & (z < 1), a, 0.0)
+
 
 class HardSwish(Activation):
     kind = onnx_op = "HardSwish"
@@ -519,6 +564,9 @@ class Clip(Activation):
     def critical_points(self):
         return tuple(v for v in (self.params["lo"], self.params["hi"]) if np.isfinite(v))
 
+    def derivative(self, x):
+        return ((x > self.params["lo"]) & (x < self.params["hi"])).astype(np.float64)
+
 
 class PRelu(Activation):
     """Leaky ReLU with a constant slope array broadcast against the input."""
@@ -551,6 +599,9 @@ class PRelu(Activation):
         a = self.slope
         lower = np.where(lo >= 0, 1.0, np.where(hi <= 0, a, np.where(hi >= -lo, 1.0, a)))
         return lower, upper
+
+    def derivative(self, x):
+        return np.where(x > 0, 1.0, self.slope)
 
 
 # Default attribute values, per ONNX op.
