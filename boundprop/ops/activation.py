@@ -353,8 +353,8 @@ class Sigmoid(Activation):
         return special.expit(x)
 
     def derivative(self, x):
-        s = special.expit(x)
-        return s * (1 - s)
+        # σ(x)σ(−x), not s(1 − s): the latter cancels to 0 in the tails.
+        return special.expit(x) * special.expit(-x)
 
     def pieces(self):
         return (0.0,)
@@ -367,7 +367,8 @@ class Tanh(Activation):
         return np.tanh(x)
 
     def derivative(self, x):
-        return 1 - np.tanh(x) ** 2
+        # sech²x = 4σ(2x)σ(−2x), not 1 − tanh²x (which cancels to 0 for |x| > 19).
+        return 4 * special.expit(2 * x) * special.expit(-2 * x)
 
     def pieces(self):
         return (0.0,)
