@@ -150,13 +150,12 @@ def interval_bounds(net: Network, input_set: InputSet, execution: str = "real",
     start = 0
     if isinstance(s, L2Ball) and execution == "real":
         start = _l2_first_affine(net, s, bounds)
-    for k, node in enumerate(net.nodes[start + 1:], start=start + 1):
+    for node in net.nodes[start + 1:]:
         boxes = [(bounds[i][0][None], bounds[i][1][None]) for i in node.inputs]
         lo, hi = node.op.interval(*boxes)
         if execution == "float32":
             lo, hi = widen(lo, hi, node.op.float32_error(boxes, (lo, hi)))
         bounds.append(sanitize(lo[0], hi[0]))
-        del k
     return bounds
 
 

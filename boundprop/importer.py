@@ -28,7 +28,7 @@ from onnx import numpy_helper
 from boundprop.errors import InputShapeError, ModelLoadError, UnsupportedModelError
 from boundprop.ir import InputPrimitive, Network, Node
 from boundprop.ops import CONVERTERS, supported_onnx_ops
-from boundprop.ops.affine import Dense, ElementwiseAffine
+from boundprop.ops.affine import ElementwiseAffine
 from boundprop.ops.base import AffinePrimitive, Const, ConversionContext, Primitive, Tensor
 
 MIN_OPSET = 9  # older models are upgraded to this opset first
@@ -549,4 +549,4 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
                    source=str(path), sha256=digest, opset=opset, metadata=meta)
 
 
-__all__ = ["load", "Dense"]
+__all__ = ["load"]

@@ -307,6 +307,25 @@ def _conv_accumulate(x_cl: np.ndarray, w: np.ndarray, strides: Shape, dilations:
     return out
 
 
+def _conv_scatter(src_cl: np.ndarray, w: np.ndarray, strides: Shape, dilations: Shape,
+                  dst_spatial: Shape, group: int) -> np.ndarray:
+    """The adjoint of :func:`_conv_accumulate`: each entry of channels-last ``src_cl``
+    (B, *src_sp, S) spreads through ``w`` (S, D/g, *k) into the window it indexes of a
+    (B, *dst_spatial, D) buffer. Transposed convolution, and the adjoint of convolution."""
+    b, s = src_cl.shape[0], w.shape[0]
+    dg, sg = w.shape[1], s // group
+    dst = np.zeros((b, *dst_spatial, dg * group))
+    for offs, sl in window_slices(w.shape[2:], strides, dilations, src_cl.shape[1:-1]):
+        wk = w[(slice(None), slice(None), *offs)]  # (S, D/g)
+        if group == 1:
+            dst[(slice(None), *sl)] += src_cl @ wk
+        else:
+            part = np.einsum("...gs,gsd->...gd", src_cl.reshape(*src_cl.shape[:-1], group, sg),
+                             wk.reshape(group, sg, dg))
+            dst[(slice(None), *sl)] += part.reshape(*part.shape[:-2], group * dg)
+    return dst
+
+
 class Conv(AffinePrimitive):
     """N-d convolution (ONNX Conv: cross-correlation) with constant kernel and bias."""
 
@@ -356,20 +375,10 @@ class Conv(AffinePrimitive):
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         k, n, m, *out = lam.shape
         _, c, *sp = self.in_shapes[0]
-        g, cg = self.group, self.weight.shape[1]
-        mg = m // g
         lam_cl = np.moveaxis(lam.reshape(k * n, m, *out), 1, -1)  # (B, *out, M)
-        padded = [d + b + e for d, b, e in zip(sp, self.pads_begin, self.pads_end)]
-        grad = np.zeros((k * n, *padded, c))
-        for offs, sl in window_slices(self.weight.shape[2:], self.strides, self.dilations,
-                                      tuple(out)):
-            wk = self.weight[(slice(None), slice(None), *offs)]  # (M, C/g)
-            if g == 1:
-                grad[(slice(None), *sl)] += lam_cl @ wk
-            else:
-                lg = lam_cl.reshape(*lam_cl.shape[:-1], g, mg)
-                contrib = np.einsum("...gm,gmc->...gc", lg, wk.reshape(g, mg, cg))
-                grad[(slice(None), *sl)] += contrib.reshape(*contrib.shape[:-2], g * cg)
+        padded = tuple(d + b + e for d, b, e in zip(sp, self.pads_begin, self.pads_end))
+        grad = _conv_scatter(lam_cl, self.weight, self.strides, self.dilations, padded,
+                             self.group)
         crop = tuple(slice(b, b + d) for b, d in zip(self.pads_begin, sp))
         return np.moveaxis(grad[(slice(None), *crop)], -1, 1).reshape(k, *self.in_shapes[0])
 
@@ -458,18 +467,8 @@ class ConvTranspose(AffinePrimitive):
 
     def _apply(self, w: np.ndarray, x: np.ndarray) -> np.ndarray:
         s, n, c, *sp = x.shape
-        g, mg = self.group, w.shape[1]
-        cg = c // g
         x_cl = np.moveaxis(x.reshape(s * n, c, *sp), 1, -1)  # (B, *sp, C)
-        full = np.zeros((s * n, *self.full, mg * g))
-        for offs, sl in window_slices(w.shape[2:], self.strides, self.dilations, tuple(sp)):
-            wk = w[(slice(None), slice(None), *offs)]  # (C, M/g)
-            if g == 1:
-                full[(slice(None), *sl)] += x_cl @ wk
-            else:
-                xg = x_cl.reshape(*x_cl.shape[:-1], g, cg)
-                contrib = np.einsum("...gc,gcm->...gm", xg, wk.reshape(g, cg, mg))
-                full[(slice(None), *sl)] += contrib.reshape(*contrib.shape[:-2], g * mg)
+        full = _conv_scatter(x_cl, w, self.strides, self.dilations, self.full, self.group)
         crop = tuple(slice(pb, f - pe) for pb, pe, f in zip(self.pads_begin, self.pads_end,
                                                               self.full))
         out = full[(slice(None), *crop)]
@@ -485,24 +484,12 @@ class ConvTranspose(AffinePrimitive):
 
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         k, n, m, *out = lam.shape
-        _, c, *sp = self.in_shapes[0]
-        g, mg = self.group, self.weight.shape[1]
-        cg = c // g
+        sp = self.in_shapes[0][2:]
         full = np.zeros((k * n, m, *self.full))
         inner = tuple(slice(b, b + d) for b, d in zip(self.pads_begin, out))
         full[(slice(None), slice(None), *inner)] = lam.reshape(k * n, m, *out)
-        full_cl = np.moveaxis(full, 1, -1)  # (B, *full, M)
-        grad = np.zeros((k * n, *sp, c))
-        for offs, sl in window_slices(self.weight.shape[2:], self.strides, self.dilations,
-                                      tuple(sp)):
-            wk = self.weight[(slice(None), slice(None), *offs)]  # (C, M/g)
-            patch = full_cl[(slice(None), *sl)]
-            if g == 1:
-                grad += patch @ wk.T
-            else:
-                pg = patch.reshape(*patch.shape[:-1], g, mg)
-                contrib = np.einsum("...gm,gcm->...gc", pg, wk.reshape(g, cg, mg))
-                grad += contrib.reshape(*contrib.shape[:-2], c)
+        grad = _conv_accumulate(np.moveaxis(full, 1, -1), self.weight, self.strides,
+                                self.dilations, tuple(sp), self.group)
         return np.moveaxis(grad, -1, 1).reshape(k, *self.in_shapes[0])
 
     def parameters(self) -> dict[str, np.ndarray]:

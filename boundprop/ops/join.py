@@ -97,7 +97,6 @@ class Sum(Primitive):
         from boundprop.rounding import UNIT_ROUNDOFF
 
         outs, err = [], np.zeros(lam.shape[0])
-        axes = tuple(range(1, lam.ndim))
         for c, shape, (lo, hi) in zip(self.coefficients, self.in_shapes, boxes):
             li = sum_to_shape(lam, shape)
             if li.shape[1:] != shape:
@@ -111,7 +110,6 @@ class Sum(Primitive):
                 err += 2 * (n + 1) * UNIT_ROUNDOFF * (np.abs(li) * zmax).sum(
                     axis=tuple(range(1, li.ndim)))
             outs.append(li)
-        del axes
         return outs, np.zeros(lam.shape[0]), err
 
     def describe(self) -> str:
