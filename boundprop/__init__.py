@@ -1,6 +1,8 @@
 """boundprop: sound bounds, Lipschitz and smoothness certificates for ONNX networks."""
 
 from boundprop.analysis import OutputBounds, output_bounds
+from boundprop.certify import Certificate, certify
+from boundprop.constants import Constants, constants
 from boundprop.errors import (
     BoundpropError,
     InputShapeError,
@@ -19,6 +21,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Box",
     "BoundpropError",
+    "Certificate",
+    "Constants",
     "InputSet",
     "L2Ball",
     "LinfBall",
@@ -30,6 +34,8 @@ __all__ = [
     "UnsupportedModelError",
     "Verdict",
     "__version__",
+    "certify",
+    "constants",
     "load",
     "load_vnnlib",
     "output_bounds",

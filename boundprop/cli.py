@@ -115,43 +115,91 @@ def _describe_set(s) -> str:
     return f"l2 ball of radius {d['radius']:g}"
 
 
-def cmd_certify(args: argparse.Namespace) -> int:
-    import numpy as np
+def _fmt(x) -> str:
+    if x is None:
+        return "-"
+    return "inf" if x == float("inf") else f"{x:.6g}"
 
-    from boundprop.analysis import output_bounds
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    from boundprop.certify import certify
 
     net = _load(args)
     if args.vnnlib:
         return _certify_vnnlib(args, net)
-    s = _input_set(args, net)
-    b = output_bounds(net, s, args.method, args.execution)
-    layers = [{"node": n.name, "op": n.op.kind, "family": n.family, "shape": list(n.shape),
-               "interval_width": {"mean": float(np.mean(hi - lo)), "max": float(np.max(hi - lo))}}
-              for n, (lo, hi) in zip(net.nodes, b.layers)]
+    if args.execution != "real" and args.wrt == "params":
+        raise BoundpropError("--execution float32 applies to output bounds w.r.t. the input")
+    s = None if args.global_ else _input_set(args, net)
+    targets = None
+    if args.targets:
+        targets = _array_arg(args.targets, "--targets")
+    if args.wrt == "params" and s is None:
+        raise BoundpropError("--wrt params needs the data: give --box/--linf/--l2 (a batch "
+                             "is --box X.npy X.npy) or rely on the model's declared set")
+    cert = certify(net, s, norm=args.norm, wrt=args.wrt, method=args.method,
+                   param_radius=args.radius, loss=args.loss, targets=targets,
+                   free=tuple(args.free or ()), symbolic=True)
+    if args.execution == "float32" and s is not None:
+        from boundprop.analysis import output_bounds
+
+        b32 = output_bounds(net, s, args.method, "float32")
+        cert.output_lower, cert.output_upper = b32.lower, b32.upper
+    if args.output:
+        cert.save(args.output)
     if args.json:
-        doc = {"model": {"path": net.source, "sha256": net.sha256, "input": net.input_name,
-                         "output": net.output_name, "input_shape": list(net.input_shape),
-                         "output_shape": list(net.output_shape)},
-               "input_set": s.to_json(), "method": b.method, "execution": b.execution,
-               "output_bounds": {"lower": b.lower.reshape(-1).tolist(),
-                                 "upper": b.upper.reshape(-1).tolist()},
-               "layers": layers, "elapsed_s": b.elapsed_s}
-        print(json.dumps(doc))
+        print(json.dumps(cert.to_json()))
         return 0
-    if not args.quiet:
-        arith = "real arithmetic" if b.execution == "real" else "float32 execution"
-        print(f"{net.source}: {b.method} bounds over {_describe_set(s)} ({arith}), "
-              f"{b.elapsed_s:.3f} s")
+    if args.quiet:
+        return 0
+    c = cert.constants
+    where = "all inputs (global)" if s is None else _describe_set(s)
+    wrt = "input" if args.wrt == "input" else f"parameters (ball of radius {args.radius:g})"
+    print(f"{net.source}: certified over {where}, norm {c.norm}, w.r.t. the {wrt}, "
+          f"{cert.elapsed_s:.3f} s")
+    if cert.output_lower is not None:
         print(f"{'output':>8}  {'lower':>14}  {'upper':>14}  {'width':>12}")
-        for i, (lo, hi) in enumerate(zip(b.lower.reshape(-1), b.upper.reshape(-1))):
+        lows, ups = cert.output_lower.reshape(-1), cert.output_upper.reshape(-1)
+        for i, (lo, hi) in enumerate(zip(lows, ups)):
+            if i == 20 and len(lows) > 24:
+                print(f"{'...':>8}  ({len(lows) - 20} more; --json prints all)")
+                break
             print(f"{i:>8}  {lo:>14.6g}  {hi:>14.6g}  {hi - lo:>12.4g}")
-        print("\nper layer (interval widths):")
-        print(f"{'#':>4}  {'node':<28} {'family':<12} {'op':<14} {'mean width':>12} "
-              f"{'max width':>12}")
-        for k, row in enumerate(layers):
-            w = row["interval_width"]
-            print(f"{k:>4}  {row['node'][:28]:<28} {row['family']:<12} {row['op'][:14]:<14} "
-                  f"{w['mean']:>12.4g} {w['max']:>12.4g}")
+    print(f"\nper layer (ℓ, L, B of each node's output as a function of the {args.wrt}; "
+          "ℓφ, Lφ: the op's own):")
+    print(f"{'#':>4}  {'node':<26} {'op':<15} {'ℓφ':>10} {'Lφ':>10} {'ℓ':>11} {'L':>11} "
+          f"{'B':>11}")
+    for lc in c.layers:
+        print(f"{lc.index:>4}  {lc.node[:26]:<26} {lc.op[:15]:<15} {_fmt(lc.op_lipschitz):>10} "
+              f"{_fmt(lc.op_smoothness):>10} {_fmt(lc.lipschitz):>11} {_fmt(lc.smoothness):>11} "
+              f"{_fmt(lc.bound):>11}")
+    print(f"\nLipschitz ℓ  = {_fmt(c.lipschitz)}   (layer product {_fmt(c.lipschitz_product)}"
+          + (f", Jacobian enclosure {_fmt(c.lipschitz_enclosure)}" if c.lipschitz_enclosure
+             is not None else f"; {c.enclosure_note}" if c.enclosure_note else "") + ")")
+    print(f"smoothness L = {_fmt(c.smoothness)}"
+          + (f"   ({c.smoothness_reason})" if c.smoothness_reason else ""))
+    print(f"bound B      = {_fmt(c.bound)}")
+    if cert.objective is not None:
+        o = cert.objective
+        print(f"objective ({o.loss}, {o.reduction}): ℓ_F = {_fmt(o.lipschitz)}, "
+              f"L_F = {_fmt(o.smoothness)}, certified step 1/L_F = {o.step_size:.6g}")
+    if args.symbolic or args.latex:
+        import sympy as sp
+
+        for which in ("lipschitz", "smoothness", "bound"):
+            expr = c.formula(which, tuple(args.free)) if args.free else getattr(
+                c, f"{which}_formula")
+            text = c.latex(which, tuple(args.free) if args.free else None) if args.latex \
+                else sp.sstr(expr)
+            print(f"\n{which} = {text}")
+        if not args.latex:
+            used = set()
+            for which in ("lipschitz", "smoothness", "bound"):
+                used |= getattr(c, f"{which}_formula").free_symbols
+            print("\nwhere:")
+            for sym in sorted(used, key=str):
+                print(f"  {str(sym):<22} = {_fmt(c.values.get(sym))}  {c.meaning.get(sym, '')}")
+    if args.output:
+        print(f"\ncertificate written to {args.output}")
     return 0
 
 
@@ -196,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  boundprop certify models/mlp_784_100_100_10_relu.onnx\n"
         "  boundprop certify model.onnx --box 0 1 --method interval\n"
         "  boundprop certify model.onnx --linf x.npy 0.03 --clip 0 1 --json\n"
+        "  boundprop certify model.onnx --global --norm inf --symbolic\n"
+        "  boundprop certify model.onnx --box X.npy X.npy --wrt params --radius 0.1 \\\n"
+        "      --loss squared --targets Y.npy -o cert.json\n"
         "  boundprop certify ACASXU.onnx --vnnlib prop_1.vnnlib",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_args(p)
@@ -214,6 +265,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--execution", choices=["real", "float32"], default="real",
                    help="enclose the real-arithmetic function (default) or also its float32 "
                    "evaluation, as onnxruntime computes it")
+    p.add_argument("--norm", choices=["2", "inf", "1"], default="2",
+                   help="norm of the Lipschitz/smoothness constants (default 2)")
+    p.add_argument("--wrt", choices=["input", "params"], default="input",
+                   help="constants w.r.t. the input (default) or the dense/conv parameters")
+    p.add_argument("--radius", type=float, default=0.0, metavar="RHO",
+                   help="with --wrt params: radius of the parameter ball around the current "
+                   "weights of each layer (default 0)")
+    p.add_argument("--loss", choices=["squared", "cross_entropy"],
+                   help="with --wrt params: constants of the loss on top, and the certified "
+                   "step size 1/L")
+    p.add_argument("--targets", metavar="Y", help="targets of the loss (number or .npy)")
+    p.add_argument("--global", dest="global_", action="store_true",
+                   help="global constants (over all inputs) instead of on the input set")
+    p.add_argument("--symbolic", action="store_true",
+                   help="print the global formulas of ℓ, L, B in the named constants")
+    p.add_argument("--latex", action="store_true", help="print the formulas as LaTeX")
+    p.add_argument("--free", nargs="+", metavar="NAME",
+                   help="keep these constants symbolic in the formulas (e.g. eps_bn)")
+    p.add_argument("-o", "--output-cert", dest="output", metavar="CERT.json",
+                   help="write the certificate (JSON) to this file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--quiet", action="store_true", help="print nothing; exit status only")
     p.set_defaults(func=cmd_certify)

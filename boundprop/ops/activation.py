@@ -6,6 +6,7 @@ on an interval, relaxations) live on its class.
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import numpy as np
@@ -34,31 +35,161 @@ def _newton_root(f, df, x: float, steps: int = 60) -> float:
 
 
 _SQRT2PI = np.sqrt(2 * np.pi)
+_LN_2_SQRT3 = float(np.log(2 + np.sqrt(3.0)))  # arccosh 2: sigmoid's (and 2×tanh's) σ''' zero
 # argmin of x·Φ(x): root of Φ(x) + x φ(x), by Newton on its derivative φ(x)(2 − x²).
 _GELU_ARGMIN = _newton_root(
     lambda x: 0.5 * (1 + special.erf(x / np.sqrt(2))) + x * np.exp(-x * x / 2) / _SQRT2PI,
     lambda x: np.exp(-x * x / 2) / _SQRT2PI * (2 - x * x), -0.75)
 
 
+_GT_K = np.sqrt(2 / np.pi)  # tanh-GELU: σ(x) = x·S(z(x)), S = expit, z = 2k(x + c x³)
+_GT_C = 0.044715
+# Beyond this |x| every σ', σ'', σ''' of GELU (both forms) and Erf differs from its limit by
+# less than TINY (e.g. the tanh-GELU's S'(z) < e^(−1e9)); inputs are clipped to it so that
+# ±inf and overflowing powers give those limits instead of inf·0 = nan.
+_FAR = 1e3
+
+
 def _gelu_tanh_derivative(x: float) -> float:
-    k = np.sqrt(2 / np.pi)
-    z = 2 * k * (x + 0.044715 * x**3)
+    x = np.clip(x, -_FAR, _FAR)
+    k = _GT_K
+    z = 2 * k * (x + _GT_C * x**3)
     p = special.expit(z)  # 0.5(1 + tanh), without cancellation
-    return p + x * 2 * p * special.expit(-z) * k * (1 + 3 * 0.044715 * x * x)
+    return p + x * 2 * p * special.expit(-z) * k * (1 + 3 * _GT_C * x * x)
 
 
-def _gelu_tanh_second(x: float) -> float:
-    return (_gelu_tanh_derivative(x + 1e-6) - _gelu_tanh_derivative(x - 1e-6)) / 2e-6
+def _gelu_tanh_factors(ax):
+    """For ax = |x| ≥ 0: z, z' = 2k(1 + 3c x²), z'' = 12kc·ax, T = tanh(z/2), 1 − T² (as
+    4S(z)S(−z), without cancellation) and S'(z) = S(z)S(−z). All are nondecreasing in ax
+    except 1 − T² and S'(z), which are nonincreasing."""
+    k, c = _GT_K, _GT_C
+    z = 2 * k * (ax + c * ax**3)
+    zp = 2 * k * (1 + 3 * c * ax * ax)
+    zpp = 12 * k * c * ax
+    sp = special.expit(z) * special.expit(-z)
+    return z, zp, zpp, np.tanh(z / 2), 4 * sp, sp
+
+
+def _gelu_tanh_second_parts(x):
+    """σ'' of the tanh-GELU and the magnitude of the terms it sums (its rounding scale).
+
+    σ = x/2 + (x/2)·tanh(z/2) with z odd, so σ'' is even; with S' = S(1 − S) and
+    S'' = −S'·T: σ'' = 2S'z' + x(S''z'² + S'z'') = S'(z)·B, B = 2z' + x·z'' − x·T·z'²
+    (everything at |x|)."""
+    ax = np.minimum(np.abs(x), _FAR)
+    _, zp, zpp, t, _, sp = _gelu_tanh_factors(ax)
+    pos, neg = 2 * zp + ax * zpp, ax * t * zp * zp
+    return sp * (pos - neg), sp * (pos + neg)
+
+
+def _gelu_tanh_second(x):
+    return _gelu_tanh_second_parts(x)[0]
+
+
+def _gelu_tanh_q_terms(ax):
+    """σ''' = sign(x)·S'(z)·Q(|x|), from differentiating S'(z)·B with dT/dx = (1 − T²)z'/2:
+    Q = B' − T z' B = [4z'' + x T² z'³] − [3T z'² + 3x T z' z'' + (x/2)(1 − T²) z'³].
+    Returns the two brackets (each a sum of products of monotone factors ≥ 0 on x ≥ 0)."""
+    _, zp, zpp, t, sech2, _ = _gelu_tanh_factors(ax)
+    pos = 4 * zpp + ax * t * t * zp**3
+    neg = 3 * t * zp * zp + 3 * ax * t * zp * zpp + 0.5 * ax * sech2 * zp**3
+    return pos, neg
+
+
+def _gelu_tanh_third(x):
+    ax = np.minimum(np.abs(x), _FAR)
+    pos, neg = _gelu_tanh_q_terms(ax)
+    return np.sign(x) * _gelu_tanh_factors(ax)[5] * (pos - neg)
 
 
 # Inflection points of the tanh-approximated GELU (roots of its σ''), near ±√2.
-_GELU_TANH_INFL = tuple(float(_newton_root(
-    _gelu_tanh_second, lambda x: (_gelu_tanh_second(x + 1e-4) - _gelu_tanh_second(x - 1e-4))
-    / 2e-4, x0, 30)) for x0 in (-1.4, 1.4))
+_GELU_TANH_INFL = tuple(float(_newton_root(_gelu_tanh_second, _gelu_tanh_third, x0, 30))
+                        for x0 in (-1.4, 1.4))
 
-_GELU_TANH_ARGMIN = _newton_root(
-    _gelu_tanh_derivative, lambda x: (_gelu_tanh_derivative(x + 1e-6)
-                                      - _gelu_tanh_derivative(x - 1e-6)) / 2e-6, -0.75, 40)
+_GELU_TANH_ARGMIN = _newton_root(_gelu_tanh_derivative, _gelu_tanh_second, -0.75, 40)
+
+
+def _gelu_tanh_q_enclosure(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                  np.ndarray]:
+    """[qlo, qhi] ⊇ Q([a, b]) for 0 ≤ a ≤ b, and a rounding margin for it.
+
+    Natural interval extension: every factor of every term of Q is monotone and ≥ 0 on x ≥ 0,
+    so each term lies between its values with all factors at their lower and at their upper
+    ends. Each term is a few correctly rounded products of library tanh/expit values (relative
+    error ≤ 1e-13 each), so |computed − exact| ≤ 1e-11·(the terms' total magnitude)."""
+    from boundprop.rounding import TINY
+
+    _, zpa, zppa, ta, secha, _ = _gelu_tanh_factors(a)
+    _, zpb, zppb, tb, sechb, _ = _gelu_tanh_factors(b)
+    p_lo = 4 * zppa + a * ta * ta * zpa**3
+    p_hi = 4 * zppb + b * tb * tb * zpb**3
+    n_lo = 3 * ta * zpa * zpa + 3 * a * ta * zpa * zppa + 0.5 * a * sechb * zpa**3
+    n_hi = 3 * tb * zpb * zpb + 3 * b * tb * zpb * zppb + 0.5 * b * secha * zpb**3
+    return p_lo - n_hi, p_hi - n_lo, 1e-11 * (p_hi + n_hi) + TINY
+
+
+_GELU_TANH_TAIL = 4.0
+
+
+@functools.cache
+def _gelu_tanh_curvature_brackets() -> tuple[tuple[float, float, float], ...]:
+    """Certified brackets (a, b, U) that contain every zero of the tanh-GELU's σ''' (so every
+    point where σ'' can have an interior extremum), with U ≥ sup_{[a, b]} |σ''|.
+
+    Proof, for x ≥ 0 (σ''' is odd: the negative brackets are the mirror images):
+
+    * x ≥ 4: with 4z'' ≥ 0 and T ≤ 1, Q ≥ x T² z'³ − 3z'² − 3x z' z'' − (x/2)(1 − T²) z'³,
+      so Q/(x z'³) ≥ (3T² − 1)/2 − 3/(x z') − 3z''/z'². The first term increases with x, the
+      second decreases, and z''/z'² ∝ x/(1 + 3cx²)² decreases for x² > 1/(9c) (x > 1.58):
+      the bound's value at x = 4 (≈ 0.65 > 0) holds on [4, ∞), so Q > 0 there (no zero).
+    * [0, 4]: a cell on which the interval enclosure of Q excludes 0 (beyond its rounding
+      margin) holds no zero; the other cells are bisected down to width 2⁻⁴⁰ and kept. Two
+      groups remain: [0, ~1e-12] at the zero x = 0, and a ~1e-12 bracket of x ≈ 2.0135.
+    * U: for x in a bracket [a, b] with midpoint m, |σ''(x)| ≤ |σ''(m)| + (b − a)/2 ·
+      S'(z(a))·sup|Q| (S'∘z decreases on x ≥ 0) — an O(width²) excess over |σ''(m)|, as
+      sup|Q| is O(width) on a bracket around a zero — plus σ''(m)'s own rounding margin.
+    """
+    from boundprop.rounding import ELEMENTARY_RELATIVE_ERROR, TINY
+
+    x = np.float64(_GELU_TANH_TAIL)
+    _, zp, zpp, t, _, _ = _gelu_tanh_factors(x)
+    tail = (3 * t * t - 1) / 2 - 3 / (x * zp) - 3 * zpp / (zp * zp)
+    if not tail > 1e-3:
+        raise RuntimeError("tanh-GELU curvature certificate: the tail bound failed")
+    edges = np.linspace(0.0, float(x), 257)
+    a, b = edges[:-1], edges[1:]
+    kept: list[tuple[float, float]] = []
+    while a.size:
+        qlo, qhi, margin = _gelu_tanh_q_enclosure(a, b)
+        undecided = (qlo <= margin) & (qhi >= -margin)
+        a, b = a[undecided], b[undecided]
+        small = (b - a) <= 2.0**-40
+        kept += list(zip(a[small].tolist(), b[small].tolist()))
+        a, b = a[~small], b[~small]
+        if a.size > 10000:
+            raise RuntimeError("tanh-GELU curvature certificate: the bisection diverged")
+        mid = 0.5 * (a + b)
+        a, b = np.concatenate([a, mid]), np.concatenate([mid, b])
+    groups: list[list[float]] = []
+    for lo, hi in sorted(kept):
+        if groups and lo <= groups[-1][1]:
+            groups[-1][1] = max(groups[-1][1], hi)
+        else:
+            groups.append([lo, hi])
+    out = []
+    for lo, hi in groups:
+        qlo, qhi, margin = _gelu_tanh_q_enclosure(np.float64(lo), np.float64(hi))
+        slope = _gelu_tanh_factors(np.float64(lo))[5] * (max(abs(qlo), abs(qhi)) + margin)
+        m = 0.5 * (lo + hi)
+        g, scale = _gelu_tanh_second_parts(np.float64(m))
+        u = (abs(g) + 10 * ELEMENTARY_RELATIVE_ERROR * scale + TINY
+             + (hi - lo) / 2 * slope * (1 + 1e-12))
+        u = float(np.nextafter(u, np.inf))
+        # [0, w] holds the zero at 0 and mirrors onto [−w, 0]: one bracket [−w, w]
+        out.append((-hi if lo == 0.0 else lo, hi, u))
+        if lo != 0.0:
+            out.append((-hi, -lo, u))
+    return tuple(sorted(out))
 
 
 class Activation(Primitive):
@@ -126,6 +257,153 @@ class Activation(Primitive):
         """sup |σ'| on [lo, hi], per entry (the local Lipschitz constant of each neuron)."""
         dmin, dmax = self.derivative_range(lo, hi)
         return np.maximum(np.abs(dmin), np.abs(dmax))
+
+    # ---------------------------------------------------------------- smoothness
+    # The smoothness (curvature) constant of σ on [lo, hi] is the Lipschitz constant of σ' there.
+    # Where σ' is continuous and piecewise C¹ on [lo, hi] (σ'' existing but for finitely many
+    # points, where it may jump), that constant is sup |σ''| over the points where σ'' exists:
+    # σ'(y) − σ'(x) = ∫_x^y σ''. Where σ' itself jumps (ReLU at 0) no constant exists: inf.
+
+    # Whether a computed σ'' can underflow (or be rounded) below the true |σ''|: if so the bound
+    # gets an absolute TINY on top of the relative margin. Piecewise-linear (and HardSwish's
+    # piecewise-quadratic) σ have σ'' ∈ {0, a rounded constant}: a relative margin suffices,
+    # so an interval inside one linear piece gets exactly 0.
+    curvature_may_underflow: ClassVar[bool] = True
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ''(x) where it exists. Where σ'' jumps but σ' is continuous (Softsign, ELU with
+        α = 1 and CELU at 0) the one-sided value from the side :meth:`derivative` uses there;
+        at a jump of σ' (see :meth:`derivative_jumps`) σ'' does not exist and the value
+        returned is the (zero) a.e. value of the neighbouring linear pieces."""
+        raise NotImplementedError
+
+    def derivative_jumps(self) -> tuple[float, ...]:
+        """The points where σ' is discontinuous (σ' is Lipschitz on no interval containing one
+        of them); σ' is continuous elsewhere."""
+        return ()
+
+    def curvature_points(self) -> tuple[float, ...]:
+        """Points where |σ''| can have an extremum other than the ends of an interval: the zeros
+        of σ''' and the points where σ'' jumps. σ'' is continuous and monotone between them
+        (and between the points of :meth:`derivative_jumps`)."""
+        return ()
+
+    def _second_derivative_scale(self, x: np.ndarray) -> np.ndarray:
+        """A magnitude M(x) ≥ |σ''(x)| with |computed σ''(x) − σ''(x)| ≤ ELEMENTARY_RELATIVE_ERROR
+        ·M(x) (up to the TINY of underflow): |σ''| itself where σ'' is a product of accurately
+        computed factors; the sum of the magnitudes of the terms where it is a difference."""
+        return np.abs(self.second_derivative(x))
+
+    def _jump_mask(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Entries whose [lo, hi] contains (or comes within 4 ulp of, for jump points that are
+        themselves rounded, e.g. HardSigmoid's −β/α) a point where σ' jumps; NaN bounds too."""
+        bad = np.isnan(lo) | np.isnan(hi)
+        for p in self.derivative_jumps():
+            slack = 4 * np.finfo(np.float64).eps * abs(p)
+            bad = bad | ((lo <= p + slack) & (p - slack <= hi))
+        return bad
+
+    def _curvature_candidates(self, lo: np.ndarray, hi: np.ndarray
+                              ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(|σ''(x)|, rounding scale) at points x of [lo, hi] among which sup |σ''| on [lo, hi]
+        is attained: the ends, and each curvature point and its float neighbours (the one-sided
+        values of a jumping σ''), clipped into [lo, hi] — a clipped point is still a point of
+        [lo, hi], so it never overstates the sup. The curvature points are rounded: σ''' = 0
+        there, so the rounding costs only O(ulp²) of |σ''|, far inside the margin."""
+        xs = [lo, hi]
+        for p in self.curvature_points():
+            for q in (np.nextafter(p, -np.inf), p, np.nextafter(p, np.inf)):
+                xs.append(np.clip(q, lo, hi))
+        return [(np.abs(self.second_derivative(x)), self._second_derivative_scale(x))
+                for x in xs]
+
+    def smoothness_on(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Upper bound on sup_{x ∈ [lo, hi]} |σ''(x)|, the Lipschitz constant of σ' on [lo, hi],
+        per entry; inf where [lo, hi] contains a jump of σ' (no such constant), or where the
+        sup itself is infinite (CELU with α < 0 towards −∞).
+
+        σ'' is continuous and monotone between the curvature points and jumps, so its extremes
+        on [lo, hi] are among the ends and the (one-sided values at the) curvature points inside.
+        Each computed |σ''| is widened by 10·ELEMENTARY_RELATIVE_ERROR times its scale, plus TINY
+        where it can underflow, and rounded up."""
+        from boundprop.rounding import ELEMENTARY_RELATIVE_ERROR, TINY
+
+        lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+        cands = self._curvature_candidates(lo, hi)
+        val = np.maximum.reduce([v for v, _ in cands])
+        scale = np.maximum.reduce([s for _, s in cands])
+        tiny = TINY if self.curvature_may_underflow else 0.0
+        raw = val + 10 * ELEMENTARY_RELATIVE_ERROR * scale + tiny
+        bound = np.where(raw == 0, 0.0, np.nextafter(raw, np.inf))
+        return np.where(self._jump_mask(lo, hi) | np.isnan(bound), np.inf, bound)
+
+    def value_bound(self) -> float:
+        """sup_x |σ(x)| over ℝ (inf when σ is unbounded)."""
+        return float("inf")
+
+    def global_constants(self) -> dict[str, float]:
+        """Constants of σ over the whole line: {"lipschitz": sup |σ'| (Clarke, both one-sided
+        values at kinks), "smoothness": sup |σ''| = Lipschitz constant of σ' (inf if σ' jumps),
+        "value_at_zero": σ(0) as computed in float64, "bounded": sup |σ|}, the first two
+        rounded up; for per-entry parameters (PRelu) the worst entry."""
+        ones = np.ones((1,) + (1,) * len(self.in_shapes[0]))
+        lo, hi = -np.inf * ones, np.inf * ones
+        return {"lipschitz": float(np.max(self.lipschitz_on(lo, hi))),
+                "smoothness": float(np.max(self.smoothness_on(lo, hi))),
+                "value_at_zero": float(np.reshape(self.fn(0 * ones), -1)[0]),
+                "bounded": self.value_bound()}
+
+    # ---------------------------------------------------------------- constants rules
+    def constants_rule(self, ctx):
+        """Elementwise: ‖diag(σ'(z))‖_p = max|σ'| and D²y[h,k] = σ''(z)⊙h⊙k, so ℓ_φ = sup|σ'|,
+        L_φ = sup|σ''| over the enclosure of the input (over ℝ for global constants); a kink
+        of σ' inside some neuron's interval makes L infinite (reported with the reason)."""
+        import sympy as sp
+
+        from boundprop.ops.rules import array_norm_upper, chain_rule
+
+        shape = self.in_shapes[0]
+        if ctx.local:
+            lo, hi = ctx.boxes[0]
+        else:
+            lo, hi = np.full((1, *shape), -np.inf), np.full((1, *shape), np.inf)
+        slopes = self.lipschitz_on(lo, hi)
+        curv = self.smoothness_on(lo, hi)
+        a = ctx.symbol("a", float(np.max(slopes)), f"sup |{self.kind}'| on the node's inputs",
+                       latex=f"a_{{\\mathrm{{{ctx.tag}}}}}")
+        kinked = ~np.isfinite(curv)
+        reason = None
+        if np.any(kinked):
+            k = ctx.symbol("k", float("inf"), f"sup |{self.kind}''|")
+            jumps = self.derivative_jumps()
+            what = (f"σ' jumps at {', '.join(f'{p:g}' for p in jumps)}" if jumps
+                    else "σ'' is unbounded")
+            n_bad = int(np.count_nonzero(kinked))
+            reason = f"{self.kind}: {what}" + (
+                f"; {n_bad} of {kinked.size} neurons can reach it on the set" if ctx.local
+                else " (not smooth)")
+        else:
+            k = ctx.symbol("k", float(np.max(curv)), f"sup |{self.kind}''| on the node's inputs",
+                           latex=f"k_{{\\mathrm{{{ctx.tag}}}}}")
+        zero = ctx.symbol("s0", array_norm_upper(
+            np.broadcast_to(np.abs(self.fn(np.zeros((1, *shape)))), (1, *shape)), ctx.norm),
+            f"‖{self.kind}(0)‖")
+        sup_abs = self.global_constants()["bounded"]
+        cap = sp.oo
+        if np.isfinite(sup_abs):
+            from boundprop.ops.rules import dim_factor
+
+            cap = ctx.symbol("m", float(sup_abs) * dim_factor(int(np.prod(shape)), ctx.norm)
+                             * (1 + 1e-15), f"sup ‖{self.kind}‖ over all inputs")
+        return chain_rule(ctx, a, k, zero, sup_bound=cap, reason=reason)
+
+    def jacobian_backward(self, c, r, boxes):
+        """Rows times diag(σ'(z)) with σ'(z) ∈ derivative_range on the enclosure."""
+        from boundprop.ops.rules import interval_times
+
+        lo, hi = boxes[0]
+        dlo, dhi = self.derivative_range(lo, hi)
+        return [interval_times(c, r, dlo, dhi)]
 
     # ---------------------------------------------------------------- linear relaxation
     def relaxation_slopes(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -306,6 +584,15 @@ class Relu(Activation):
     def derivative(self, x):
         return (x > 0).astype(np.float64)
 
+    curvature_may_underflow = False
+
+    def derivative_jumps(self) -> tuple[float, ...]:
+        return (0.0,)  # σ'(0−) = 0, σ'(0+) = 1
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = 0 on each linear piece."""
+        return np.zeros(np.shape(x))
+
 
 class LeakyRelu(Activation):
     kind = onnx_op = "LeakyRelu"
@@ -345,6 +632,16 @@ class LeakyRelu(Activation):
     def derivative(self, x):
         return np.where(x > 0, 1.0, self.params["alpha"])
 
+    curvature_may_underflow = False
+
+    def derivative_jumps(self) -> tuple[float, ...]:
+        # σ'(0−) = α, σ'(0+) = 1: continuous only for α = 1 (the identity)
+        return () if self.params["alpha"] == 1 else (0.0,)
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = 0 on each linear piece."""
+        return np.zeros(np.shape(x))
+
 
 class Sigmoid(Activation):
     kind = onnx_op = "Sigmoid"
@@ -359,6 +656,19 @@ class Sigmoid(Activation):
     def pieces(self):
         return (0.0,)
 
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = σ'(1 − 2σ) = −σ(x)σ(−x)·tanh(x/2) (1 − 2σ(x) = −tanh(x/2), without the
+        cancellation of 1 − 2σ near 0)."""
+        return -special.expit(x) * special.expit(-x) * np.tanh(x / 2)
+
+    def curvature_points(self) -> tuple[float, ...]:
+        """σ''' = σ'(1 − 6σ + 6σ²) vanishes iff σ = (3 ± √3)/6, i.e. eˣ = σ/(1 − σ) = 2 ± √3:
+        x = ±ln(2 + √3) ≈ ±1.3170, where |σ''| = (1/6)(1/√3) = 1/(6√3), the global sup."""
+        return (-_LN_2_SQRT3, _LN_2_SQRT3)
+
+    def value_bound(self) -> float:
+        return 1.0
+
 
 class Tanh(Activation):
     kind = onnx_op = "Tanh"
@@ -372,6 +682,18 @@ class Tanh(Activation):
 
     def pieces(self):
         return (0.0,)
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = −2 tanh(x)·sech²(x)."""
+        return -2 * np.tanh(x) * self.derivative(x)
+
+    def curvature_points(self) -> tuple[float, ...]:
+        """σ''' = 2sech²x·(3tanh²x − 1) vanishes iff tanh x = ±1/√3, x = ±ln(2 + √3)/2 ≈
+        ±0.6585, where |σ''| = 2·(1/√3)·(2/3) = 4/(3√3), the global sup."""
+        return (-_LN_2_SQRT3 / 2, _LN_2_SQRT3 / 2)
+
+    def value_bound(self) -> float:
+        return 1.0
 
 
 class Softplus(Activation):
@@ -388,6 +710,14 @@ class Softplus(Activation):
     def pieces(self):
         return ()
 
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = sigmoid'(x) = s(x)s(−x) > 0."""
+        return special.expit(x) * special.expit(-x)
+
+    def curvature_points(self) -> tuple[float, ...]:
+        """σ''' = s'(1 − 2s) vanishes at 0 only, where σ'' = 1/4, the global sup."""
+        return (0.0,)
+
 
 class Softsign(Activation):
     kind = onnx_op = "Softsign"
@@ -396,10 +726,22 @@ class Softsign(Activation):
         return x / (1.0 + np.abs(x))
 
     def derivative(self, x):
-        return 1 / (1 + np.abs(x)) ** 2
+        with np.errstate(over="ignore"):  # huge |x|: (1 + |x|)² = inf, σ' = 0
+            return 1 / (1 + np.abs(x)) ** 2
 
     def pieces(self):
         return (0.0,)
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = −2·sign(x)/(1 + |x|)³: σ' is continuous at 0 but σ'' jumps from 2 to −2
+        (the right-hand value −2 at 0); |σ''| decreases in |x|: the global sup is 2."""
+        return np.where(x >= 0, -2.0, 2.0) * (1 / (1 + np.abs(x))) ** 3
+
+    def curvature_points(self) -> tuple[float, ...]:
+        return (0.0,)
+
+    def value_bound(self) -> float:
+        return 1.0
 
 
 class Elu(Activation):
@@ -417,6 +759,19 @@ class Elu(Activation):
         return np.where(x >= 0, 1.0, self.params["alpha"] * np.exp(np.minimum(x, 0.0)))
 
     def pieces(self):
+        return (0.0,)
+
+    def derivative_jumps(self) -> tuple[float, ...]:
+        # σ'(0−) = α, σ'(0+) = 1
+        return () if self.params["alpha"] == 1 else (0.0,)
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = α eˣ for x < 0, 0 for x ≥ 0 (the right-hand value at 0, as
+        :meth:`derivative`); |σ''| increases towards 0⁻: for α = 1 the global sup is 1, and
+        σ'' jumps from 1 to 0 there while σ' is continuous."""
+        return np.where(x >= 0, 0.0, self.params["alpha"] * np.exp(np.minimum(x, 0.0)))
+
+    def curvature_points(self) -> tuple[float, ...]:
         return (0.0,)
 
 
@@ -437,6 +792,23 @@ class Selu(Activation):
     def pieces(self):
         return (0.0,)
 
+    def derivative_jumps(self) -> tuple[float, ...]:
+        # σ'(0−) = γα, σ'(0+) = γ
+        a, g = self.params["alpha"], self.params["gamma"]
+        return () if a == 1 or g == 0 else (0.0,)
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = γα eˣ for x ≤ 0 (the left-hand value at 0, as :meth:`derivative`), 0 for
+        x > 0; for α = 1 the global sup is |γ| (at 0⁻)."""
+        a, g = self.params["alpha"], self.params["gamma"]
+        return np.where(x > 0, 0.0, g * a * np.exp(np.minimum(x, 0.0)))
+
+    def curvature_points(self) -> tuple[float, ...]:
+        return (0.0,)
+
+    def value_bound(self) -> float:
+        return 0.0 if self.params["gamma"] == 0 else float("inf")
+
 
 class Celu(Activation):
     kind = onnx_op = "Celu"
@@ -450,6 +822,17 @@ class Celu(Activation):
         return np.where(x >= 0, 1.0, np.exp(np.minimum(x, 0.0) / a))
 
     def pieces(self):
+        return (0.0,)
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = e^(x/α)/α for x < 0, 0 for x ≥ 0 (the right-hand value at 0). σ'(0⁻) = e⁰ = 1
+        = σ'(0⁺): no jump of σ' for any α. For α > 0 the global sup is 1/α (at 0⁻); for α < 0
+        |σ''| grows without bound as x → −∞."""
+        a = self.params["alpha"]
+        with np.errstate(over="ignore"):
+            return np.where(x >= 0, 0.0, np.exp(np.minimum(x, 0.0) / a) / a)
+
+    def curvature_points(self) -> tuple[float, ...]:
         return (0.0,)
 
 
@@ -479,6 +862,7 @@ class Gelu(Activation):
     def derivative(self, x):
         if self.approximate == "tanh":
             return _gelu_tanh_derivative(x)
+        x = np.clip(x, -_FAR, _FAR)  # the limits 0 and 1 at ∓inf, not inf·0
         return special.ndtr(x) + x * np.exp(-0.5 * x * x) / _SQRT2PI
 
     def pieces(self):
@@ -486,6 +870,42 @@ class Gelu(Activation):
         # inflections are within 0.01 of these; the bisection only needs monotone pieces,
         # so the tanh form uses its own computed points).
         return (-np.sqrt(2.0), np.sqrt(2.0)) if self.approximate == "none" else _GELU_TANH_INFL
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """Exact form: σ'' = φ(x)(2 − x²). Tanh form: σ'' = S'(z)·(2z' + x z'' − x T z'²) at
+        |x| (it is even), see ``_gelu_tanh_second_parts``."""
+        if self.approximate == "tanh":
+            return _gelu_tanh_second(x)
+        x = np.clip(x, -_FAR, _FAR)
+        return np.exp(-0.5 * x * x) / _SQRT2PI * (2 - x * x)
+
+    def _second_derivative_scale(self, x: np.ndarray) -> np.ndarray:
+        # 2 − x² and the tanh form's bracket cancel near their roots (±√2, ±1.4185): the
+        # rounding is relative to the terms' magnitudes, not to |σ''|.
+        if self.approximate == "tanh":
+            return _gelu_tanh_second_parts(x)[1]
+        x = np.clip(x, -_FAR, _FAR)
+        return np.exp(-0.5 * x * x) / _SQRT2PI * (2 + x * x)
+
+    def curvature_points(self) -> tuple[float, ...]:
+        """Exact form: σ''' = xφ(x)(x² − 4) vanishes at 0, ±2, where |σ''| = 2φ(0) = √(2/π)
+        (the global sup) and 2φ(2). Tanh form: the midpoints of the certified brackets of the
+        zeros of its σ''' (0 and ±2.0135; see ``_gelu_tanh_curvature_brackets``)."""
+        if self.approximate == "tanh":
+            return tuple(0.5 * (a + b) for a, b, _ in _gelu_tanh_curvature_brackets())
+        return (-2.0, 0.0, 2.0)
+
+    def _curvature_candidates(self, lo, hi):
+        """Tanh form: besides the ends, each certified bracket of a zero of σ''' that meets
+        [lo, hi] contributes its bound U ≥ sup |σ''| over the bracket. An interior extremum
+        of σ'' on [lo, hi] is a zero of σ''', hence in such a bracket: the sup over [lo, hi]
+        is at most max(|σ''(lo)|, |σ''(hi)|, those U)."""
+        cands = super()._curvature_candidates(lo, hi)
+        if self.approximate == "tanh":
+            for a, b, u in _gelu_tanh_curvature_brackets():
+                hit = np.where((lo <= b) & (a <= hi), u, 0.0)
+                cands.append((hit, hit))
+        return cands
 
 
 class Erf(Activation):
@@ -495,10 +915,24 @@ class Erf(Activation):
         return special.erf(x)
 
     def derivative(self, x):
-        return 2 / np.sqrt(np.pi) * np.exp(-x * x)
+        with np.errstate(over="ignore"):  # huge |x|: x² = inf, σ' = 0
+            return 2 / np.sqrt(np.pi) * np.exp(-x * x)
 
     def pieces(self):
         return (0.0,)
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = −(4/√π)·x·e^(−x²)."""
+        x = np.clip(x, -_FAR, _FAR)
+        return -4 / np.sqrt(np.pi) * x * np.exp(-x * x)
+
+    def curvature_points(self) -> tuple[float, ...]:
+        """σ''' = −(4/√π)e^(−x²)(1 − 2x²) vanishes at ±1/√2, where |σ''| = √(8/π)·e^(−1/2)
+        ≈ 0.96788, the global sup."""
+        return (-np.sqrt(0.5), np.sqrt(0.5))
+
+    def value_bound(self) -> float:
+        return 1.0
 
 
 class HardSigmoid(Activation):
@@ -520,6 +954,21 @@ class HardSigmoid(Activation):
         z = a * x + b
         return np.where((z > 0) & (z < 1), a, 0.0)
 
+    def derivative_jumps(self) -> tuple[float, ...]:
+        # σ' steps between 0 and α at αx + β = 0 and αx + β = 1 (none if α = 0: constant)
+        a, b = self.params["alpha"], self.params["beta"]
+        return () if a == 0 else tuple(p for p in (-b / a, (1 - b) / a) if np.isfinite(p))
+
+    def value_bound(self) -> float:
+        a, b = self.params["alpha"], self.params["beta"]
+        return 1.0 if a != 0 else float(np.clip(b, 0.0, 1.0))
+
+    curvature_may_underflow = False
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = 0 on each linear piece."""
+        return np.zeros(np.shape(x))
+
 
 class HardSwish(Activation):
     kind = onnx_op = "HardSwish"
@@ -537,6 +986,17 @@ class HardSwish(Activation):
 
     def pieces(self):
         return (-3.0, 3.0)
+
+    curvature_may_underflow = False
+
+    def derivative_jumps(self) -> tuple[float, ...]:
+        # σ'(−3⁻) = 0 vs σ'(−3⁺) = −1/2; σ'(3⁻) = 3/2 vs σ'(3⁺) = 1
+        return (-3.0, 3.0)
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ = x(x + 3)/6 on (−3, 3): σ'' = 1/3 there, 0 outside (and at ±3, as
+        :meth:`derivative` takes the outer pieces there)."""
+        return np.where(np.abs(x) < 3, 1 / 3, 0.0)
 
 
 class Clip(Activation):
@@ -567,6 +1027,20 @@ class Clip(Activation):
 
     def derivative(self, x):
         return ((x > self.params["lo"]) & (x < self.params["hi"])).astype(np.float64)
+
+    def derivative_jumps(self) -> tuple[float, ...]:
+        # σ' steps between 0 and 1 at each finite limit (none if lo = hi: σ is constant)
+        lo, hi = self.params["lo"], self.params["hi"]
+        return () if lo == hi else tuple(v for v in (lo, hi) if np.isfinite(v))
+
+    def value_bound(self) -> float:
+        return float(max(abs(self.params["lo"]), abs(self.params["hi"])))
+
+    curvature_may_underflow = False
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = 0 on each linear piece."""
+        return np.zeros(np.shape(x))
 
 
 class PRelu(Activation):
@@ -603,6 +1077,20 @@ class PRelu(Activation):
 
     def derivative(self, x):
         return np.where(x > 0, 1.0, self.slope)
+
+    def derivative_jumps(self) -> tuple[float, ...]:
+        # σ'(0−) = slope, σ'(0+) = 1, per entry (see _jump_mask)
+        return () if np.all(self.slope_raw == 1) else (0.0,)
+
+    def _jump_mask(self, lo, hi):
+        """Per entry: only the entries whose slope is not 1 jump at 0."""
+        return np.isnan(lo) | np.isnan(hi) | ((lo <= 0) & (0 <= hi) & (self.slope != 1))
+
+    curvature_may_underflow = False
+
+    def second_derivative(self, x: np.ndarray) -> np.ndarray:
+        """σ'' = 0 on each linear piece."""
+        return np.zeros(np.shape(x))
 
 
 # Default attribute values, per ONNX op.

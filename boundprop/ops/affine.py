@@ -102,12 +102,35 @@ class Dense(AffinePrimitive):
         """The map whose matrix is A's squared entrywise: row norms² are sq_linear(1)."""
         return self._apply(self.matrix**2, x)
 
-    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+    def _grows(self) -> bool:
         base = list(self.in_shapes[0])
         base[self.axis] = self.matrix.shape[0]
-        if tuple(base) != self.out_shape:
-            raise NotImplementedError  # offset broadcasting grew the output
+        return tuple(base) != self.out_shape  # offset broadcasting copies the output
+
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        if self._grows():
+            raise NotImplementedError
         return lam @ self.matrix if self.axis == -1 else self.matrix.T @ lam
+
+    def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
+        if self._grows():
+            raise NotImplementedError
+        m = np.abs(self.matrix)
+        return lam @ m if self.axis == -1 else m.T @ lam
+
+    def param_structure(self) -> tuple[float, int]:
+        """(bilinear constant c, copies of the bias): ‖ΔM u‖ ≤ ‖ΔM‖_F‖u‖, so c = 1."""
+        rows = int(np.prod(self.out_shape)) // self.matrix.shape[0]
+        return 1.0, rows if self.offset is not None else 0
+
+    def spectral_norm_upper(self) -> float:
+        """The same matrix acts on every slice of the other axes (block diagonal): the norm is
+        ‖M‖₂, bounded by Gram iteration (``norms.spectral_norm_upper``)."""
+        from boundprop.norms import spectral_norm_upper
+
+        if self._grows():
+            return super().spectral_norm_upper()
+        return spectral_norm_upper(self.matrix)
 
     @property
     def fan_in(self) -> int:
@@ -194,6 +217,16 @@ class ElementwiseAffine(AffinePrimitive):
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         y = lam if self.scale is None else lam * self.scale
         return sum_to_shape(y, self.in_shapes[0])
+
+    def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
+        y = lam if self.scale is None else lam * np.abs(self.scale)
+        return sum_to_shape(y, self.in_shapes[0])
+
+    def spectral_norm_upper(self) -> float:
+        """A diagonal map (when the constants do not broadcast the input bigger): max |scale|."""
+        if self.out_shape != self.in_shapes[0]:
+            return super().spectral_norm_upper()
+        return 1.0 if self.scale is None else float(np.max(np.abs(self.scale)))
 
     @property
     def fan_in(self) -> int:
@@ -372,15 +405,56 @@ class Conv(AffinePrimitive):
     def sq_linear(self, x: np.ndarray) -> np.ndarray:
         return self._apply(self.weight**2, x)
 
-    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+    def _adjoint(self, w: np.ndarray, lam: np.ndarray) -> np.ndarray:
         k, n, m, *out = lam.shape
         _, c, *sp = self.in_shapes[0]
         lam_cl = np.moveaxis(lam.reshape(k * n, m, *out), 1, -1)  # (B, *out, M)
         padded = tuple(d + b + e for d, b, e in zip(sp, self.pads_begin, self.pads_end))
-        grad = _conv_scatter(lam_cl, self.weight, self.strides, self.dilations, padded,
-                             self.group)
+        grad = _conv_scatter(lam_cl, w, self.strides, self.dilations, padded, self.group)
         crop = tuple(slice(b, b + d) for b, d in zip(self.pads_begin, sp))
         return np.moveaxis(grad[(slice(None), *crop)], -1, 1).reshape(k, *self.in_shapes[0])
+
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        return self._adjoint(self.weight, lam)
+
+    def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
+        if self._abs is None:
+            self._abs = np.abs(self.weight)
+        return self._adjoint(self._abs, lam)
+
+    def overlap(self) -> int:
+        """Most (output position, tap) pairs reading one input entry (per axis, multiplied)."""
+        total = 1
+        for n, k, st, d, pb, o in zip(self.in_shapes[0][2:], self.weight.shape[2:],
+                                      self.strides, self.dilations, self.pads_begin,
+                                      self.out_shape[2:]):
+            hits = (st * np.arange(o)[:, None] + d * np.arange(k)[None, :] - pb).reshape(-1)
+            hits = hits[(hits >= 0) & (hits < n)]
+            total *= int(np.bincount(hits, minlength=1).max()) if hits.size else 0
+        return total
+
+    def param_structure(self) -> tuple[float, int]:
+        """(c, bias copies): ‖conv(ΔK, u)‖₂ ≤ ‖ΔK‖_F sqrt(overlap) ‖u‖₂ (Cauchy–Schwarz per
+        output position; each input entry lies in at most ``overlap`` patches)."""
+        from boundprop.rounding import round_up
+
+        copies = int(np.prod(self.out_shape)) // self.out_shape[1] if self.bias is not None \
+            else 0
+        return float(round_up(np.sqrt(float(self.overlap())))), copies
+
+    def spectral_norm_upper(self) -> float:
+        """Certified ‖conv‖₂ at this input size (``norms.conv_spectral_norm_upper``: circular
+        embedding, polyphase strides, per-frequency Cholesky certificates), capped by the
+        generic bounds."""
+        from boundprop.norms import conv_spectral_norm_upper
+
+        bound = conv_spectral_norm_upper(self.weight, tuple(self.in_shapes[0][2:]),
+                                         self.strides, self.pads_begin, self.pads_end,
+                                         self.dilations, self.group)
+        m_in, m_out = int(np.prod(self.in_shapes[0])), int(np.prod(self.out_shape))
+        if m_in * m_out <= self.MATERIALIZE_LIMIT:
+            return min(bound, super().spectral_norm_upper())
+        return bound
 
     @property
     def fan_in(self) -> int:
@@ -482,15 +556,23 @@ class ConvTranspose(AffinePrimitive):
             self._abs = np.abs(self.weight)
         return self._apply(self._abs, x)
 
-    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+    def _adjoint(self, w: np.ndarray, lam: np.ndarray) -> np.ndarray:
         k, n, m, *out = lam.shape
         sp = self.in_shapes[0][2:]
         full = np.zeros((k * n, m, *self.full))
         inner = tuple(slice(b, b + d) for b, d in zip(self.pads_begin, out))
         full[(slice(None), slice(None), *inner)] = lam.reshape(k * n, m, *out)
-        grad = _conv_accumulate(np.moveaxis(full, 1, -1), self.weight, self.strides,
+        grad = _conv_accumulate(np.moveaxis(full, 1, -1), w, self.strides,
                                 self.dilations, tuple(sp), self.group)
         return np.moveaxis(grad, -1, 1).reshape(k, *self.in_shapes[0])
+
+    def adjoint(self, lam: np.ndarray) -> np.ndarray:
+        return self._adjoint(self.weight, lam)
+
+    def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
+        if self._abs is None:
+            self._abs = np.abs(self.weight)
+        return self._adjoint(self._abs, lam)
 
     def parameters(self) -> dict[str, np.ndarray]:
         p = {"weight": self.weight}

@@ -81,6 +81,18 @@ class Primitive:
         """Short attribute summary shown by ``boundprop inspect``."""
         return ""
 
+    def constants_rule(self, ctx):
+        """ℓ, L and B of this node from its inputs' (see ``boundprop.ops.rules``): a
+        ``Rule`` for the norm ``ctx.norm``, local on ``ctx.boxes`` when given."""
+        raise NotImplementedError
+
+    def jacobian_backward(self, c: np.ndarray, r: np.ndarray, boxes: list[Interval]):
+        """Interval Jacobian enclosure, backwards: given rows J_out ∈ [c − r, c + r]
+        (shape (K, *out_shape)) of the network's Jacobian with respect to this node's output,
+        return [(c_i, r_i)] enclosing J_out·∂(node)/∂(input i) for every Clarke Jacobian of
+        the node on ``boxes``. None: no rule (the enclosure method then does not apply)."""
+        return None
+
 
 class AffinePrimitive(Primitive):
     """A map y = A(x) + offset with A linear.
@@ -150,6 +162,101 @@ class AffinePrimitive(Primitive):
         """Most input entries any output entry sums (for the rounding-error bound)."""
         return int(np.prod(self.in_shapes[0]))
 
+    def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
+        """|A|ᵀ applied to each row of ``lam`` (the transpose of :meth:`abs_linear`)."""
+        raise NotImplementedError
+
+    # Largest matrix (entries) materialised for an exact-ish spectral norm.
+    MATERIALIZE_LIMIT: ClassVar[int] = 4_000_000
+
+    def matrix(self) -> np.ndarray | None:
+        """The (out, in) matrix of A if it has at most MATERIALIZE_LIMIT entries, else None.
+        Each column is A applied to a unit vector: one product per entry, so exact for
+        weight-copying maps (dense, conv, pooling sums); at most one rounding otherwise."""
+        n_in, n_out = int(np.prod(self.in_shapes[0])), int(np.prod(self.out_shape))
+        if n_in * n_out > self.MATERIALIZE_LIMIT:
+            return None
+        cols = []
+        step = max(1, self.MATERIALIZE_LIMIT // max(n_out, 1) // 4)
+        for start in range(0, n_in, step):
+            k = min(step, n_in - start)
+            e = np.zeros((k, n_in))
+            e[np.arange(k), start + np.arange(k)] = 1.0
+            cols.append(self.linear(e.reshape(k, *self.in_shapes[0])).reshape(k, n_out))
+        return np.concatenate(cols).T
+
+    def operator_norm_upper(self, norm: str) -> float:
+        """Certified ‖A‖_p (p = 2, inf, 1; the same norm on input and output).
+
+        ‖A‖_∞ = max row sum of |A| and ‖A‖_1 = max column sum (exact up to the rounding of
+        the sums, bounded by γ_n and rounded up); ‖A‖_2 ≤ sqrt(‖A‖_1 ‖A‖_∞) (Hölder/Riesz–
+        Thorin), or the Gram-iteration bound of the materialised matrix when that is small
+        (subclasses with structure override :meth:`spectral_norm_upper`)."""
+        from boundprop.rounding import gamma, round_up
+
+        cache = self.__dict__.setdefault("_norm_cache", {})
+        if norm in cache:  # the op is immutable after import; norms can be expensive
+            return cache[norm]
+        if norm == "2":
+            cache[norm] = self.spectral_norm_upper()
+            return cache[norm]
+        if norm == "inf":
+            sums = self.abs_linear(np.ones((1, *self.in_shapes[0])))
+            n = self.fan_in
+        else:
+            try:
+                sums = self.abs_adjoint(np.ones((1, *self.out_shape)))
+            except NotImplementedError:
+                m = self.matrix()
+                if m is None:
+                    return float("inf")
+                sums = np.abs(m).sum(axis=0)
+            n = int(np.prod(self.out_shape))
+        top = float(np.max(sums)) if np.size(sums) else 0.0
+        cache[norm] = float(round_up(top * (1 + gamma(n + 2))))
+        return cache[norm]
+
+    def spectral_norm_upper(self) -> float:
+        from boundprop.norms import spectral_norm_upper
+        from boundprop.rounding import round_up
+
+        holder = float(round_up(np.sqrt(self.operator_norm_upper("1")
+                                        * self.operator_norm_upper("inf"))))
+        if isinstance(self, PermutationPrimitive):
+            return holder  # exact: AᵀA is diagonal with the copy counts
+        m = self.matrix()
+        if m is None:
+            return holder
+        # One rounding per materialised entry at most: a relative margin covers it.
+        return min(holder, float(round_up(spectral_norm_upper(m) * (1 + 2.0**-50))))
+
+    def offset_norm_upper(self, norm: str) -> float:
+        """‖b‖_p of the offset broadcast over the whole output (0 without one)."""
+        if self.offset is None:
+            return 0.0
+        from boundprop.ops.rules import array_norm_upper
+
+        return array_norm_upper(np.broadcast_to(self.offset, (1, *self.out_shape)), norm)
+
+    def constants_rule(self, ctx):
+        from boundprop.ops.rules import linear_rule
+
+        return linear_rule(ctx, self.operator_norm_upper(ctx.norm),
+                           self.offset_norm_upper(ctx.norm), self.kind)
+
+    def jacobian_backward(self, c, r, boxes):
+        """(C ± R)·A = C·A ± (R·|A| + γ_n |C|·|A|): the adjoint of the centre, rounding of
+        the float adjoint included in the radius."""
+        from boundprop.rounding import gamma, round_up
+
+        try:
+            ca = self.adjoint(c)
+            mag = self.abs_adjoint(r + gamma(max(self.fan_in, int(np.prod(self.out_shape))) + 2)
+                                   * np.abs(c))
+        except NotImplementedError:
+            return None
+        return [(ca, round_up(mag * (1 + 2.0**-50)))]
+
     def interval(self, box: Interval) -> Interval:
         """Centre-radius form: A c + b ± |A| r, plus the dot-product rounding bound
         γ_{n}(|A|(|c| + r) + |b|) of the float computation (n = fan-in)."""
@@ -196,6 +303,9 @@ class PermutationPrimitive(AffinePrimitive):
         if self.offset is None:
             return np.zeros((1, *self.out_shape))
         return super().float32_error(boxes, out)
+
+    def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
+        return self.adjoint(lam)
 
     def backward_linear(self, lam: np.ndarray, relax, boxes):
         if self.offset is not None:  # Λ·offset rounds: the affine rule bounds it

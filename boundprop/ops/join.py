@@ -112,6 +112,36 @@ class Sum(Primitive):
             outs.append(li)
         return outs, np.zeros(lam.shape[0]), err
 
+    def _copies(self, k: int) -> int:
+        return int(np.prod(self.out_shape)) // max(int(np.prod(self.in_shapes[k])), 1)
+
+    def constants_rule(self, ctx):
+        """ℓ ≤ Σ_k |c_k| r_k ℓ_k with r_k = (copies made by broadcasting)^{1/p}; L, B alike."""
+        import sympy as sp
+
+        from boundprop.ops.rules import dim_factor, sum_rule
+
+        weights = []
+        for k, c in enumerate(self.coefficients):
+            copies = self._copies(k)
+            factor = sp.sqrt(copies) if ctx.norm == "2" else sp.Integer(
+                int(dim_factor(copies, ctx.norm)))
+            weights.append(abs(sp.Rational(c)) * factor)
+        return sum_rule(ctx, weights)
+
+    def jacobian_backward(self, c, r, boxes):
+        from boundprop.ops.affine import sum_to_shape
+        from boundprop.rounding import gamma, round_up
+
+        out = []
+        for k, coef in enumerate(self.coefficients):
+            cc = sum_to_shape(c * coef, self.in_shapes[k]) if coef != 1.0 else sum_to_shape(
+                c, self.in_shapes[k])
+            rr = sum_to_shape(r * abs(coef) + gamma(self._copies(k) + 2) * np.abs(c * coef),
+                              self.in_shapes[k])
+            out.append((cc, round_up(rr)))
+        return out
+
     def describe(self) -> str:
         return " ".join(f"{c:+g}" for c in self.coefficients)
 
@@ -157,6 +187,16 @@ class Concat(Primitive):
         sizes = np.cumsum([s[self.axis] for s in self.in_shapes])[:-1]
         parts = np.split(lam, sizes, axis=self.axis + 1)
         return list(parts), np.zeros(lam.shape[0]), np.zeros(lam.shape[0])
+
+    def constants_rule(self, ctx):
+        from boundprop.ops.rules import stack_rule
+
+        return stack_rule(ctx)
+
+    def jacobian_backward(self, c, r, boxes):
+        cuts = np.cumsum([s[self.axis] for s in self.in_shapes])[:-1]
+        ax = self.axis + 1
+        return list(zip(np.split(c, cuts, axis=ax), np.split(r, cuts, axis=ax)))
 
     def describe(self) -> str:
         return f"axis={self.axis}"

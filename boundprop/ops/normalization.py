@@ -124,6 +124,15 @@ class BatchNormTraining(Primitive):
                                           self.scale.reshape(self._bshape),
                                           self.bias.reshape(self._bshape), out)
 
+    def constants_rule(self, ctx):
+        from boundprop.ops.rules import array_norm_upper, standardization_rule
+
+        n, c, *sp_ = self.in_shapes[0]
+        m = n * int(np.prod(sp_))
+        beta = np.broadcast_to(self.bias.reshape(self._bshape)[0], self.out_shape)
+        return standardization_rule(ctx, m, c, self.eps, float(np.max(np.abs(self.scale))),
+                                    array_norm_upper(beta, ctx.norm))
+
     def parameters(self) -> dict[str, np.ndarray]:
         return {"scale": self.scale, "bias": self.bias}
 
@@ -167,6 +176,17 @@ class LayerNorm(Primitive):
     def float32_error(self, boxes, out):
         return standardized_float32_error(boxes[0], self.axes, self.eps, self.scale, self.bias,
                                           out)
+
+    def constants_rule(self, ctx):
+        from boundprop.ops.rules import array_norm_upper, standardization_rule
+
+        shape = self.in_shapes[0]
+        m = int(np.prod(shape[self.axis:]))
+        groups = int(np.prod(shape[: self.axis]))
+        gmax = 1.0 if self.scale is None else float(np.max(np.abs(self.scale)))
+        beta = 0.0 if self.bias is None else array_norm_upper(
+            np.broadcast_to(self.bias[0], self.out_shape), ctx.norm)
+        return standardization_rule(ctx, m, groups, self.eps, gmax, beta)
 
     def parameters(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in (("scale", self.scale_raw), ("bias", self.bias_raw))
@@ -243,6 +263,34 @@ class Softmax(Primitive):
         ax = tuple(a + 1 for a in self.axes)
         xmax = np.maximum(np.abs(lo), np.abs(hi)).max(axis=ax, keepdims=True)
         return rel * (mag + 2 * xmax + np.log(n) + 1) + FLOAT32_ABSOLUTE
+
+    def constants_rule(self, ctx):
+        """Per group of m entries (block diagonal over groups). Softmax p: Jacobian
+        diag(p) − ppᵀ, ‖·‖_p ≤ 1/2 for p = 2, ∞, 1 (symmetric, rows sum 2p_i(1 − p_i));
+        D²p[h,k] = a⊙h − a⟨p,h⟩ − p⟨a,h⟩ with a = Dp[k] gives L ≤ 3/2 (ℓ2, ℓ1) and
+        1/2 + 1/2 + ‖Dp‖_{∞→1} ≤ 3 (ℓ∞). Log-softmax: Jacobian I − 1pᵀ (an oblique
+        projection: ‖·‖₂ = √m‖p‖₂ ≤ √m; ‖·‖_∞ ≤ 2; ‖·‖_1 ≤ max(1, m − 1)); D²y = −1 ⊗
+        (diag(p) − ppᵀ): L ≤ √m/2, 2, m/2."""
+        import sympy as sp
+
+        from boundprop.ops.rules import chain_rule
+
+        m = int(np.prod([self.in_shapes[0][a] for a in self.axes]))
+        groups = int(np.prod(self.in_shapes[0])) // max(m, 1)
+        ms = sp.Integer(m)
+        norm = ctx.norm
+        total = sp.Integer(m * groups)
+        if not self.log:
+            slope = sp.Rational(1, 2)
+            curv = sp.Integer(3) if norm == "inf" else sp.Rational(3, 2)
+            at_zero = {"2": sp.sqrt(total) / ms, "inf": 1 / ms, "1": total / ms}[norm]
+            cap = {"2": sp.sqrt(sp.Integer(groups)), "inf": sp.Integer(1),
+                   "1": sp.Integer(groups)}[norm]
+            return chain_rule(ctx, slope, curv, at_zero, sup_bound=cap)
+        slope = {"2": sp.sqrt(ms), "inf": sp.Integer(2), "1": sp.Max(1, ms - 1)}[norm]
+        curv = {"2": sp.sqrt(ms) / 2, "inf": sp.Integer(2), "1": ms / 2}[norm]
+        at_zero = sp.log(ms) * {"2": sp.sqrt(total), "inf": sp.Integer(1), "1": total}[norm]
+        return chain_rule(ctx, slope, curv, at_zero)
 
     def describe(self) -> str:
         return f"axes={list(self.axes)}"

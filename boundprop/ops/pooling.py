@@ -138,6 +138,64 @@ class MaxPool(_Window, Primitive):
             axis=axes)
         return [lam_in.reshape((k, *self.in_shapes[0]))], terms.sum(axis=axes), err
 
+    def multiplicity(self) -> int:
+        """Most windows any input entry belongs to."""
+        index = self._window_index()
+        counts = np.bincount(index[index >= 0].reshape(-1), minlength=1)
+        return int(counts.max()) if counts.size else 0
+
+    def _dominated(self, box) -> np.ndarray:
+        """Per output: one window entry is the max at every point of the box."""
+        return self.linear_relaxation(box)[1]
+
+    def constants_rule(self, ctx):
+        """Each output copies one entry of its window: ‖Δy‖_p ≤ c^{1/p}‖Δx‖_p with c the
+        most windows sharing an entry (ℓ_∞: 1). Piecewise linear: not smooth, unless on the
+        set every window has one entry that dominates (then linear there, L = 0)."""
+        import sympy as sp
+
+        from boundprop.ops.rules import chain_rule, dim_factor
+
+        slope = ctx.symbol("P", dim_factor(self.multiplicity(), ctx.norm),
+                           "max-pool overlap factor")
+        if ctx.local and bool(np.all(self._dominated(ctx.boxes[0]))):
+            return chain_rule(ctx, slope, sp.Integer(0), sp.Integer(0))
+        why = ("max pool: ties possible in some window on the set" if ctx.local
+               else "max pool is not differentiable where a window has ties")
+        return chain_rule(ctx, slope, sp.oo, sp.Integer(0), reason=why)
+
+    def jacobian_backward(self, c, r, boxes):
+        """Clarke Jacobian of a window max: a convex combination of the entries that can be
+        the max on the box (upper ≥ the window's largest lower). One candidate: exact copy;
+        several: each gets a weight in [0, 1], enclosed by the hull of 0 and (C ± R)."""
+        lo, hi = boxes[0]
+        index = self._window_index()
+        valid = index >= 0
+        safe = np.where(valid, index, 0)
+        flo, fhi = lo.reshape(-1), hi.reshape(-1)
+        lows = np.where(valid, flo[safe], -np.inf)
+        cand = valid & (np.where(valid, fhi[safe], -np.inf) >= lows.max(axis=0)[None])
+        single = (cand.sum(axis=0) == 1).reshape(-1)
+        k = c.shape[0]
+        cf, rf = c.reshape(k, -1), r.reshape(k, -1)
+        lo_s, hi_s = cf - rf, cf + rf
+        mult_lo = np.where(single, lo_s, np.minimum(lo_s, 0.0)).reshape(k, -1)
+        mult_hi = np.where(single, hi_s, np.maximum(hi_s, 0.0)).reshape(k, -1)
+        n_in = int(np.prod(self.in_shapes[0]))
+        acc_lo, acc_hi = np.zeros((k, n_in)), np.zeros((k, n_in))
+        for o in range(index.shape[0]):
+            sel = cand[o].reshape(-1)
+            idx = safe[o].reshape(-1)[sel]
+            np.add.at(acc_lo, (slice(None), idx), mult_lo[:, sel])
+            np.add.at(acc_hi, (slice(None), idx), mult_hi[:, sel])
+        from boundprop.rounding import gamma, round_up
+
+        centre = 0.5 * (acc_lo + acc_hi)
+        radius = round_up((acc_hi - acc_lo) * 0.5 + gamma(index.shape[0] + 2)
+                          * (np.abs(acc_lo) + np.abs(acc_hi)))
+        shape = (k, *self.in_shapes[0])
+        return [(centre.reshape(shape), radius.reshape(shape))]
+
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         xp = self._pad(x, -np.inf)
         out = None
@@ -187,6 +245,9 @@ class AveragePool(_Window, AffinePrimitive):
 
     def abs_linear(self, x: np.ndarray) -> np.ndarray:
         return self.linear(x)
+
+    def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
+        return self.adjoint(lam)  # nonnegative weights
 
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         sp = self.in_shapes[0][2:]
@@ -238,6 +299,9 @@ class Reduce(AffinePrimitive):
     def abs_linear(self, x: np.ndarray) -> np.ndarray:
         return self.linear(x)
 
+    def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
+        return self.adjoint(lam)  # nonnegative weights
+
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
         if not self.keepdims:
             lam = np.expand_dims(lam, tuple(a + 1 for a in self.axes))
@@ -272,6 +336,15 @@ class ReduceExtreme(Primitive):
         op = "ReduceMax" if self.is_max else "ReduceMin"
         return b.monotone(x, lambda n: b.op(op, [n], axes=list(self.axes),
                                             keepdims=int(self.keepdims)), shape=self.out_shape)
+
+    def constants_rule(self, ctx):
+        """Each output is the max (min) of its own group: ‖Δy‖_p ≤ ‖Δx‖_p. Not smooth."""
+        import sympy as sp
+
+        from boundprop.ops.rules import chain_rule
+
+        return chain_rule(ctx, sp.Integer(1), sp.oo, sp.Integer(0),
+                          reason="max/min reduction is not differentiable at ties")
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         ax = tuple(a + 1 for a in self.axes)

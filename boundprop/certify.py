@@ -1,0 +1,166 @@
+"""``bp.certify``: output bounds and ℓ, L, B constants of a network as one Certificate."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from boundprop.constants import Constants, ObjectiveConstants, constants, objective_constants
+from boundprop.errors import BoundpropError
+from boundprop.ir import Network
+from boundprop.sets import InputSet
+
+SCHEMA = "boundprop.certificate/1"
+
+
+def _num(x: float | None) -> Any:
+    if x is None:
+        return None
+    return float(x) if np.isfinite(x) else "inf"
+
+
+@dataclass
+class Certificate:
+    """Certified facts about one model on one input set, in one norm.
+
+    ``output_lower``/``output_upper``: every output on the set lies between them (None for
+    global constants without a set); ``lipschitz``, ``smoothness``, ``bound``: ℓ, L, B of the
+    output (w.r.t. the input, or the parameters with ``wrt="params"``); ``layers``: the same per
+    IR node; ``constants``: the full :class:`boundprop.constants.Constants` (formulas, both ℓ
+    methods); ``objective``: loss constants and the certified step size, when a loss is given."""
+
+    model: dict[str, Any]
+    input_set: InputSet | None
+    norm: str
+    wrt: str
+    method: str
+    output_lower: np.ndarray | None
+    output_upper: np.ndarray | None
+    constants: Constants = field(repr=False)
+    objective: ObjectiveConstants | None = None
+    free: tuple[str, ...] = ()
+    elapsed_s: float = 0.0
+
+    @property
+    def lipschitz(self) -> float:
+        return self.constants.lipschitz
+
+    @property
+    def smoothness(self) -> float:
+        return self.constants.smoothness
+
+    @property
+    def bound(self) -> float:
+        return self.constants.bound
+
+    @property
+    def layers(self):
+        return self.constants.layers
+
+    def formula(self, which: str = "lipschitz"):
+        return self.constants.formula(which, self.free)
+
+    def to_json(self) -> dict[str, Any]:
+        from boundprop import __version__
+
+        c = self.constants
+        symbolic: dict[str, Any] = {}
+        for which in ("lipschitz", "smoothness", "bound"):
+            if getattr(c, f"{which}_formula") is not None:
+                symbolic[which] = str(getattr(c, f"{which}_formula"))
+                if self.free:
+                    symbolic[f"{which}_free"] = str(self.formula(which))
+        symbolic["values"] = {str(k): _num(v) for k, v in c.values.items()}
+        symbolic["meaning"] = {str(k): v for k, v in c.meaning.items()}
+        doc = {
+            "schema": SCHEMA,
+            "model": self.model,
+            "input_set": None if self.input_set is None else self.input_set.to_json(),
+            "norm": self.norm, "wrt": self.wrt, "local": c.local,
+            "param_radius": c.param_radius,
+            "output_bounds": None if self.output_lower is None else {
+                "lower": self.output_lower.reshape(-1).tolist(),
+                "upper": self.output_upper.reshape(-1).tolist()},
+            "lipschitz": _num(c.lipschitz),
+            "lipschitz_product": _num(c.lipschitz_product),
+            "lipschitz_enclosure": _num(c.lipschitz_enclosure),
+            "enclosure_note": c.enclosure_note,
+            "smoothness": _num(c.smoothness),
+            "smoothness_reason": c.smoothness_reason,
+            "bound": _num(c.bound),
+            "objective": None if self.objective is None else self.objective.to_json(),
+            "layers": [lc.to_json() for lc in c.layers],
+            "symbolic": symbolic,
+            "free": list(self.free),
+            "method": self.method,
+            "tool": {"name": "boundprop", "version": __version__},
+            "elapsed_s": self.elapsed_s,
+        }
+        return doc
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the certificate as JSON atomically (a temporary file renamed into place)."""
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        text = json.dumps(self.to_json(), indent=1)
+        fd, tmp = tempfile.mkstemp(prefix=".boundprop-", suffix=".json", dir=folder)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def certify(net: Network, input_set: InputSet | None = None, norm: str = "2",
+            wrt: str = "input", method: str = "linear", param_radius: float = 0.0,
+            loss: str | None = None, targets: Any = None, reduction: str = "mean",
+            free: list[str] | tuple[str, ...] = (), symbolic: bool = True) -> Certificate:
+    """Certify ``net``: output bounds over ``input_set`` and ℓ, L, B in the p-norm ``norm``
+    (``"2"``, ``"inf"``, ``"1"``), w.r.t. the input (global when ``input_set`` is None, local
+    otherwise) or, with ``wrt="params"``, w.r.t. the dense/conv parameters in a ball of radius
+    ``param_radius`` for inputs in ``input_set``. With ``loss`` (``"squared"`` or
+    ``"cross_entropy"``) and ``targets``, also the objective's constants and the certified step
+    size 1/L. ``free``: named constants kept symbolic in the formulas (e.g. ``["eps_bn"]``)."""
+    t0 = time.perf_counter()
+    s = None if input_set is None else input_set.fit(net.input_shape)
+    layers = None
+    lower = upper = None
+    if s is not None and wrt == "input":
+        from boundprop.analysis import output_bounds
+
+        ob = output_bounds(net, s, method=method)
+        layers, lower, upper = ob.layers, ob.lower, ob.upper
+    c = constants(net, s, norm=norm, intervals=method, symbolic=symbolic, layers=layers,
+                  wrt=wrt, param_radius=param_radius)
+    if wrt == "params" and c.output_box is not None:
+        lower, upper = c.output_box
+    objective = None
+    if loss is not None:
+        if wrt != "params":
+            raise BoundpropError("a loss applies to constants w.r.t. the parameters "
+                                 "(wrt='params')")
+        if targets is None:
+            raise BoundpropError(f"the {loss} loss needs targets")
+        objective = objective_constants(c, loss, np.asarray(targets), reduction)
+    if free and symbolic:
+        known = set()
+        for which in ("lipschitz", "smoothness", "bound"):
+            known |= {str(x) for x in getattr(c, f"{which}_formula").free_symbols}
+        missing = [f for f in free if f not in known]
+        if missing:
+            raise BoundpropError(f"no constant named {', '.join(missing)} in the formulas; "
+                                 f"they use: {', '.join(sorted(known))}")
+    model = {"path": net.source, "sha256": net.sha256, "input": net.input_name,
+             "output": net.output_name, "input_shape": list(net.input_shape),
+             "output_shape": list(net.output_shape)}
+    return Certificate(model, s, c.norm, wrt, method, lower, upper, c, objective,
+                       tuple(free), time.perf_counter() - t0)
