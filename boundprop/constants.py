@@ -419,6 +419,8 @@ class ObjectiveConstants:
     def step_size(self) -> float:
         from boundprop.rounding import round_down
 
+        if not np.isfinite(self.smoothness):
+            return 0.0  # no smoothness constant: no certified step
         return float(round_down(1.0 / self.smoothness)) if self.smoothness > 0 else float("inf")
 
     def to_json(self) -> dict:

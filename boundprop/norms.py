@@ -16,6 +16,7 @@ Power iteration gives only a *lower* bound and is used here for nothing but tigh
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import time
@@ -132,40 +133,28 @@ def _complex_cholesky_gamma(n: int) -> float:
     return gamma(4 * n + 8)
 
 
-def _batched_cholesky(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower Cholesky factors of a stack of Hermitian matrices, and which ones completed.
+def _cholesky_in_place(a: np.ndarray) -> np.ndarray:
+    """Cholesky-factor each Hermitian matrix of the C-contiguous stack ``a`` in place (LAPACK
+    xPOTRF on the Fortran view aᵀ = conj(a), which has the same eigenvalues and the same
+    rounding analysis); returns which factorisations completed (info = 0, finite pivots)."""
+    from scipy.linalg import lapack
 
-    A failed factorisation (non-positive pivot) gives a NaN factor; overflow gives inf; both
-    count as failures. NumPy's stacked ``cholesky`` raises on the first failure, so its gufunc
-    is called directly when present; otherwise each matrix is factored on its own.
-    """
-    sig = "D->D" if np.iscomplexobj(a) else "d->d"
-    try:
-        from numpy.linalg import _umath_linalg
-
-        gufunc = _umath_linalg.cholesky_lo
-    except (ImportError, AttributeError):  # pragma: no cover - other NumPy layouts
-        gufunc = None
-    if gufunc is not None:
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
-            fac = gufunc(a, signature=sig)
-    else:  # pragma: no cover
-        fac = np.full_like(a, np.nan)
-        for i in range(a.shape[0]):
-            try:
-                fac[i] = np.linalg.cholesky(a[i])
-            except np.linalg.LinAlgError:
-                pass
-    flat = fac.reshape(fac.shape[0], -1)
-    ok = np.isfinite(flat.sum(axis=1))  # NaN/inf anywhere poisons the sum
-    return fac, ok
+    potrf = lapack.zpotrf if np.iscomplexobj(a) else lapack.dpotrf
+    ok = np.zeros(a.shape[0], dtype=bool)
+    idx = np.arange(a.shape[1])
+    for i in range(a.shape[0]):
+        _, info = potrf(a[i].T, lower=1, overwrite_a=1, clean=0)
+        if info == 0:
+            piv = a[i, idx, idx].real
+            ok[i] = bool(np.all(np.isfinite(piv)) and np.all(piv > 0))
+    return ok
 
 
-def _frob2_upper(fac: np.ndarray) -> np.ndarray:
-    """Per matrix of the stack, an upper bound on ‖R̂‖_F² (sum of 2n² squares: γ-bounded)."""
-    v = fac.view(np.float64).reshape(fac.shape[0], -1)
-    s = np.einsum("fi,fi->f", v, v)
-    return s * (1 + 2 * gamma(v.shape[1] + 1)) + 2.0**-1000
+def _frob2_bound(diag: np.ndarray, g_chol: float) -> np.ndarray:
+    """‖R̂‖_F² ≤ tr(A)/(1 − γ) for each completed factorisation of a stack with diagonals
+    ``diag`` (F, n): (R̂ᴴR̂)_ii = A_ii + ΔA_ii with |ΔA_ii| ≤ γ(|R̂|ᴴ|R̂|)_ii = γ(R̂ᴴR̂)_ii."""
+    tr = np.abs(diag).sum(axis=1) * (1 + gamma(diag.shape[1]))
+    return tr / (1 - g_chol) * (1 + 2.0**-50) + 2.0**-1000
 
 
 def _pow2_normalise(w: np.ndarray) -> tuple[np.ndarray, int]:
@@ -267,7 +256,9 @@ class _TorusConv:
     """The per-frequency Gram matrices H(ω) = K̂(ω)ᴴK̂(ω) of a stack of stride-1 kernels
     (G, p, c, *taps) on a torus, assembled from the offset Grams G_δ, with their error bound."""
 
-    def __init__(self, kern: np.ndarray, torus: list[int]) -> None:
+    def __init__(self, kern: np.ndarray, torus: list[int], pmap=None) -> None:
+        """``pmap(fn, items)`` maps over items (possibly in parallel threads)."""
+        pmap = pmap or (lambda fn, items: list(map(fn, items)))
         g, p, c, *taps = kern.shape
         self.g, self.c, self.torus = g, c, list(torus)
         r = len(taps)
@@ -306,12 +297,17 @@ class _TorusConv:
         # B rows: [−Ĝ₀ | −(Ĝ_δ + Ĝ_δᵀ) for δ in half | −(Ĝ_δ − Ĝ_δᵀ) for δ in half], each
         # (c, c) block stored interleaved (re, im) so that trig @ B writes a complex array.
         b = np.zeros((g, 1 + 2 * dh, c, c, 2))
-        b[:, 0, :, :, 0] = -gram(zero)
-        for i, delta in enumerate(half):
-            gd = gram(delta)
+
+        def fill(i):
+            if i < 0:
+                b[:, 0, :, :, 0] = -gram(zero)
+                return
+            gd = gram(half[i])
             gt = gd.transpose(0, 2, 1)
             b[:, 1 + i, :, :, 0] = -(gd + gt)
             b[:, 1 + dh + i, :, :, 1] = -(gd - gt)
+
+        pmap(fill, range(-1, dh))
         if not np.all(np.isfinite(b)):
             raise FloatingPointError("offset Gram matrices overflowed")
         self.b = b.reshape(g, 1 + 2 * dh, 2 * c * c)
@@ -366,34 +362,37 @@ def _top_eig(neg_h: np.ndarray) -> np.ndarray:
     return -np.linalg.eigvalsh(neg_h)[:, 0]
 
 
-def _lanczos_top(neg_h: np.ndarray, steps: int = 40, seed: int = 1) -> np.ndarray:
+def _lanczos_top(neg_h: np.ndarray, steps: int = 32, seed: int = 1) -> np.ndarray:
     """λ_max of Ĥ for a stack given as −Ĥ, by batched Lanczos with full reorthogonalisation:
-    the largest Ritz value, a Rayleigh quotient (so ≤ λ_max up to rounding). Estimates only."""
+    the largest Ritz value, a Rayleigh quotient (so ≤ λ_max up to rounding). Estimates only.
+    Every matrix starts from the same vector, so the result does not depend on the batch."""
     f, c, _ = neg_h.shape
     m = min(steps, c)
     rng = np.random.default_rng(seed)
     basis = np.zeros((f, m, c), dtype=np.complex128)
     alpha = np.zeros((f, m))
     beta = np.zeros((f, m))
-    v0 = rng.standard_normal(c) + 1j * rng.standard_normal(c)  # the same start for every
-    v = np.repeat((v0 / np.linalg.norm(v0))[None], f, axis=0)  # matrix: batch-independent
+    v0 = rng.standard_normal(c) + 1j * rng.standard_normal(c)
+    v = np.repeat((v0 / np.linalg.norm(v0))[None], f, axis=0)
     for j in range(m):
         basis[:, j] = v
         w = -np.matmul(neg_h, v[:, :, None])[:, :, 0]
-        alpha[:, j] = np.real(np.einsum("fc,fc->f", v.conj(), w))
+        alpha[:, j] = np.real(np.sum(v.conj() * w, axis=1))
         q = basis[:, :j + 1]
         for _ in range(2):  # classical Gram-Schmidt, twice
-            w -= np.einsum("fjc,fj->fc", q, np.einsum("fjc,fc->fj", q.conj(), w))
+            coef = np.matmul(q.conj(), w[:, :, None])  # (f, j+1, 1)
+            w -= np.matmul(q.transpose(0, 2, 1), coef)[:, :, 0]
         nb = np.linalg.norm(w, axis=1)
         scale = np.abs(alpha[:, : j + 1]).max(axis=1) + 1e-300
-        dead = nb <= 1e-10 * scale  # invariant subspace found: restart with a random vector
+        dead = nb <= 1e-10 * scale  # invariant subspace found: restart with a fixed vector
         beta[:, j] = np.where(dead, 0.0, nb)
         if np.any(dead):
             fresh = np.random.default_rng(seed + 1 + j).standard_normal(c)
             r = np.repeat(fresh[None], int(dead.sum()), axis=0) + 0j
             qd = q[dead]
             for _ in range(2):
-                r -= np.einsum("fjc,fj->fc", qd, np.einsum("fjc,fc->fj", qd.conj(), r))
+                r -= np.matmul(qd.transpose(0, 2, 1), np.matmul(qd.conj(), r[:, :, None]))[
+                    :, :, 0]
             w[dead] = r
             nb = np.where(dead, np.linalg.norm(w, axis=1), nb)
         v = w / (nb[:, None] + 1e-300)
@@ -435,9 +434,13 @@ class _Certifier:
             return [fn(x) for x in sl]
         return list(self.pool.map(fn, sl))
 
-    def estimate(self, neg_h: np.ndarray, exact: bool = False) -> np.ndarray:
+    def estimate(self, neg_h: np.ndarray, effort: int = 0) -> np.ndarray:
+        """λ_max estimates: Lanczos (32 steps, then 64), then a dense eigensolver."""
         t = time.perf_counter()
-        est = _top_eig if exact or self.dense_eig else _lanczos_top
+        if effort >= 2 or self.dense_eig:
+            est = _top_eig
+        else:
+            est = functools.partial(_lanczos_top, steps=32 * (1 + effort))
         lam = np.concatenate(self._map(lambda sl: est(neg_h[sl]), neg_h.shape[0]))
         self.stats["t_estimate"] += time.perf_counter() - t
         self.stats["estimates"] += neg_h.shape[0]
@@ -459,7 +462,7 @@ class _Certifier:
         torus grid from the best point: only sets the starting level (speed, not soundness)."""
         tc = self.tc
         r = len(tc.half_shape)
-        budget = int(min(256, max(16, 2e10 / (tc.c**3 + 1e5)), max(8, tc.n_freq // 10)))
+        budget = int(min(256, max(8, tc.n_freq // 20)))  # ≈ 5 % of the Cholesky work
         per_axis = max(2, int(round(budget ** (1.0 / r))))
         axes = [np.unique(np.linspace(0, h - 1, min(h, per_axis)).round().astype(np.int64))
                 for h in tc.half_shape]
@@ -471,7 +474,7 @@ class _Certifier:
             if lam[i] > best_lam:
                 best_lam, best = float(lam[i]), (grp, grid[i])
         grp, j = best
-        for _ in range(8):
+        for _ in range(4):
             cand = []
             for ax in range(r):
                 for sgn in (-1, 1):
@@ -490,54 +493,43 @@ class _Certifier:
 
     def certify_chunk(self, grp: int, lin: np.ndarray) -> None:
         tc, c = self.tc, self.tc.c
-        t = time.perf_counter()
-        a = self.assemble(grp, tc.freqs(lin))  # −Ĥ
-        self.stats["t_assemble"] += time.perf_counter() - t
+        j = tc.freqs(lin)
         idx = np.arange(c)
-        hdiag = a.real[:, idx, idx].copy()  # −Ĥ_ii (real part: zpotrf reads only that)
-        todo = np.arange(a.shape[0])
         rounds = 0
-        while todo.size:
+        while j.shape[0]:
             rounds += 1
-            level = self.level
-            sub = a if todo.size == a.shape[0] else a[todo]
-            sub[:, idx, idx] = level + hdiag[todo]  # fl(level − Ĥ_ii), imaginary part 0
-
-            def factor(sl, sub=sub):
-                fac, ok = _batched_cholesky(sub[sl])
-                nf = np.zeros(ok.shape)
-                if np.any(ok):
-                    nf[ok] = _frob2_upper(fac[ok])
-                return ok, nf
-
             t = time.perf_counter()
-            parts = self._map(factor, todo.size)
+            a = self.assemble(grp, j)  # −Ĥ (recomputed for retries: factoring is in place)
+            self.stats["t_assemble"] += time.perf_counter() - t
+            hdiag = a.real[:, idx, idx].copy()  # −Ĥ_ii (real part: zpotrf reads only that)
+            level = self.level
+            a[:, idx, idx] = level + hdiag  # fl(level − Ĥ_ii), imaginary part 0
+            diag = a.real[:, idx, idx].copy()
+            t = time.perf_counter()
+            ok = np.concatenate(self._map(lambda sl, a=a: _cholesky_in_place(a[sl]), len(j)))
             self.stats["t_cholesky"] += time.perf_counter() - t
-            ok = np.concatenate([p[0] for p in parts])
-            nf = np.concatenate([p[1] for p in parts])
-            self.stats["cholesky"] += todo.size
+            self.stats["cholesky"] += len(j)
             self.stats["rounds"] += 1
             if np.any(ok):
-                hmax = float(np.abs(hdiag[todo[ok]]).max())
-                e = (self.g_chol * float(nf[ok].max()) + tc.e_h + 2 * 2.0**-53 * (level + hmax)
+                nf = float(_frob2_bound(diag[ok], self.g_chol).max())
+                hmax = float(np.abs(hdiag[ok]).max())
+                e = (self.g_chol * nf + tc.e_h + 2 * 2.0**-53 * (level + hmax)
                      + tc.e_uf) * (1 + 1e-9)
                 self.bound = max(self.bound, float(round_up(round_up(level + e) * (1 + 2.0**-52))))
-            failed = todo[~ok]
-            if not failed.size:
+            j = j[~ok]
+            if not j.shape[0]:
                 break
-            self.stats["failures"] += failed.size
-            fsub = sub[~ok]
-            fsub[:, idx, idx] = hdiag[failed]  # back to −Ĥ
+            self.stats["failures"] += j.shape[0]
             if rounds > 40:  # pathological: escalate geometrically (λ ≤ ‖K̄‖_F² bounds it)
                 self.level = float(round_up(max(2 * self.level, self.kappa)))
             else:
-                # a second failure of the same frequencies: solve them exactly
-                self._raise_level(float(self.estimate(fsub, exact=rounds > 1).max()))
-                if rounds > 2:  # rounding trouble: widen the margin geometrically
+                # repeated failures of the same frequencies: estimate them harder
+                lam = self.estimate(self.assemble(grp, j), effort=rounds - 1)
+                self._raise_level(float(lam.max()))
+                if rounds > 3:  # rounding trouble: widen the margin geometrically
                     self.level = float(round_up(self.level * (1 + self.tol * 2.0**rounds)))
             if self.level <= level:
                 self.level = float(round_up(level * (1 + self.tol) + self.kappa))
-            todo = failed
             if rounds > 200:
                 raise FloatingPointError("Cholesky certification did not complete")
 
@@ -571,7 +563,7 @@ def _single_threaded_blas():
         yield
 
 
-def _fourier_prepare(w, n, s, pb, pe, d, k, g) -> _TorusConv | None:
+def _fourier_prepare(w, n, s, pb, pe, d, k, g, pmap=None) -> _TorusConv | None:
     kern = _polyphase_kernels(w, s, d, g)  # (G, mg, C', *k')
     keep_in = np.any(kern != 0, axis=tuple(i for i in range(kern.ndim) if i != 2))
     keep_out = np.any(kern != 0, axis=tuple(i for i in range(kern.ndim) if i != 1))
@@ -583,23 +575,24 @@ def _fourier_prepare(w, n, s, pb, pe, d, k, g) -> _TorusConv | None:
     kp = list(kern.shape[3:])
     hout = _conv_out_sizes(n, s, pb, pe, d, k)
     torus = [h + q - 1 for h, q in zip(hout, kp)]
-    return _TorusConv(np.ascontiguousarray(kern), torus)
+    return _TorusConv(np.ascontiguousarray(kern), torus, pmap)
 
 
 def _fourier_upper(w, n, s, pb, pe, d, k, g, rel_tol: float) -> tuple[float, dict]:
     ws, e = _pow2_normalise(w)
-    t_prep = time.perf_counter()
-    tc = _fourier_prepare(ws, n, s, pb, pe, d, k, g)
-    t_prep = time.perf_counter() - t_prep
-    if tc is None:
-        return 0.0, {}
     workers = _workers()
-    if workers > 1:
-        with _single_threaded_blas(), ThreadPoolExecutor(workers) as pool:
-            cert = _Certifier(tc, rel_tol, pool, workers)
-            u2 = cert.run()
-    else:
-        cert = _Certifier(tc, rel_tol, None, 1)
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if workers > 1:
+            stack.enter_context(_single_threaded_blas())
+            pool = stack.enter_context(ThreadPoolExecutor(workers))
+        t_prep = time.perf_counter()
+        tc = _fourier_prepare(ws, n, s, pb, pe, d, k, g,
+                              None if pool is None else lambda fn, it: list(pool.map(fn, it)))
+        t_prep = time.perf_counter() - t_prep
+        if tc is None:
+            return 0.0, {}
+        cert = _Certifier(tc, rel_tol, pool, workers)
         u2 = cert.run()
     info = dict(cert.stats, t_prepare=t_prep, torus=tc.torus, channels=tc.c, groups=tc.g,
                 frequencies=tc.n_freq)
@@ -674,17 +667,19 @@ def _dense_upper(w, n, s, pb, pe, d, k, g, rel_tol: float) -> float:
     idx = np.arange(nn)
     hdiag = h[idx, idx].copy()
     np.negative(h, out=h)
+    h = np.ascontiguousarray(h)
     for _ in range(100):
         h[idx, idx] = level - hdiag
-        fac, ok = _batched_cholesky(h[None])
-        if ok[0]:
-            nf = float(_frob2_upper(fac)[0])
+        diag = h[idx, idx].copy()
+        if _cholesky_in_place(h[None])[0]:
+            nf = float(_frob2_bound(diag[None], g_chol)[0])
             e_uf = (nn + 1) * nn * (inner + nn + 8) * 2.0**-1060
             err = (g_chol * nf + e_h + 2 * 2.0**-53 * (level + float(np.abs(hdiag).max()))
                    + e_uf) * (1 + 1e-9)
             u2 = float(round_up(round_up(level + err) * (1 + 2.0**-52)))
             return _scale_up(float(round_up(math.sqrt(u2))), e)
         level = float(round_up(level * (1 + 4 * max(rel_tol, 1e-6)) + 64 * e_h))
+        h = -(a.T @ a).toarray()  # factoring was in place
     raise FloatingPointError("dense Cholesky certification did not complete")
 
 

@@ -241,7 +241,11 @@ class Activation(Primitive):
         breaks = self.pieces()
         points = tuple(breaks) if breaks is not None else ()
         points += tuple(self.critical_points())
-        cands = [self.derivative(lo), self.derivative(hi)]
+        # σ' at ±inf may be undefined (a clip without limits compares inf < inf): use the
+        # largest finite floats, where σ' has reached its limit for every activation here.
+        big = np.finfo(np.float64).max
+        with np.errstate(over="ignore", invalid="ignore"):
+            cands = [self.derivative(np.maximum(lo, -big)), self.derivative(np.minimum(hi, big))]
         for xc in points:
             inside = (lo <= xc) & (xc <= hi)
             if not np.any(inside):
@@ -395,7 +399,11 @@ class Activation(Primitive):
 
             cap = ctx.symbol("m", float(sup_abs) * dim_factor(int(np.prod(shape)), ctx.norm)
                              * (1 + 1e-15), f"sup ‖{self.kind}‖ over all inputs")
-        return chain_rule(ctx, a, k, zero, sup_bound=cap, reason=reason)
+        # B ≤ ‖σ(0)‖ + a₀‖u‖ needs the slope on the segments from 0 to the inputs
+        a0 = a if not ctx.local else ctx.symbol(
+            "a0", float(np.max(self.lipschitz_on(np.minimum(lo, 0.0), np.maximum(hi, 0.0)))),
+            f"sup |{self.kind}'| on the hull of the inputs and 0")
+        return chain_rule(ctx, a, k, zero, sup_bound=cap, reason=reason, bound_slope=a0)
 
     def jacobian_backward(self, c, r, boxes):
         """Rows times diag(σ'(z)) with σ'(z) ∈ derivative_range on the enclosure."""

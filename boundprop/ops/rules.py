@@ -130,16 +130,19 @@ class Rule:
 
 
 def chain_rule(ctx: RuleContext, slope: sp.Expr, curvature: sp.Expr, at_zero: sp.Expr,
-               sup_bound: sp.Expr = sp.oo, reason: str | None = None) -> Rule:
+               sup_bound: sp.Expr = sp.oo, reason: str | None = None,
+               bound_slope: sp.Expr | None = None) -> Rule:
     """The rule of a one-input op with Lipschitz constant ``slope`` (ℓ_φ), smoothness
-    ``curvature`` (L_φ), ‖φ(0)‖ = ``at_zero`` and sup‖φ‖ ≤ ``sup_bound``."""
+    ``curvature`` (L_φ), ‖φ(0)‖ = ``at_zero`` and sup‖φ‖ ≤ ``sup_bound``.
+    ``bound_slope``: a Lipschitz constant valid on the segments from 0 to the inputs (for
+    B ≤ ‖φ(0)‖ + ℓ B_u), when ``slope`` holds only on the inputs' enclosure."""
     lu, Lu, Bu = ctx.in_lipschitz[0], ctx.in_smoothness[0], ctx.in_bound[0]
     lip = slope * lu
     if curvature == sp.oo:
         smooth = sp.oo
     else:
         smooth = curvature * lu**2 + slope * Lu
-    bound = at_zero + slope * Bu
+    bound = at_zero + (slope if bound_slope is None else bound_slope) * Bu
     if sup_bound != sp.oo:
         bound = sp.Min(sup_bound, bound)
     return Rule(lip, smooth, bound, slope, curvature, reason)
