@@ -135,19 +135,18 @@ def _complex_cholesky_gamma(n: int) -> float:
 
 def _cholesky_in_place(a: np.ndarray) -> np.ndarray:
     """Cholesky-factor each Hermitian matrix of the C-contiguous stack ``a`` in place (LAPACK
-    xPOTRF on the Fortran view aᵀ = conj(a), which has the same eigenvalues and the same
-    rounding analysis); returns which factorisations completed (info = 0, finite pivots)."""
+    xPOTRF, UPLO = 'L', on the Fortran view aᵀ: it reads only the upper triangle row ≤ column
+    of each a[i], i.e. factors the Hermitian matrix conj(A) with the same eigenvalues and the
+    same rounding analysis); returns which factorisations completed (info = 0, finite pivots)."""
     from scipy.linalg import lapack
 
     potrf = lapack.zpotrf if np.iscomplexobj(a) else lapack.dpotrf
-    ok = np.zeros(a.shape[0], dtype=bool)
-    idx = np.arange(a.shape[1])
+    info = np.empty(a.shape[0], dtype=np.int64)
     for i in range(a.shape[0]):
-        _, info = potrf(a[i].T, lower=1, overwrite_a=1, clean=0)
-        if info == 0:
-            piv = a[i, idx, idx].real
-            ok[i] = bool(np.all(np.isfinite(piv)) and np.all(piv > 0))
-    return ok
+        info[i] = potrf(a[i].T, lower=1, overwrite_a=1, clean=0)[1]
+    idx = np.arange(a.shape[1])
+    piv = a[:, idx, idx].real
+    return (info == 0) & np.all(np.isfinite(piv) & (piv > 0), axis=1)
 
 
 def _frob2_bound(diag: np.ndarray, g_chol: float) -> np.ndarray:
@@ -295,7 +294,9 @@ class _TorusConv:
             return np.matmul(left.transpose(0, 2, 1), right)
 
         # B rows: [−Ĝ₀ | −(Ĝ_δ + Ĝ_δᵀ) for δ in half | −(Ĝ_δ − Ĝ_δᵀ) for δ in half], each
-        # (c, c) block stored interleaved (re, im) so that trig @ B writes a complex array.
+        # (c, c) block stored interleaved (re, im) so that trig @ B writes a complex array
+        # (the zero halves cost flops, but every alternative layout measured slower: it needs
+        # a strided copy). Memory: (2·dh + 1)·16·c² bytes per group.
         b = np.zeros((g, 1 + 2 * dh, c, c, 2))
 
         def fill(i):
@@ -504,7 +505,7 @@ class _Certifier:
             hdiag = a.real[:, idx, idx].copy()  # −Ĥ_ii (real part: zpotrf reads only that)
             level = self.level
             a[:, idx, idx] = level + hdiag  # fl(level − Ĥ_ii), imaginary part 0
-            diag = a.real[:, idx, idx].copy()
+            diag = level + hdiag  # the same values as just stored (one rounding each)
             t = time.perf_counter()
             ok = np.concatenate(self._map(lambda sl, a=a: _cholesky_in_place(a[sl]), len(j)))
             self.stats["t_cholesky"] += time.perf_counter() - t
