@@ -244,3 +244,36 @@ def test_random_graph_constants_sound(family, data, norm, local, tmp_path):
              if rng.random() < 0.7 else L2Ball(centre, 0.3))
     c = constants(net, s, norm)
     assert_constants_sound(net, s, c, norm, rng, n=60)
+
+
+@pytest.mark.parametrize("args", [
+    ["--wrt", "params", "--norm", "inf", "--radius", "0.1"],
+    ["--loss", "squared", "--targets", "0"],
+    ["--global", "--wrt", "params"],
+    ["--free", "no_such_constant", "--symbolic"],
+    ["--wrt", "params", "--radius", "-1"],
+    ["--wrt", "params", "--radius", "0.1", "--loss", "squared", "--targets", "0"],
+])
+def test_certify_cli_errors_are_one_line(args, capsys):
+    from boundprop.cli import main
+
+    code = main(["certify", str(MODELS[0].parent / "mlp_sigmoid.onnx"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("boundprop: error:"), (code, err)
+
+
+def test_certify_cli_table_and_certificate(tmp_path, capsys):
+    import json
+
+    from boundprop.cli import main
+
+    cert = tmp_path / "c.json"
+    code = main(["certify", str(MODELS[0].parent / "mlp_sigmoid.onnx"), "--symbolic",
+                 "-o", str(cert)])
+    out = capsys.readouterr().out
+    assert code == 0 and "Lipschitz ℓ" in out and "where:" in out
+    doc = json.loads(cert.read_text())
+    for key in ("schema", "model", "input_set", "norm", "wrt", "output_bounds", "lipschitz",
+                "smoothness", "bound", "layers", "method", "tool", "elapsed_s"):
+        assert key in doc
+    assert doc["lipschitz"] <= doc["lipschitz_product"]
