@@ -11,6 +11,12 @@ and with A_{t+1} = B / s_{t+1} (s a power of two: exact),
     σ₁(A_t) ≤ sqrt(s_{t+1} σ₁(A_{t+1}) + γ_n ‖A_t‖_F²).
 At the last iterate σ₁(A_T) ≤ ‖A_T‖_F. Unwinding gives σ₁(W) ≤ s₀ u₀, each step rounded up.
 Power iteration gives only a *lower* bound and is used here for nothing but tightness reports.
+
+Convolutions (``conv_spectral_norm_upper``): the layer at its real input size is a compression
+of a circular convolution on a torus (polyphase rearrangement for strides, zero-expanded kernel
+for dilations, max over groups), whose norm is the max over DFT frequencies of σ₁ of a small
+matrix; each frequency is certified by a floating Cholesky factorisation with a proven rounding
+margin (see the section comment below). Small layers can also use their explicit matrix.
 """
 
 from __future__ import annotations
@@ -20,11 +26,18 @@ import functools
 import math
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from boundprop.rounding import ELEMENTARY_RELATIVE_ERROR, gamma, round_up
+
+if TYPE_CHECKING:
+    import scipy.sparse
+
+    from boundprop.ops.affine import Conv
 
 GRAM_STEPS = 6
 
@@ -134,17 +147,32 @@ def _complex_cholesky_gamma(n: int) -> float:
 
 
 def _cholesky_in_place(a: np.ndarray) -> np.ndarray:
-    """Cholesky-factor each Hermitian matrix of the C-contiguous stack ``a`` in place (LAPACK
-    xPOTRF, UPLO = 'L', on the Fortran view aᵀ: it reads only the upper triangle row ≤ column
-    of each a[i], i.e. factors the Hermitian matrix conj(A) with the same eigenvalues and the
-    same rounding analysis); returns which factorisations completed (info = 0, finite pivots)."""
+    """Cholesky-factor each Hermitian matrix of the C-contiguous stack ``a`` (LAPACK xPOTRF;
+    ``a`` is overwritten); returns which factorisations completed (info = 0, finite positive
+    pivots). Large matrices: xPOTRF with UPLO = 'L' on the Fortran view aᵀ, in place, so it
+    reads the upper triangle (row ≤ column) of a[i], i.e. factors conj(A), which has the same
+    eigenvalues and the same rounding analysis. Small ones (n ≤ 8): NumPy's stacked gufunc
+    (the same LAPACK routine on a copy, NaN on failure), which has less per-call overhead.
+    Either way the factored matrix is the Hermitian matrix defined by one triangle of a[i]."""
+    n = a.shape[1]
+    idx = np.arange(n)
+    if n <= 8:
+        try:
+            from numpy.linalg import _umath_linalg
+
+            with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
+                fac = _umath_linalg.cholesky_lo(a, signature="D->D" if np.iscomplexobj(a)
+                                                else "d->d")
+            piv = fac[:, idx, idx].real
+            return np.all(np.isfinite(piv) & (piv > 0), axis=1)
+        except (ImportError, AttributeError):  # pragma: no cover - other NumPy layouts
+            pass
     from scipy.linalg import lapack
 
     potrf = lapack.zpotrf if np.iscomplexobj(a) else lapack.dpotrf
     info = np.empty(a.shape[0], dtype=np.int64)
     for i in range(a.shape[0]):
         info[i] = potrf(a[i].T, lower=1, overwrite_a=1, clean=0)[1]
-    idx = np.arange(a.shape[1])
     piv = a[:, idx, idx].real
     return (info == 0) & np.all(np.isfinite(piv) & (piv > 0), axis=1)
 
@@ -200,8 +228,9 @@ def _conv_out_sizes(n, s, pb, pe, d, k) -> list[int]:
             for ni, si, b, e, di, ki in zip(n, s, pb, pe, d, k)]
 
 
-def conv_norm1inf_upper(weight: np.ndarray, in_spatial: tuple[int, ...], strides, pads_begin,
-                        pads_end, dilations, group: int) -> float:
+def conv_norm1inf_upper(weight: np.ndarray, in_spatial: Sequence[int], strides: Sequence[int],
+                        pads_begin: Sequence[int], pads_end: Sequence[int],
+                        dilations: Sequence[int], group: int) -> float:
     """sqrt(‖A‖₁‖A‖_∞) ≥ ‖A‖₂ for the conv operator A, rounded up (a cheap sound fallback).
 
     ‖A‖_∞ (max row |·|-sum) ≤ max_o Σ_{c,a} |W[o,c,a]| (boundary rows have fewer terms).
@@ -604,8 +633,9 @@ def _fourier_upper(w, n, s, pb, pe, d, k, g, rel_tol: float) -> tuple[float, dic
 # The dense route (small layers): the explicit matrix at the real input size.
 
 
-def conv_matrix(weight: np.ndarray, in_spatial: tuple[int, ...], strides, pads_begin, pads_end,
-                dilations, group: int):
+def conv_matrix(weight: np.ndarray, in_spatial: Sequence[int], strides: Sequence[int],
+                pads_begin: Sequence[int], pads_end: Sequence[int], dilations: Sequence[int],
+                group: int) -> scipy.sparse.csr_matrix:
     """The conv operator as a scipy.sparse CSR matrix (rows (m, *out), columns (c, *in));
     every entry is a copy of a kernel entry (no arithmetic)."""
     import scipy.sparse as sp
@@ -687,8 +717,9 @@ def _dense_upper(w, n, s, pb, pe, d, k, g, rel_tol: float) -> float:
 _DENSE_MAX = 2048  # the dense route (auto) when the smaller side of the matrix is at most this
 
 
-def conv_spectral_norm_upper(weight: np.ndarray, in_spatial: tuple[int, ...], strides,
-                             pads_begin, pads_end, dilations, group: int, *,
+def conv_spectral_norm_upper(weight: np.ndarray, in_spatial: Sequence[int],
+                             strides: Sequence[int], pads_begin: Sequence[int],
+                             pads_end: Sequence[int], dilations: Sequence[int], group: int, *,
                              rel_tol: float = 1e-3, method: str = "auto") -> float:
     """A certified upper bound on the ℓ2 operator norm of a zero-padded N-d convolution
     (ONNX Conv semantics: cross-correlation; kernel (M, C/group, *k)) at input size
@@ -733,7 +764,7 @@ def conv_spectral_norm_upper(weight: np.ndarray, in_spatial: tuple[int, ...], st
     return min(bounds)
 
 
-def conv_spectral_norm_lower(conv, iterations: int = 50, seed: int = 0) -> float:
+def conv_spectral_norm_lower(conv: Conv, iterations: int = 50, seed: int = 0) -> float:
     """Power iteration on AᵀA through ``conv.linear`` / ``conv.adjoint`` (bias ignored):
     ‖A x‖/‖x‖ for the final iterate x, a *lower* bound on σ₁(A) (tightness reports only)."""
     shape = (1, *conv.in_shapes[0])
