@@ -327,5 +327,36 @@ def test_typical_3x3_ratio(c, n, stride):
     args = (w, (n, n), (stride, stride), (1, 1), (1, 1), (1, 1), 1)
     conv = make_conv(*args)
     low = conv_spectral_norm_lower(conv)
-    up = conv_spectral_norm_upper(*args, method="fourier")
-    assert low <= up <= 1.5 * low
+    up = conv_spectral_norm_upper(*args)
+    fourier = conv_spectral_norm_upper(*args, method="fourier")
+    assert low <= up <= fourier <= 1.5 * low
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(cfg=conv_configs(), tol=st.sampled_from([1e-1, 1e-3, 1e-8]))
+def test_slow_many_layers_sound(cfg, tol):
+    w, n, s, pb, pe, d, g = cfg
+    assume(w.shape[1] * g * int(np.prod(n)) <= 2000)
+    sig = sigma1(explicit(make_conv(w, n, s, pb, pe, d, g)))
+    for method in ("fourier", "dense", "norm1inf", "auto"):
+        assert conv_spectral_norm_upper(w, n, s, pb, pe, d, g, rel_tol=tol, method=method) >= sig
+
+
+@pytest.mark.parametrize("cplx", [True, False])
+def test_cholesky_paths_agree_with_eigenvalues(monkeypatch, cplx):
+    """The GIL-free ctypes xPOTRF and SciPy's wrapper report the same successes, and these
+    are exactly the matrices whose smallest eigenvalue is clearly positive."""
+    rng = np.random.default_rng(11)
+    n = 12
+    x = rng.standard_normal((20, n, n)) + (1j * rng.standard_normal((20, n, n)) if cplx else 0)
+    h = x @ np.conj(x).transpose(0, 2, 1)
+    shift = np.linalg.eigvalsh(h)[:, 0] + np.where(np.arange(20) % 2, 1.0, -1.0)
+    a = h - shift[:, None, None] * np.eye(n)  # λ_min = ±1
+    truth = np.arange(20) % 2 == 0
+    ok_fast = norms._cholesky_in_place(a.copy())
+    monkeypatch.setattr(norms, "_FAST_POTRF", [None])
+    ok_scipy = norms._cholesky_in_place(a.copy())
+    np.testing.assert_array_equal(ok_fast, truth)
+    np.testing.assert_array_equal(ok_scipy, truth)
