@@ -32,3 +32,17 @@ def test_adjoint_is_transpose(path):
         assert np.all(np.abs(lhs - rhs) <= 1e-12 * scale), (node.name, lhs, rhs)
         checked += 1
     assert checked > 0
+
+
+def test_operator_norms_of_a_dense_map_whose_offset_grows_the_output():
+    """Gemm-style bias broadcast over a new axis copies every output: the norms must count the
+    copies (the generic materialised path, not the matrix's own norm)."""
+    from boundprop.ops.affine import Dense
+
+    rng = np.random.default_rng(0)
+    op = Dense((1, 3), rng.standard_normal((2, 3)), rng.standard_normal((4, 2)))
+    assert op.out_shape == (4, 2)
+    m = op.materialize()
+    for norm, order in (("2", 2), ("inf", np.inf), ("1", 1)):
+        exact = np.linalg.norm(m, ord=order)
+        assert exact <= op.operator_norm_upper(norm) <= exact * (1 + 1e-6) + 1e-12

@@ -7,6 +7,8 @@ Each is y = A x + offset with A linear; ``linear`` applies A and ``abs_linear`` 
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from boundprop.ops.base import (
@@ -82,7 +84,6 @@ class Dense(AffinePrimitive):
         self.offset_raw = None if offset is None else float_array(offset)
         self.out_shape = base if offset is None else broadcast_shapes(base, self.offset_raw.shape)
         self.offset = None if offset is None else lift(self.offset_raw, len(self.out_shape))
-        self._abs: np.ndarray | None = None
 
     def _apply(self, m: np.ndarray, x: np.ndarray) -> np.ndarray:
         y = x @ m.T if self.axis == -1 else m @ x
@@ -90,13 +91,16 @@ class Dense(AffinePrimitive):
             y = np.broadcast_to(lift_input(y, len(self.out_shape)), (y.shape[0], *self.out_shape))
         return y
 
+    @cached_property
+    def abs_weight(self) -> np.ndarray:
+        """|matrix| entrywise (the matrix of abs_linear), computed once."""
+        return np.abs(self.matrix)
+
     def linear(self, x: np.ndarray) -> np.ndarray:
         return self._apply(self.matrix, x)
 
     def abs_linear(self, x: np.ndarray) -> np.ndarray:
-        if self._abs is None:
-            self._abs = np.abs(self.matrix)
-        return self._apply(self._abs, x)
+        return self._apply(self.abs_weight, x)
 
     def sq_linear(self, x: np.ndarray) -> np.ndarray:
         """The map whose matrix is A's squared entrywise: row norms² are sq_linear(1)."""
@@ -115,7 +119,7 @@ class Dense(AffinePrimitive):
     def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
         if self._grows():
             raise NotImplementedError
-        m = np.abs(self.matrix)
+        m = self.abs_weight
         return lam @ m if self.axis == -1 else m.T @ lam
 
     def param_structure(self) -> tuple[float, int]:
@@ -381,7 +385,6 @@ class Conv(AffinePrimitive):
                                                           self.dilations, pads_begin, pads_end))
         self.out_shape = (n, m, *out_sp)
         self.offset = None if bias is None else self.bias.reshape(1, 1, m, *([1] * len(out_sp)))
-        self._abs: np.ndarray | None = None
 
     def _apply(self, w: np.ndarray, x: np.ndarray) -> np.ndarray:
         s, n, c, *sp = x.shape
@@ -394,13 +397,16 @@ class Conv(AffinePrimitive):
                                self.group)
         return np.moveaxis(out, -1, 1).reshape(s, *self.out_shape)
 
+    @cached_property
+    def abs_weight(self) -> np.ndarray:
+        """|weight| entrywise (the matrix of abs_linear), computed once."""
+        return np.abs(self.weight)
+
     def linear(self, x: np.ndarray) -> np.ndarray:
         return self._apply(self.weight, x)
 
     def abs_linear(self, x: np.ndarray) -> np.ndarray:
-        if self._abs is None:
-            self._abs = np.abs(self.weight)
-        return self._apply(self._abs, x)
+        return self._apply(self.abs_weight, x)
 
     def sq_linear(self, x: np.ndarray) -> np.ndarray:
         return self._apply(self.weight**2, x)
@@ -418,9 +424,7 @@ class Conv(AffinePrimitive):
         return self._adjoint(self.weight, lam)
 
     def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
-        if self._abs is None:
-            self._abs = np.abs(self.weight)
-        return self._adjoint(self._abs, lam)
+        return self._adjoint(self.abs_weight, lam)
 
     def overlap(self) -> int:
         """Most (output position, tap) pairs reading one input entry (per axis, multiplied)."""
@@ -533,7 +537,6 @@ class ConvTranspose(AffinePrimitive):
         self.out_shape = (n, mg * group, *out_sp)
         m = mg * group
         self.offset = None if bias is None else self.bias.reshape(1, 1, m, *([1] * len(out_sp)))
-        self._abs: np.ndarray | None = None
 
     @property
     def fan_in(self) -> int:
@@ -548,13 +551,16 @@ class ConvTranspose(AffinePrimitive):
         out = full[(slice(None), *crop)]
         return np.moveaxis(out, -1, 1).reshape(s, *self.out_shape)
 
+    @cached_property
+    def abs_weight(self) -> np.ndarray:
+        """|weight| entrywise (the matrix of abs_linear), computed once."""
+        return np.abs(self.weight)
+
     def linear(self, x: np.ndarray) -> np.ndarray:
         return self._apply(self.weight, x)
 
     def abs_linear(self, x: np.ndarray) -> np.ndarray:
-        if self._abs is None:
-            self._abs = np.abs(self.weight)
-        return self._apply(self._abs, x)
+        return self._apply(self.abs_weight, x)
 
     def _adjoint(self, w: np.ndarray, lam: np.ndarray) -> np.ndarray:
         k, n, m, *out = lam.shape
@@ -570,9 +576,7 @@ class ConvTranspose(AffinePrimitive):
         return self._adjoint(self.weight, lam)
 
     def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
-        if self._abs is None:
-            self._abs = np.abs(self.weight)
-        return self._adjoint(self._abs, lam)
+        return self._adjoint(self.abs_weight, lam)
 
     def parameters(self) -> dict[str, np.ndarray]:
         p = {"weight": self.weight}

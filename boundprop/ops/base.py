@@ -169,7 +169,7 @@ class AffinePrimitive(Primitive):
     # Largest matrix (entries) materialised for an exact-ish spectral norm.
     MATERIALIZE_LIMIT: ClassVar[int] = 4_000_000
 
-    def matrix(self) -> np.ndarray | None:
+    def materialize(self) -> np.ndarray | None:
         """The (out, in) matrix of A if it has at most MATERIALIZE_LIMIT entries, else None.
         Each column is A applied to a unit vector: one product per entry, so exact for
         weight-copying maps (dense, conv, pooling sums); at most one rounding otherwise."""
@@ -207,7 +207,7 @@ class AffinePrimitive(Primitive):
             try:
                 sums = self.abs_adjoint(np.ones((1, *self.out_shape)))
             except NotImplementedError:
-                m = self.matrix()
+                m = self.materialize()
                 if m is None:
                     return float("inf")
                 sums = np.abs(m).sum(axis=0)
@@ -224,7 +224,7 @@ class AffinePrimitive(Primitive):
                                         * self.operator_norm_upper("inf"))))
         if isinstance(self, PermutationPrimitive):
             return holder  # exact: AᵀA is diagonal with the copy counts
-        m = self.matrix()
+        m = self.materialize()
         if m is None:
             return holder
         # One rounding per materialised entry at most: a relative margin covers it.
