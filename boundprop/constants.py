@@ -264,8 +264,7 @@ def constants(net: Network, input_set: InputSet | None = None, norm: str = "2",
             target = renames.get(sym, sym)
             values[target] = v
             meaning[target] = ctx.meaning[sym]
-            latex_names[target] = ctx.latex[renames.get(sym, sym)] if target in ctx.latex \
-                else ctx.latex[sym]
+            latex_names[target] = ctx.latex.get(target, ctx.latex[sym])
         exprs = [e.xreplace(renames) for e in (rule.lipschitz, rule.smoothness, rule.bound,
                                                 rule.op_lipschitz, rule.op_smoothness)]
         lip_e, smooth_e, bound_e, oplip_e, opsmooth_e = exprs
