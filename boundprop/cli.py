@@ -23,6 +23,10 @@ EXAMPLES = """examples:
 """
 
 
+# Modules that register subcommands (check, audit, report/compare).
+PLUGGED_COMMANDS = ("checker", "audit", "report")
+
+
 def _shape(text: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
@@ -292,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ops", help="list the supported ONNX op types")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ops)
+
+    # Commands that live with their own module: each module's register(sub) adds its
+    # parser(s) and sets func; its imports stay light so --help is fast.
+    import importlib
+
+    for module in PLUGGED_COMMANDS:
+        importlib.import_module(f"boundprop.{module}").register(sub)
     return parser
 
 
