@@ -1,7 +1,8 @@
 """boundprop: sound bounds, Lipschitz and smoothness certificates for ONNX networks."""
 
 from boundprop.analysis import OutputBounds, output_bounds
-from boundprop.certify import Certificate, certify
+from boundprop.certify import Certificate, certify, load_certificate
+from boundprop.checker import CertificateInvalid, CheckResult, check
 from boundprop.constants import Constants, constants
 from boundprop.errors import (
     BoundpropError,
@@ -22,6 +23,8 @@ __all__ = [
     "Box",
     "BoundpropError",
     "Certificate",
+    "CertificateInvalid",
+    "CheckResult",
     "Constants",
     "InputSet",
     "L2Ball",
@@ -35,6 +38,8 @@ __all__ = [
     "Verdict",
     "__version__",
     "certify",
+    "check",
+    "load_certificate",
     "constants",
     "load",
     "load_vnnlib",

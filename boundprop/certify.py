@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
 from boundprop.constants import Constants, ObjectiveConstants, constants, objective_constants
 from boundprop.errors import BoundpropError
@@ -46,6 +47,7 @@ class Certificate:
     objective: ObjectiveConstants | None = None
     free: tuple[str, ...] = ()
     elapsed_s: float = 0.0
+    execution: str = "real"
 
     @property
     def lipschitz(self) -> float:
@@ -99,6 +101,7 @@ class Certificate:
             "symbolic": symbolic,
             "free": list(self.free),
             "method": self.method,
+            "execution": self.execution,
             "tool": {"name": "boundprop", "version": __version__},
             "elapsed_s": self.elapsed_s,
         }
@@ -106,18 +109,96 @@ class Certificate:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the certificate as JSON atomically (a temporary file renamed into place)."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        text = json.dumps(self.to_json(), indent=1)
-        fd, tmp = tempfile.mkstemp(prefix=".boundprop-", suffix=".json", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, json.dumps(self.to_json(), indent=1))
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Certificate:
+        """The certificate a JSON document describes (validated against the schema). Its
+        numbers are what the document claims: ``bp.check`` says whether they hold."""
+        from boundprop.checker import schema_errors
+        from boundprop.constants import LayerConstants
+        from boundprop.exact import parse
+        from boundprop.sets import input_set_from_json
+
+        errs = schema_errors(doc) if isinstance(doc, dict) else ["not a JSON object"]
+        if errs:
+            raise BoundpropError(f"not a valid boundprop certificate: {errs[0]}")
+
+        def num(x):
+            return None if x is None else float(x)
+
+        layers = [LayerConstants(k, lc["node"], lc["op"], lc.get("family", ""),
+                                 num(lc["lipschitz"]), num(lc["smoothness"]), num(lc["bound"]),
+                                 num(lc.get("op_lipschitz")), num(lc.get("op_smoothness")),
+                                 num(lc.get("interval_width")), lc.get("smoothness_reason"),
+                                 dict(lc.get("symbolic") or {}))
+                  for k, lc in enumerate(doc["layers"])]
+        sym = doc.get("symbolic") or {}
+        values = {sp.Symbol(k, nonnegative=True): float(v)
+                  for k, v in (sym.get("values") or {}).items()}
+        meaning = {sp.Symbol(k, nonnegative=True): v
+                   for k, v in (sym.get("meaning") or {}).items()}
+        formulas = {w: parse(sym[w]) if w in sym else None
+                    for w in ("lipschitz", "smoothness", "bound")}
+        m = doc["model"]
+        s = None if doc["input_set"] is None else input_set_from_json(
+            doc["input_set"], tuple(m["input_shape"]))
+        ob = doc["output_bounds"]
+        out_shape = tuple(m["output_shape"])
+        lower = None if ob is None else np.asarray(ob["lower"], dtype=np.float64).reshape(
+            out_shape)
+        upper = None if ob is None else np.asarray(ob["upper"], dtype=np.float64).reshape(
+            out_shape)
+        c = Constants(norm=doc["norm"], local=bool(doc.get("local", s is not None)),
+                      lipschitz=float(doc["lipschitz"]),
+                      lipschitz_product=float(doc.get("lipschitz_product", doc["lipschitz"])),
+                      lipschitz_enclosure=num(doc.get("lipschitz_enclosure")),
+                      enclosure_note=doc.get("enclosure_note"),
+                      smoothness=float(doc["smoothness"]),
+                      smoothness_reason=doc.get("smoothness_reason"), bound=float(doc["bound"]),
+                      layers=layers, values=values, meaning=meaning,
+                      latex_names={k: str(k) for k in values},
+                      lipschitz_formula=formulas["lipschitz"],
+                      smoothness_formula=formulas["smoothness"],
+                      bound_formula=formulas["bound"], wrt=doc["wrt"],
+                      param_radius=doc.get("param_radius"),
+                      output_box=None if lower is None else (lower, upper))
+        objective = None
+        if doc.get("objective"):
+            o = doc["objective"]
+            objective = ObjectiveConstants(
+                o["loss"], o["reduction"], float(o["loss_lipschitz"]),
+                float(o["loss_smoothness"]), float(o["lipschitz"]), float(o["smoothness"]),
+                None if o.get("targets") is None else np.asarray(o["targets"]))
+        return cls(dict(m), s, doc["norm"], doc["wrt"], doc["method"], lower, upper, c,
+                   objective, tuple(doc.get("free") or ()), float(doc["elapsed_s"]),
+                   doc.get("execution", "real"))
+
+
+def write_atomic(path: str | os.PathLike, text: str | bytes) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder renamed into
+    place: readers see the old file or the whole new one, never half of it."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BoundpropError(f"cannot write {path}: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=".boundprop-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_certificate(path: str | os.PathLike) -> Certificate:
+    """Read a certificate written by :meth:`Certificate.save` (one-line error if it is not
+    one). Loading does not check it: use ``bp.check(path, model)``."""
+    from boundprop.checker import _load_json
+
+    return Certificate.from_json(_load_json(path))
 
 
 def certify(net: Network, input_set: InputSet | None = None, norm: str = "2",

@@ -1,7 +1,638 @@
-"""Placeholder: filled in by issue 5."""
+"""Independent checker: ``bp.check(cert, model)`` / ``boundprop check CERT MODEL``.
+
+It re-verifies a certificate without trusting the numbers in it, item by item, and stops at the
+first item that fails. Each item says *how* it was checked:
+
+- ``independent``: by an argument different from the prover's. Operator norms: a claimed ℓ2
+  bound u of an affine map A is accepted iff u²I − AᵀA is positive definite, shown by a float
+  Cholesky factorisation of a shifted matrix whose shift covers the rounding of AᵀA and of the
+  factorisation (Demmel's bound; :func:`spectral_bound_holds`); ℓ∞/ℓ1 norms are max row /
+  column sums recomputed here from the weights. The input radius R and the enclosure norms
+  B̄ are recomputed from the sets with this module's own rounding.
+- ``exact``: compositions. Every per-layer formula (and the global ones) is parsed back from the
+  certificate and evaluated in exact rational interval arithmetic (:mod:`boundprop.exact`) at
+  the *claimed* values of its inputs; the claimed value must be ≥ the exact upper end. The
+  formulas are monotone (increasing in every constant except the batch-norm ε and variance
+  lower bound, which must not be claimed larger than the model's), so claimed constants that
+  are upper bounds give claimed results that are upper bounds.
+- ``recomputed``: the enclosures (intervals) are re-propagated with boundprop's bound
+  propagation from the certificate's input set and must lie inside the claimed ones; activation,
+  pooling and normalisation constants are re-derived by each op's rule on those enclosures;
+  the Jacobian enclosure (when the claimed ℓ relies on it) and convolution ℓ2 norms too large to
+  materialise are recomputed by the prover's code. These items trust boundprop's interval
+  arithmetic (which its own test suite tries to break), not the certificate.
+
+Anything claimed that no item covers (an unknown constant) makes the certificate invalid.
+"""
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
 
-def register(sub) -> None:  # noqa: D103
+# Constants a formula decreases in: claimed values must not exceed the model's (re-derived) ones.
+LOWER_BOUND_STEMS = ("eps_bn", "vlo")
+
+
+class CertificateInvalid(Exception):  # noqa: N818 - "invalid" is the verdict's name
+    """The certificate does not hold for the model; ``result`` has every checked item."""
+
+    def __init__(self, result: CheckResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+@dataclass
+class CheckItem:
+    name: str
+    ok: bool
+    how: str
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"item": self.name, "ok": self.ok, "how": self.how, "detail": self.detail}
+
+
+@dataclass
+class CheckResult:
+    """Outcome of a check: truthy iff valid. ``reason`` names the first failing item."""
+
+    certificate: str
+    model: str
+    items: list[CheckItem] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    prover_elapsed_s: float | None = None
+
+    @property
+    def valid(self) -> bool:
+        return all(i.ok for i in self.items)
+
+    @property
+    def reason(self) -> str | None:
+        bad = next((i for i in self.items if not i.ok), None)
+        return None if bad is None else f"{bad.name}: {bad.detail}"
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+    def to_json(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for i in self.items:
+            counts[i.how] = counts.get(i.how, 0) + 1
+        return {"valid": self.valid, "reason": self.reason, "certificate": self.certificate,
+                "model": self.model, "checked": counts, "elapsed_s": self.elapsed_s,
+                "prover_elapsed_s": self.prover_elapsed_s,
+                "items": [i.to_json() for i in self.items]}
+
+
+class _Failed(Exception):
     pass
+
+
+class _Checker:
+    def __init__(self, result: CheckResult) -> None:
+        self.result = result
+
+    def item(self, name: str, ok: bool, how: str, detail: str = "") -> None:
+        self.result.items.append(CheckItem(name, bool(ok), how, detail))
+        if not ok:
+            raise _Failed
+
+
+# ---------------------------------------------------------------------------------------------
+# Independent numerical arguments
+
+
+def _gamma(n: int) -> Fraction:
+    """γ_n = n u / (1 − n u), u = 2⁻⁵³, exactly."""
+    nu = Fraction(n, 2**53)
+    return nu / (1 - nu)
+
+
+def _sum_upper(values, n: int) -> Fraction:
+    """Upper bound of the exact sum of n nonnegative floats from their float sum."""
+    import numpy as np
+
+    s = float(np.sum(values))
+    return Fraction(s) * (1 + _gamma(n + 1)) if math.isfinite(s) else math.inf
+
+
+def spectral_bound_holds(a, u: float, entry_rel_error: float = 0.0) -> bool:
+    """True only if ‖A‖₂ ≤ u for the real matrix A within relative entry error
+    ``entry_rel_error`` of the float matrix ``a`` (|A − a| ≤ e|a|).
+
+    Shows u²I − AᵀA ≻ 0 (on the smaller Gram side G = aaᵀ or aᵀa, n × n, inner size m):
+    with G̃ the float Gram matrix, H = s I − G̃ (diagonal rounded) for s ≈ u² − c, a successful
+    float Cholesky of H gives R̃ᵀR̃ = H + ΔH with |ΔH| ≤ γ|R̃ᵀ||R̃| (Demmel), and
+    ‖R̃‖_F² ≤ tr H/(1 − γ), so H ⪰ −d I with d = γ tr H/(1 − γ) (γ = γ_{2n+2}, generous). Then
+    u²I − AᵀA = H + D + (G̃ − G) + (G − AᵀA) with D = diag(u² − G̃_jj − H_jj) (exact), ‖G̃ −
+    G‖₂ ≤ γ_m ‖a‖_F² and ‖G − AᵀA‖₂ ≤ (2e + e²)‖a‖_F²; positive definite if
+    min_j D_jj > d + those two."""
+    import numpy as np
+    import scipy.linalg
+
+    a = np.asarray(a, dtype=np.float64)
+    if not (u >= 0 and math.isfinite(u)):
+        return u == math.inf
+    if a.size == 0 or not np.any(a):
+        return True
+    if a.shape[0] > a.shape[1]:
+        a = a.T
+    n, m = a.shape
+    fro2 = _sum_upper(a * a, a.size) * (1 + Fraction(1, 2**51))  # squares' rounding
+    e = Fraction(entry_rel_error)
+    g = a @ a.T
+    gm = _gamma(m) * fro2 + (2 * e + e * e) * fro2
+    u2 = Fraction(u) ** 2
+    gh = _gamma(2 * n + 2)
+    # Shift: what the rounding can cost, doubled; fails (rightly) when u is too tight.
+    shift = 2 * (gm + gh / (1 - gh) * n * u2) + u2 * Fraction(1, 2**40)
+    s = float(u2 - shift)
+    h = -g
+    h[np.diag_indices(n)] = s - np.diag(g)
+    try:
+        scipy.linalg.cholesky(h, lower=False, check_finite=True)
+    except (np.linalg.LinAlgError, ValueError):
+        return False
+    diag_h = np.diag(h)
+    trace_h = sum((Fraction(float(x)) for x in diag_h), Fraction(0))
+    if trace_h <= 0:
+        return False
+    d = gh * trace_h / (1 - gh)
+    diag_g = np.diag(g)
+    d_min = min(u2 - Fraction(float(gj)) - Fraction(float(hj)) for gj, hj in zip(diag_g, diag_h))
+    tiny = Fraction(n, 2**1000)  # underflow in the factorisation
+    return d_min > d + gm + tiny
+
+
+def _row_sum_norm(a, norm: str) -> Fraction | float:
+    """‖a‖_∞ (max row sum of |a|) or ‖a‖_1 (max column sum), rounded up."""
+    import numpy as np
+
+    mag = np.abs(np.asarray(a, dtype=np.float64))
+    sums = mag.sum(axis=1 if norm == "inf" else 0)
+    n = mag.shape[1 if norm == "inf" else 0]
+    top = float(np.max(sums)) if sums.size else 0.0
+    return Fraction(top) * (1 + _gamma(n + 1)) if math.isfinite(top) else math.inf
+
+
+def _vector_norm_upper(v, norm: str) -> Fraction | float:
+    import numpy as np
+
+    mag = np.abs(np.asarray(v, dtype=np.float64)).reshape(-1)
+    if mag.size == 0:
+        return Fraction(0)
+    if not np.all(np.isfinite(mag)):
+        return math.inf
+    if norm == "inf":
+        return Fraction(float(mag.max()))
+    if norm == "1":
+        return _sum_upper(mag, mag.size)
+    sq = _sum_upper(mag * mag, mag.size) * (1 + Fraction(1, 2**51))
+    from boundprop.exact import _isqrt_bounds
+
+    return _isqrt_bounds(sq)[1]
+
+
+def _operator_matrix(op, norm: str):
+    """(matrix, relative entry error, description) of an affine op's linear part, or None.
+    Materialising a convolution costs about one forward pass per input entry: done for the
+    ℓ2 norm only (the ℓ∞/ℓ1 sums are cheap to recompute)."""
+    from boundprop.ops.affine import Dense
+
+    if isinstance(op, Dense) and not getattr(op, "_grows", False):
+        # y = W x along one axis, copies of the same W: every induced p-norm is ‖W‖_p.
+        return op.matrix, 0.0, "the weight matrix"
+    if hasattr(op, "materialize") and norm == "2":
+        m = op.materialize()
+        if m is not None:
+            # One rounding per entry at most (see AffinePrimitive.materialize).
+            return m, 2.0**-52, "the materialised matrix"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_json(path: str | os.PathLike) -> dict:
+    from boundprop.errors import BoundpropError
+
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BoundpropError(f"cannot read the certificate {path}: "
+                             f"{getattr(e, 'strerror', None) or e}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BoundpropError(f"{path} is not JSON ({e.msg} at line {e.lineno}); is it a "
+                             "boundprop certificate?") from None
+    if not isinstance(doc, dict):
+        raise BoundpropError(f"{path} is not a boundprop certificate (not a JSON object)")
+    return doc
+
+
+def schema() -> dict:
+    """The certificate's JSON Schema (shipped with the package)."""
+    return json.loads((Path(__file__).parent / "schemas" / "certificate-1.schema.json")
+                      .read_text())
+
+
+def schema_errors(doc: dict) -> list[str]:
+    import jsonschema
+
+    v = jsonschema.Draft202012Validator(schema())
+    out = []
+    for err in sorted(v.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        out.append(f"{where}: {err.message[:160]}")
+    return out
+
+
+def check(cert: str | os.PathLike | dict, model: str | os.PathLike, *,
+          raise_on_invalid: bool = True, samples: int = 64) -> CheckResult:
+    """Re-verify the certificate ``cert`` (path or parsed JSON) against ``model`` (path).
+
+    Returns a truthy :class:`CheckResult` when every item holds. When one fails, raises
+    :class:`CertificateInvalid` (whose ``result`` names it), or returns the falsy result with
+    ``raise_on_invalid=False``. Unreadable files raise :class:`boundprop.BoundpropError`."""
+    t0 = time.perf_counter()
+    doc = cert if isinstance(cert, dict) else _load_json(cert)
+    result = CheckResult(str(cert) if not isinstance(cert, dict) else "(certificate)",
+                         str(model))
+    try:
+        _run(_Checker(result), doc, Path(model), samples)
+    except _Failed:
+        pass
+    result.elapsed_s = time.perf_counter() - t0
+    if isinstance(doc.get("elapsed_s"), (int, float)):
+        result.prover_elapsed_s = float(doc["elapsed_s"])
+    if not result.valid and raise_on_invalid:
+        raise CertificateInvalid(result)
+    return result
+
+
+def _run(ck: _Checker, doc: dict, model: Path, samples: int) -> None:
+    import numpy as np
+
+    from boundprop.errors import BoundpropError
+    from boundprop.exact import FormulaError, as_number, enclose, parse
+
+    # --- document ---------------------------------------------------------------------------
+    errs = schema_errors(doc)
+    ck.item("schema", not errs, "independent",
+            "follows boundprop.certificate/1" if not errs else
+            f"{len(errs)} schema error(s), first: {errs[0]}")
+    if not model.is_file():
+        raise BoundpropError(f"model file {model} not found")
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    ck.item("model sha256", digest == doc["model"]["sha256"], "independent",
+            f"{digest[:16]}… matches" if digest == doc["model"]["sha256"] else
+            f"the model's sha256 is {digest[:16]}…, the certificate's "
+            f"{doc['model']['sha256'][:16]}…: a different model")
+
+    import boundprop as bp
+    from boundprop.sets import input_set_from_json
+
+    m = doc["model"]
+    net = bp.load(model, input_shape=tuple(m["input_shape"]) or None, input_name=m["input"],
+                  output_name=m["output"])
+    ck.item("model shapes", list(net.input_shape) == m["input_shape"]
+            and list(net.output_shape) == m["output_shape"], "independent",
+            f"input {m['input_shape']}, output {m['output_shape']}")
+    layers = doc["layers"]
+    names = [n.name for n in net.nodes]
+    same = len(layers) == len(names) and all(
+        lc["node"] == n for lc, n in zip(layers, names))
+    ck.item("layers", same, "independent",
+            f"{len(names)} nodes" if same else
+            f"the certificate lists {len(layers)} layers, the model has {len(names)} nodes "
+            "(or their names differ)")
+
+    norm, wrt, method = doc["norm"], doc["wrt"], doc["method"]
+    s = None
+    if doc["input_set"] is not None:
+        s = input_set_from_json(doc["input_set"], net.input_shape)
+    if wrt == "params" and s is None:
+        ck.item("input set", False, "independent", "constants w.r.t. the parameters need data")
+    rho = doc.get("param_radius")
+    if wrt == "params":
+        ck.item("parameter radius", isinstance(rho, (int, float)) and rho >= 0, "independent",
+                f"ρ = {rho}")
+
+    # --- enclosures ---------------------------------------------------------------------------
+    boxes = None
+    if s is not None:
+        if wrt == "params":
+            from boundprop.constants import param_ball_intervals
+
+            boxes = param_ball_intervals(net, s, float(rho))
+        else:
+            boxes = bp.output_bounds(net, s, method=method).layers
+        ob = doc["output_bounds"]
+        if ob is None:
+            ck.item("output bounds", False, "recomputed", "missing for a certificate on a set")
+        lo_c = np.asarray(ob["lower"], dtype=np.float64)
+        hi_c = np.asarray(ob["upper"], dtype=np.float64)
+        lo_r, hi_r = (b.reshape(-1) for b in boxes[net.output])
+        if lo_c.shape != lo_r.shape or hi_c.shape != hi_r.shape:
+            ck.item("output bounds", False, "recomputed",
+                    f"{lo_c.size} bounds claimed for {lo_r.size} outputs")
+        bad = np.flatnonzero((lo_c > lo_r) | (hi_c < hi_r))
+        ck.item("output bounds", bad.size == 0, "recomputed",
+                f"{lo_r.size} outputs re-propagated ({method}) inside the claimed bounds"
+                if bad.size == 0 else
+                f"output {bad[0]}: claimed [{lo_c[bad[0]]:.17g}, {hi_c[bad[0]]:.17g}] but the "
+                f"re-propagated enclosure is [{lo_r[bad[0]]:.17g}, {hi_r[bad[0]]:.17g}]")
+        if samples and wrt == "input":
+            xs = np.concatenate([0.5 * (s.lower + s.upper)[None],
+                                 s.sample(samples, np.random.default_rng(0))])
+            ys = net(xs).reshape(len(xs), -1)
+            tol = 1e-9 * (1.0 + np.abs(ys))
+            out = np.flatnonzero(np.any((ys < lo_c - tol) | (ys > hi_c + tol), axis=1))
+            ck.item("output samples", out.size == 0, "independent",
+                    f"{len(xs)} points of the set evaluated inside the bounds" if out.size == 0
+                    else f"sample {out[0]} of the set has an output outside the claimed bounds")
+        for k, (lc, (lo, hi)) in enumerate(zip(layers, boxes)):
+            w = lc.get("interval_width")
+            if w is None:
+                continue
+            width = float(np.max(hi - lo, initial=0.0))
+            if not as_number(w) >= (Fraction(width) if math.isfinite(width) else math.inf):
+                ck.item(f"layer {k} ({lc['node']}) interval width", False, "recomputed",
+                        f"claimed {w}, re-propagated {width:.17g}")
+
+    # --- named constants ----------------------------------------------------------------------
+    sym = doc.get("symbolic") or {}
+    claimed = {k: as_number(v) for k, v in (sym.get("values") or {}).items()}
+    covered: set[str] = set()
+
+    def claim_at_least(name: str, true_upper, how: str, what: str) -> None:
+        c = claimed.get(name, Fraction(0))
+        ok = c >= true_upper
+        covered.add(name)
+        ck.item(f"constant {name}", ok, how,
+                f"{what}: claimed {_show(c)} ≥ {_show(true_upper)}" if ok else
+                f"{what}: claimed {_show(c)} is below {_show(true_upper)}")
+
+    from boundprop.constants import node_symbols
+    from boundprop.ops.rules import RuleContext, node_tags
+
+    if "R" in claimed or s is not None:
+        if s is None:
+            claim_at_least("R", math.inf, "independent", "input radius (global: unbounded)")
+        else:
+            r_true = _input_radius_upper(s, norm)
+            claim_at_least("R", r_true, "independent", f"sup ‖x‖_{norm} over the set")
+    syms = node_symbols(net)
+    l0, L0, B0 = (str(x) for x in syms[0])
+    expect0 = {l0: 0 if wrt == "params" else 1, L0: 0}
+    for name, v in expect0.items():
+        covered.add(name)
+        ck.item(f"constant {name}", claimed.get(name, Fraction(0)) == v, "exact",
+                f"the input's own constant is {v}")
+    covered.add(B0)
+    ck.item(f"constant {B0}", claimed.get(B0, Fraction(0)) >= claimed.get("R", math.inf),
+            "exact", "B of the input is R")
+
+    from boundprop.ops.rules import parametrized_affine_rule
+
+    tags = node_tags([n.name for n in net.nodes])
+    for i, node in enumerate(net.nodes[1:], start=1):
+        t = tags[i]
+        op = node.op
+        a_name = f"A_{t}"
+        if a_name in claimed and hasattr(op, "operator_norm_upper"):
+            p = "2" if wrt == "params" else norm
+            how, what = _check_operator_norm(op, p, claimed[a_name])
+            if how == "independent":
+                covered.add(a_name)
+                ck.item(f"constant {a_name}", True, how, what)
+                # Verified: let the op's rule below use the claim instead of recomputing it.
+                op.__dict__.setdefault("_norm_cache", {})[p] = float(claimed[a_name])
+        if boxes is not None:
+            bbox = f"Bbox_{t}"
+            if bbox in claimed:
+                claim_at_least(bbox, _box_norm_upper(boxes[i], norm), "independent",
+                               f"sup ‖·‖_{norm} of node {node.name}'s enclosure")
+        ctx = RuleContext(norm, t, None if boxes is None else
+                          [(boxes[j][0][None], boxes[j][1][None]) for j in node.inputs],
+                          [syms[j][0] for j in node.inputs], [syms[j][1] for j in node.inputs],
+                          [syms[j][2] for j in node.inputs])
+        if wrt == "params" and hasattr(op, "param_structure"):
+            c_bil, copies = op.param_structure()
+            parametrized_affine_rule(ctx, op.operator_norm_upper("2"), c_bil, copies,
+                                     float(rho), op.offset_norm_upper("2"))
+        else:
+            op.constants_rule(ctx)
+        for s_, v in ctx.values.items():
+            name = str(s_)
+            if not name.endswith(f"_{t}") and f"{name}_{t}" in claimed:
+                name = f"{name}_{t}"  # a shared name the prover made per-node
+            if name in covered and name == a_name:
+                continue
+            stem = name[: -len(t) - 1] if name.endswith(f"_{t}") else name
+            if stem in LOWER_BOUND_STEMS or name in LOWER_BOUND_STEMS:
+                c = claimed.get(name, Fraction(0))
+                covered.add(name)
+                ck.item(f"constant {name}", c <= Fraction(v), "recomputed",
+                        f"{ctx.meaning[s_]} of node {node.name}: claimed {_show(c)}"
+                        f" {'≤' if c <= Fraction(v) else 'exceeds'} {v!r}")
+            else:
+                claim_at_least(name, as_number(v), "recomputed",
+                               f"{ctx.meaning[s_]} of node {node.name}")
+
+    # --- compositions -------------------------------------------------------------------------
+    values: dict[str, Any] = dict(claimed)
+    for k, lc in enumerate(layers):
+        for which, sy in zip(("lipschitz", "smoothness", "bound"), syms[k]):
+            values[str(sy)] = as_number(lc[which])
+    for k, lc in enumerate(layers):
+        if k == 0:
+            continue
+        for which in ("lipschitz", "smoothness", "bound"):
+            text = (lc.get("symbolic") or {}).get(which)
+            if text is None:
+                ck.item(f"layer {k} {which}", False, "exact", "no formula in the certificate")
+            try:
+                lo, hi = enclose(parse(text), values)
+            except FormulaError as e:
+                ck.item(f"layer {k} ({lc['node']}) {which}", False, "exact", str(e))
+            c = as_number(lc[which])
+            if not c >= hi:
+                ck.item(f"layer {k} ({lc['node']}) {which}", False, "exact",
+                        f"claimed {_show(c)} but its formula {text[:60]} gives up to {_show(hi)}")
+        covered.update(str(x) for x in syms[k])
+    ck.item("layer compositions", True, "exact",
+            f"{3 * (len(layers) - 1)} formulas re-evaluated in rational arithmetic")
+
+    out = layers[net.output]
+    for which in ("smoothness", "bound"):
+        c = as_number(doc[which])
+        ck.item(f"global {which}", c >= as_number(out[which]), "exact",
+                f"claimed {_show(c)}, output node's {_show(as_number(out[which]))}")
+    lip = as_number(doc["lipschitz"])
+    product = as_number(out["lipschitz"])
+    covered.add("Jenc")
+    if lip >= product:
+        ck.item("global lipschitz", True, "exact", f"claimed {_show(lip)} ≥ the layer product "
+                f"{_show(product)}")
+    else:
+        from boundprop.constants import jacobian_enclosure_norm
+
+        enc, note = jacobian_enclosure_norm(net, boxes, norm)
+        ok = enc is not None and lip >= Fraction(enc)
+        ck.item("global lipschitz", ok, "recomputed",
+                f"claimed {_show(lip)} ≥ re-derived Jacobian enclosure {enc!r}" if ok else
+                f"claimed {_show(lip)} is below the layer product {_show(product)} and the "
+                f"re-derived Jacobian enclosure {enc if enc is not None else note}")
+    for which in ("lipschitz", "smoothness", "bound"):
+        text = sym.get(which)
+        if text is None:
+            continue
+        try:
+            lo, hi = enclose(parse(text), values)
+        except FormulaError as e:
+            ck.item(f"global {which} formula", False, "exact", str(e))
+        c = as_number(doc[which])
+        ck.item(f"global {which} formula", c >= hi, "exact",
+                f"the formula gives ≤ {_show(hi)}" if c >= hi else
+                f"claimed {_show(c)} but the printed formula gives up to {_show(hi)}")
+    unknown = sorted(set(claimed) - covered)
+    ck.item("constants covered", not unknown, "independent",
+            f"all {len(claimed)} named constants checked" if not unknown else
+            f"constant {unknown[0]} is claimed but no node of the model defines it")
+    if doc.get("objective") is not None:
+        _check_objective(ck, doc, net)
+
+
+def _check_objective(ck: _Checker, doc: dict, net) -> None:
+    import numpy as np
+
+    from boundprop.exact import as_number
+
+    o = doc["objective"]
+    n_lip, n_smooth = as_number(doc["lipschitz"]), as_number(doc["smoothness"])
+    lf, Lf = as_number(o["loss_lipschitz"]), as_number(o["loss_smoothness"])
+    lo = np.asarray(doc["output_bounds"]["lower"])
+    hi = np.asarray(doc["output_bounds"]["upper"])
+    shape = tuple(doc["model"]["output_shape"])
+    n = shape[0] if len(shape) > 1 else 1
+    div = Fraction(n) if o["reduction"] == "mean" else Fraction(1)
+    if o["loss"] == "squared":
+        t = o.get("targets")
+        if t is None or len(t) != lo.size:
+            ck.item("objective loss constants", False, "independent",
+                    "squared loss without targets of the output's size")
+        t = np.asarray(t, dtype=np.float64)
+        dev = np.maximum(np.abs(hi - t), np.abs(lo - t))
+        need_l = _vector_norm_upper(dev * (1 + 2.0**-52), "2") / div
+        need_L = Fraction(1) / div
+    else:
+        rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+        from boundprop.exact import _isqrt_bounds
+
+        need_l = _isqrt_bounds(Fraction(2 * rows))[1] / div
+        need_L = Fraction(1, 2) / div
+    ck.item("objective loss constants", lf >= need_l and Lf >= need_L, "independent",
+            f"ℓ_f {_show(lf)} ≥ {_show(need_l)}, L_f {_show(Lf)} ≥ {_show(need_L)}")
+    lip_f, smooth_f = as_number(o["lipschitz"]), as_number(o["smoothness"])
+    need_smooth = n_smooth * lf + n_lip * n_lip * Lf if n_smooth != math.inf else math.inf
+    ck.item("objective constants", lip_f >= lf * n_lip and smooth_f >= need_smooth, "exact",
+            "ℓ_F ≥ ℓ_f ℓ and L_F ≥ L ℓ_f + ℓ² L_f")
+    step = Fraction(o["step_size"])
+    ok = (step == 0) or (smooth_f != math.inf and step * smooth_f <= 1)
+    ck.item("objective step size", ok, "exact", f"step {float(step):.6g} ≤ 1/L_F")
+
+
+def _check_operator_norm(op, norm: str, claim) -> tuple[str, str]:
+    """('independent', detail) if the claim is shown ≥ ‖A‖_p here, else ('', why not)."""
+    if claim == math.inf:
+        return "independent", "no finite claim"
+    got = _operator_matrix(op, norm)
+    if got is None:
+        return "", "too large to materialise"
+    a, rel, what = got
+    if norm == "2":
+        if spectral_bound_holds(a, float(claim), rel):
+            return "independent", (f"‖A‖₂ ≤ {float(claim):.17g}: u²I − AᵀA ≻ 0 by a Cholesky "
+                                   f"certificate on {what}")
+        return "", "Cholesky certificate failed (claim too tight or too low)"
+    top = _row_sum_norm(a, norm) * (1 + Fraction(rel))
+    if claim >= top:
+        return "independent", f"max {'row' if norm == 'inf' else 'column'} sum of |A| of {what}"
+    return "", "row/column sum exceeds the claim"
+
+
+def _input_radius_upper(s, norm: str):
+    """sup ‖x‖_p over the set, rounded up here (not with the prover's helper)."""
+    import numpy as np
+
+    from boundprop.sets import L2Ball
+
+    if isinstance(s, L2Ball) and norm == "2":
+        return _vector_norm_upper(s.center, "2") + Fraction(s.radius)
+    mag = np.maximum(np.abs(s.lower), np.abs(s.upper))
+    return _vector_norm_upper(mag, norm)
+
+
+def _box_norm_upper(box, norm: str):
+    import numpy as np
+
+    lo, hi = box
+    return _vector_norm_upper(np.maximum(np.abs(lo), np.abs(hi)), norm)
+
+
+def _show(x) -> str:
+    return "inf" if x == math.inf else f"{float(x):.17g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "check", help="re-verify a certificate against a model (exit 0 valid, 1 invalid)",
+        description="Independent re-verification of a certificate: model hash, schema, "
+        "re-propagated enclosures, every named constant re-derived (operator norms by a "
+        "Cholesky certificate), every composition in exact rational arithmetic. Exit 0: "
+        "valid; 1: invalid (the first failing item is printed); 2: unreadable input.",
+        epilog="examples:\n  boundprop certify models/mlp_tanh.onnx -o cert.json\n"
+        "  boundprop check cert.json models/mlp_tanh.onnx\n"
+        "  boundprop check cert.json models/mlp_tanh.onnx --json --verbose",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("certificate", help="certificate JSON written by boundprop certify -o")
+    p.add_argument("model", help="the ONNX model it is about")
+    p.add_argument("--verbose", "-v", action="store_true", help="print every checked item")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--quiet", action="store_true", help="print nothing; exit status only")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = check(args.certificate, args.model, raise_on_invalid=False)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    elif not args.quiet:
+        if args.verbose:
+            for it in result.items:
+                print(f"  {'ok ' if it.ok else 'BAD'} [{it.how:<11}] {it.name}: {it.detail}")
+        counts = result.to_json()["checked"]
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        ratio = "" if not result.prover_elapsed_s else \
+            f"; {result.elapsed_s / result.prover_elapsed_s:.2f}× the prover's time"
+        if result.valid:
+            print(f"{args.certificate}: valid for {args.model} ({len(result.items)} items: "
+                  f"{summary}; {result.elapsed_s:.2f} s{ratio})")
+        else:
+            print(f"{args.certificate}: INVALID for {args.model}: {result.reason}")
+    return 0 if result.valid else 1

@@ -148,6 +148,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
         b32 = output_bounds(net, s, args.method, "float32")
         cert.output_lower, cert.output_upper = b32.lower, b32.upper
+        cert.execution = "float32"
     if args.output:
         cert.save(args.output)
     if args.json:

@@ -27,7 +27,7 @@ import sympy as sp
 
 from boundprop.errors import BoundpropError, UnsupportedModelError
 from boundprop.ir import Network
-from boundprop.ops.rules import RuleContext, box_norm_upper, check_norm, tag_of
+from boundprop.ops.rules import RuleContext, box_norm_upper, check_norm, node_tags
 from boundprop.sets import InputSet, L2Ball
 
 # Work limit of the enclosure method: rows × total entries of the nodes it passes through.
@@ -140,8 +140,7 @@ def _input_radius(s: InputSet | None, norm: str) -> float:
 
 def node_symbols(net: Network) -> list[tuple[sp.Symbol, sp.Symbol, sp.Symbol]]:
     out = []
-    for i, node in enumerate(net.nodes):
-        t = tag_of(node.name, i)
+    for t in node_tags([n.name for n in net.nodes]):
         out.append((sp.Symbol(f"l_{t}", nonnegative=True), sp.Symbol(f"L_{t}", nonnegative=True),
                     sp.Symbol(f"B_{t}", nonnegative=True)))
     return out
@@ -210,8 +209,9 @@ def constants(net: Network, input_set: InputSet | None = None, norm: str = "2",
     values: dict[sp.Symbol, float] = {}
     meaning: dict[sp.Symbol, str] = {}
     latex_names: dict[sp.Symbol, str] = {}
+    tags = node_tags([n.name for n in net.nodes])
     for i, (ls, Ls, Bs) in enumerate(syms):
-        t = tag_of(net.nodes[i].name, i)
+        t = tags[i]
         latex_names[ls] = f"\\ell_{{\\mathrm{{{t}}}}}"
         latex_names[Ls] = f"L_{{\\mathrm{{{t}}}}}"
         latex_names[Bs] = f"B_{{\\mathrm{{{t}}}}}"
@@ -231,7 +231,7 @@ def constants(net: Network, input_set: InputSet | None = None, norm: str = "2",
     shared: dict[str, float] = {}
     first_reason: str | None = None
     for i, node in enumerate(net.nodes[1:], start=1):
-        t = tag_of(node.name, i)
+        t = tags[i]
         boxes = None if layers is None else [(layers[j][0][None], layers[j][1][None])
                                              for j in node.inputs]
         ctx = RuleContext(norm, t, boxes, [syms[j][0] for j in node.inputs],
@@ -413,6 +413,7 @@ class ObjectiveConstants:
     loss_smoothness: float
     lipschitz: float
     smoothness: float
+    targets: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def step_size(self) -> float:
@@ -426,7 +427,9 @@ class ObjectiveConstants:
         return {"loss": self.loss, "reduction": self.reduction,
                 "loss_lipschitz": self.loss_lipschitz, "loss_smoothness": self.loss_smoothness,
                 "lipschitz": self.lipschitz, "smoothness": self.smoothness,
-                "step_size": self.step_size}
+                "step_size": self.step_size,
+                "targets": None if self.targets is None else
+                np.asarray(self.targets, dtype=np.float64).reshape(-1).tolist()}
 
 
 def objective_constants(c: Constants, loss: str, targets: np.ndarray,
@@ -467,4 +470,4 @@ def objective_constants(c: Constants, loss: str, targets: np.ndarray,
     lf, Lf = float(round_up(lf / div)), float(round_up(Lf / div))
     lip = float(round_up(lf * c.lipschitz))
     smooth = float(round_up(round_up(c.smoothness * lf) + round_up(round_up(c.lipschitz**2) * Lf)))
-    return ObjectiveConstants(loss, reduction, lf, Lf, lip, smooth)
+    return ObjectiveConstants(loss, reduction, lf, Lf, lip, smooth, t)

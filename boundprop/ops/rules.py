@@ -78,6 +78,16 @@ def tag_of(name: str, index: int) -> str:
     return t if t and not t[0].isdigit() else f"n{index}{t}"
 
 
+def node_tags(names: list[str]) -> list[str]:
+    """A short symbol-safe tag per node, unique in the network (names that clean up to the
+    same tag, e.g. long exporter names differing past 24 characters, get their index)."""
+    tags = [tag_of(n, i) for i, n in enumerate(names)]
+    seen: dict[str, int] = {}
+    for t in tags:
+        seen[t] = seen.get(t, 0) + 1
+    return [t if seen[t] == 1 else f"{t}{i}" for i, t in enumerate(tags)]
+
+
 @dataclass
 class RuleContext:
     """What a rule sees: the norm, its inputs' enclosures (None: global, over all inputs),
