@@ -282,9 +282,10 @@ def check(cert: str | os.PathLike | dict, model: str | os.PathLike, *,
 
 def _run(ck: _Checker, doc: dict, model: Path, samples: int) -> None:
     import numpy as np
+    import sympy as sp
 
     from boundprop.errors import BoundpropError
-    from boundprop.exact import FormulaError, as_number, enclose, parse
+    from boundprop.exact import FormulaError, as_number, enclose
 
     # --- document ---------------------------------------------------------------------------
     errs = schema_errors(doc)
@@ -406,6 +407,8 @@ def _run(ck: _Checker, doc: dict, model: Path, samples: int) -> None:
     from boundprop.ops.rules import parametrized_affine_rule
 
     tags = node_tags([n.name for n in net.nodes])
+    radius = sp.Symbol("R", nonnegative=True)
+    rules_local: list = [(sp.Integer(int(expect0[l0])), sp.Integer(0), radius)]
     for i, node in enumerate(net.nodes[1:], start=1):
         t = tags[i]
         op = node.op
@@ -429,14 +432,16 @@ def _run(ck: _Checker, doc: dict, model: Path, samples: int) -> None:
                           [syms[j][2] for j in node.inputs])
         if wrt == "params" and hasattr(op, "param_structure"):
             c_bil, copies = op.param_structure()
-            parametrized_affine_rule(ctx, op.operator_norm_upper("2"), c_bil, copies,
-                                     float(rho), op.offset_norm_upper("2"))
+            rule = parametrized_affine_rule(ctx, op.operator_norm_upper("2"), c_bil, copies,
+                                            float(rho), op.offset_norm_upper("2"))
         else:
-            op.constants_rule(ctx)
+            rule = op.constants_rule(ctx)
+        renames = {}
         for s_, v in ctx.values.items():
             name = str(s_)
             if not name.endswith(f"_{t}") and f"{name}_{t}" in claimed:
                 name = f"{name}_{t}"  # a shared name the prover made per-node
+                renames[s_] = sp.Symbol(name, nonnegative=True)
             if name in covered and name == a_name:
                 continue
             stem = name[: -len(t) - 1] if name.endswith(f"_{t}") else name
@@ -449,6 +454,21 @@ def _run(ck: _Checker, doc: dict, model: Path, samples: int) -> None:
             else:
                 claim_at_least(name, as_number(v), "recomputed",
                                f"{ctx.meaning[s_]} of node {node.name}")
+        # The node's formulas come from the op's rule, not from the certificate: the
+        # certificate's text must be the same formulas.
+        lip_e, smooth_e, bound_e = (e.xreplace(renames) for e in
+                                    (rule.lipschitz, rule.smoothness, rule.bound))
+        bbox = f"Bbox_{t}"
+        if bbox in claimed and claimed[bbox] != math.inf:
+            bound_e = sp.Min(bound_e, sp.Symbol(bbox, nonnegative=True))
+        triple = (lip_e, smooth_e, bound_e)
+        rules_local.append(triple)
+        stored = layers[i].get("symbolic") or {}
+        for which, e in zip(("lipschitz", "smoothness", "bound"), triple):
+            if stored.get(which) != str(e):
+                ck.item(f"layer {i} ({node.name}) {which} formula", False, "recomputed",
+                        f"the certificate's formula {str(stored.get(which))[:60]} is not the "
+                        f"op's rule {str(e)[:60]}")
 
     # --- compositions -------------------------------------------------------------------------
     values: dict[str, Any] = dict(claimed)
@@ -458,18 +478,16 @@ def _run(ck: _Checker, doc: dict, model: Path, samples: int) -> None:
     for k, lc in enumerate(layers):
         if k == 0:
             continue
-        for which in ("lipschitz", "smoothness", "bound"):
-            text = (lc.get("symbolic") or {}).get(which)
-            if text is None:
-                ck.item(f"layer {k} {which}", False, "exact", "no formula in the certificate")
+        for which, expr in zip(("lipschitz", "smoothness", "bound"), rules_local[k]):
             try:
-                lo, hi = enclose(parse(text), values)
+                lo, hi = enclose(expr, values)
             except FormulaError as e:
                 ck.item(f"layer {k} ({lc['node']}) {which}", False, "exact", str(e))
             c = as_number(lc[which])
             if not c >= hi:
                 ck.item(f"layer {k} ({lc['node']}) {which}", False, "exact",
-                        f"claimed {_show(c)} but its formula {text[:60]} gives up to {_show(hi)}")
+                        f"claimed {_show(c)} but its formula {str(expr)[:60]} gives up to "
+                        f"{_show(hi)}")
         covered.update(str(x) for x in syms[k])
     ck.item("layer compositions", True, "exact",
             f"{3 * (len(layers) - 1)} formulas re-evaluated in rational arithmetic")
@@ -494,18 +512,27 @@ def _run(ck: _Checker, doc: dict, model: Path, samples: int) -> None:
                 f"claimed {_show(lip)} ≥ re-derived Jacobian enclosure {enc!r}" if ok else
                 f"claimed {_show(lip)} is below the layer product {_show(product)} and the "
                 f"re-derived Jacobian enclosure {enc if enc is not None else note}")
-    for which in ("lipschitz", "smoothness", "bound"):
+    from boundprop.constants import _global_formulas
+
+    full = _global_formulas(net, syms, rules_local)[net.output]
+    if "Jenc" in claimed:
+        full = (sp.Min(full[0], sp.Symbol("Jenc", nonnegative=True)), *full[1:])
+    for which, expr in zip(("lipschitz", "smoothness", "bound"), full):
         text = sym.get(which)
         if text is None:
             continue
+        if text != str(expr):
+            ck.item(f"global {which} formula", False, "recomputed",
+                    f"the certificate's formula {text[:60]} is not the composition of the "
+                    f"ops' rules {str(expr)[:60]}")
         try:
-            lo, hi = enclose(parse(text), values)
+            lo, hi = enclose(expr, values)
         except FormulaError as e:
             ck.item(f"global {which} formula", False, "exact", str(e))
         c = as_number(doc[which])
         ck.item(f"global {which} formula", c >= hi, "exact",
                 f"the formula gives ≤ {_show(hi)}" if c >= hi else
-                f"claimed {_show(c)} but the printed formula gives up to {_show(hi)}")
+                f"claimed {_show(c)} but the formula gives up to {_show(hi)}")
     unknown = sorted(set(claimed) - covered)
     ck.item("constants covered", not unknown, "independent",
             f"all {len(claimed)} named constants checked" if not unknown else
