@@ -575,9 +575,10 @@ def _check_objective(ck: _Checker, doc: dict, net) -> None:
     need_smooth = n_smooth * lf + n_lip * n_lip * Lf if n_smooth != math.inf else math.inf
     ck.item("objective constants", lip_f >= lf * n_lip and smooth_f >= need_smooth, "exact",
             "ℓ_F ≥ ℓ_f ℓ and L_F ≥ L ℓ_f + ℓ² L_f")
-    step = Fraction(o["step_size"])
-    ok = (step == 0) or (smooth_f != math.inf and step * smooth_f <= 1)
-    ck.item("objective step size", ok, "exact", f"step {float(step):.6g} ≤ 1/L_F")
+    step = as_number(o["step_size"])
+    ok = (step == 0) or (smooth_f == 0) or (smooth_f != math.inf and step != math.inf
+                                            and step * smooth_f <= 1)
+    ck.item("objective step size", ok, "exact", f"step {_show(step)} ≤ 1/L_F = 1/{_show(smooth_f)}")
 
 
 def _check_operator_norm(op, norm: str, claim) -> tuple[str, str]:

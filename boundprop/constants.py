@@ -424,10 +424,13 @@ class ObjectiveConstants:
         return float(round_down(1.0 / self.smoothness)) if self.smoothness > 0 else float("inf")
 
     def to_json(self) -> dict:
+        def num(x):
+            return float(x) if np.isfinite(x) else "inf"
         return {"loss": self.loss, "reduction": self.reduction,
-                "loss_lipschitz": self.loss_lipschitz, "loss_smoothness": self.loss_smoothness,
-                "lipschitz": self.lipschitz, "smoothness": self.smoothness,
-                "step_size": self.step_size,
+                "loss_lipschitz": num(self.loss_lipschitz),
+                "loss_smoothness": num(self.loss_smoothness),
+                "lipschitz": num(self.lipschitz), "smoothness": num(self.smoothness),
+                "step_size": num(self.step_size),
                 "targets": None if self.targets is None else
                 np.asarray(self.targets, dtype=np.float64).reshape(-1).tolist()}
 
