@@ -17,9 +17,16 @@ from boundprop.errors import BoundpropError
 EXAMPLES = """examples:
   boundprop certify models/mlp_784_100_100_10_relu.onnx
   boundprop certify model.onnx --box 0 1 --method interval --json
-  boundprop inspect models/lenet.onnx
+  boundprop certify models/lenet.onnx --norm inf -o cert.json
+  boundprop check cert.json models/lenet.onnx          # exit 0 valid, 1 invalid
+  boundprop audit cert.json models/lenet.onnx          # empirical lower bounds, tightness
+  boundprop report cert.json -o report.html
+  boundprop compare models/vgg_small_relu.onnx models/vgg_small_smooth.onnx --global
   boundprop inspect model.onnx --input-shape 1,3,32,32 --json
   boundprop ops
+
+exit status: 0 success / valid, 1 negative verdict (invalid certificate, violation, property
+not verified), 2 bad input or usage, 3 internal error.
 """
 
 
@@ -214,7 +221,7 @@ def _certify_vnnlib(args: argparse.Namespace, net) -> int:
     v = verify(net, args.vnnlib, method=args.method)
     if args.json:
         print(json.dumps(v.to_json()))
-    else:
+    elif not args.quiet:
         print(f"{net.source} with {args.vnnlib}: {v.status}"
               + f" (certified margin {v.margin:.4g})"
               + f", {v.elapsed_s:.3f} s")
@@ -237,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"boundprop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("inspect", help="print the IR of a model, one line per node")
+    p = sub.add_parser(
+        "inspect", help="print the IR of a model, one line per node",
+        epilog="examples:\n  boundprop inspect models/lenet.onnx\n"
+        "  boundprop inspect model.onnx --input-shape 1,3,32,32 --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
@@ -295,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_certify)
 
     p = sub.add_parser("ops", help="list the supported ONNX op types")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_ops)
 
     # Commands that live with their own module: each module's register(sub) adds its

@@ -1063,8 +1063,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.radius and args.wrt != "params":
         raise _error("--radius applies with --wrt params")
 
+    quiet = args.json or args.quiet
+
     def progress(r):
-        if not args.json:
+        if not quiet:
             print(f"  certified {r['model']} in {r['seconds']:.2f} s", file=sys.stderr,
                   flush=True)
 
@@ -1072,15 +1074,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
                           radius=args.radius, method=args.method, progress=progress)
     if args.json:
         sys.stdout.write(render_comparison(rows, "json"))
-    else:
+    elif not args.quiet:
         sys.stdout.write(render_comparison(rows, "text"))
     if args.output:
         _write_atomic(args.output, render_comparison(rows, fmt))
-        if not args.json:
+        if not quiet:
             print(f"table written to {args.output}")
     if args.plot:
         _write_atomic(args.plot, comparison_plot_png(rows))
-        if not args.json:
+        if not quiet:
             print(f"plot written to {args.plot}")
     return 0
 
@@ -1158,6 +1160,7 @@ def register(sub) -> None:
     p.add_argument("--method", choices=["interval", "linear"], default="linear",
                    help="interval bounds used for local constants (default linear)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--quiet", action="store_true", help="print nothing (still writes -o/--plot)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="also write the table: .md, .html, .csv, .txt or .json")
     p.add_argument("--plot", metavar="FILE.png",

@@ -1,0 +1,51 @@
+"""CLI polish: every command documents itself with examples, takes --json, and keeps the exit
+code contract (0 ok, 1 negative verdict, 2 bad input)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from boundprop import __version__
+from boundprop.cli import build_parser, main
+
+from tests.conftest import MODELS
+
+COMMANDS = ["certify", "check", "audit", "report", "compare", "inspect"]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_help_has_examples_and_json(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "--json" in out
+
+
+@pytest.mark.parametrize("cmd", ["certify", "check", "audit", "compare"])
+def test_quiet_exists(cmd):
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    opts = {o for a in sub.choices[cmd]._actions for o in a.option_strings}
+    assert "--quiet" in opts
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+def test_usage_error_is_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["certify"])
+    assert e.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_ops_and_inspect_json(capsys):
+    assert main(["ops", "--json"]) == 0
+    assert "Gemm" in json.loads(capsys.readouterr().out)
+    assert main(["inspect", str(MODELS / "mlp_relu.onnx"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nodes"]
