@@ -1,6 +1,7 @@
 """boundprop: sound bounds, Lipschitz and smoothness certificates for ONNX networks."""
 
 from boundprop.analysis import OutputBounds, output_bounds
+from boundprop.audit import AuditResult, audit
 from boundprop.certify import Certificate, certify, load_certificate
 from boundprop.checker import CertificateInvalid, CheckResult, check
 from boundprop.constants import Constants, constants
@@ -20,6 +21,8 @@ from boundprop.vnnlib import load_vnnlib
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditResult",
+    "audit",
     "Box",
     "BoundpropError",
     "Certificate",
