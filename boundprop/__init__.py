@@ -1,5 +1,6 @@
 """boundprop: sound bounds, Lipschitz and smoothness certificates for ONNX networks."""
 
+from boundprop import gn  # noqa: F401  (bp.gn.Problem, bp.gn.solve: imported on use)
 from boundprop.analysis import OutputBounds, output_bounds
 from boundprop.audit import AuditResult, audit
 from boundprop.certify import Certificate, certify, load_certificate

@@ -31,7 +31,7 @@ not verified), 2 bad input or usage, 3 internal error.
 
 
 # Modules that register subcommands (check, audit, report/compare).
-PLUGGED_COMMANDS = ("checker", "audit", "report")
+PLUGGED_COMMANDS = ("checker", "audit", "report", "gn.command")
 
 
 def _shape(text: str) -> tuple[int, ...]:

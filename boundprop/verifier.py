@@ -8,8 +8,10 @@ ulp before bounding, so the file's decimal bounds are covered however parsing ro
 
 Otherwise the unrefuted conjunctions are attacked: random points of the box (uniform and
 vertices) evaluated as one stack by the float64 IR, then a few projected ascent steps on a
-finite-difference gradient of the violation score from the best samples, and (inputs of ≤ 64
-values) a local random search with shrinking radius. Without a timeout this runs once; with one
+finite-difference gradient of the violation score from the best samples, (inputs of ≤ 64
+values) a local random search with shrinking radius, and Gauss-Newton on the hinge residual
+max(0, A·y − b + δ) of each open conjunction (``boundprop.gn.uses.MarginProblem``; random-
+subspace GN for inputs of more than 256 values). Without a timeout this runs once; with one
 it restarts with fresh samples until the deadline. A candidate becomes a counterexample only
 when onnxruntime, run on the candidate rounded to float32 (what the model computes on), gives an
 output satisfying every row of one unsafe conjunction *with no tolerance* (``A_k·y ≤ b_k``
@@ -48,6 +50,9 @@ STEP_SIZES = 10  # step sizes tried per ascent step: 0.5·0.4^k of the box width
 ASCENT_STARTS = 4  # best samples the ascent starts from
 FD_DIRECTIONS = 32  # random directions for the gradient estimate when the input is large
 ORT_CHECKS = 8  # best candidates confirmed by onnxruntime per round
+GN_MAX_ITER = 12  # Gauss-Newton iterations on the margin residual per start
+GN_FULL_INPUTS = 256  # above this input size, random-subspace GN with GN_SUBSPACE directions
+GN_SUBSPACE = 64
 
 
 @dataclass
@@ -253,6 +258,24 @@ class _Search:
                 x, sx = self.refine(x, sx, max(16, n_samples // (ASCENT_STARTS * REFINE_ROUNDS)))
                 x, sx = self.ascend(x, sx)
             if self.confirm(x[None], np.array([sx])):
+                return True
+            if self.gauss_newton(x, sx):
+                return True
+        return False
+
+    def gauss_newton(self, x: np.ndarray, s: float) -> bool:
+        """Gauss-Newton on the hinge residual of each open conjunction (``MarginProblem``),
+        from x: fits all rows of the conjunction at once where the ascent follows one score."""
+        from boundprop.gn.uses import margin_search
+
+        n = len(x)
+        for a, b in self.conjs:
+            if self.expired() or len(b) == 0:
+                continue
+            xg, _ = margin_search(self.net, self.lo, self.hi, a, b, x, max_iter=GN_MAX_ITER,
+                                  subspace_dim=None if n <= GN_FULL_INPUTS else GN_SUBSPACE)
+            sg = self.score(xg[None])
+            if self.confirm(xg[None], sg):
                 return True
         return False
 

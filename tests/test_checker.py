@@ -18,7 +18,6 @@ from boundprop.checker import CertificateInvalid, check, spectral_bound_holds
 from boundprop.cli import main
 from boundprop.exact import enclose, parse
 from boundprop.sets import default_input_set
-
 from tests.conftest import MODELS, model_id, shipped_models
 
 CNN_WORDS = ("lenet", "cnn", "vgg", "resnet", "coverage")

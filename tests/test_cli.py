@@ -9,7 +9,6 @@ import pytest
 
 from boundprop import __version__
 from boundprop.cli import build_parser, main
-
 from tests.conftest import MODELS
 
 COMMANDS = ["certify", "check", "audit", "report", "compare", "inspect"]

@@ -1,0 +1,25 @@
+"""Gauss-Newton through onnxruntime: ``bp.gn.Problem`` (the model as a black box, Jacobians by
+batched finite differences), ``bp.gn.solve`` (regularized GN / Levenberg-Marquardt, dual or
+primal steps, random-subspace GN), and its uses (input reconstruction, layer fitting, the
+certified safeguard step). See ``../shared/refs/gn.md`` for the measured facts behind it.
+
+Names are imported on first use, so ``boundprop gn --help`` and the CLI stay light."""
+
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "Problem": "oracle",
+    "Result": "solver", "gn_direction": "solver", "gn_directions_svd": "solver",
+    "solve": "solver",
+    "certified_step": "uses", "fit_layers": "uses", "last_layer_names": "uses",
+    "reconstruct_input": "uses",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"boundprop.gn.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'boundprop.gn' has no attribute '{name}'")
