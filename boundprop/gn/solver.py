@@ -726,8 +726,8 @@ def solve(problem, max_iter: int = 100, tol: float = 1e-10, damping: str = "lm",
             used = g_acc
         else:  # only the certified gradient step decreased the cost: more damping next time
             used = cand[0]
-            if damping == "lm":
-                gamma = gamma * _retry_factor("lm", 1)
+            if damping == "lm":  # as far as the skipped retries would have gone
+                gamma = gamma * _retry_factor("lm", 1 + retries)
             else:
                 gamma_hat = gamma_hat * _retry_factor("grad_norm", 1)
         entry.update(cost=float(c_new), step_norm=snorm, gamma=used, damping=1.0 / used,
