@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from boundprop.errors import BoundpropError
-from boundprop.gn.oracle import Problem, _free_batch
+from boundprop.gn.oracle import Problem, _batch_weights, _free_batch
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 D_IN, HID, D_OUT = 5, 7, 3
@@ -170,14 +170,15 @@ def test_jacobian_wrt_last_layer_weight(tmp_path):
             Ja[n * D_OUT + k, D_OUT * HID + k] = 1.0
     assert rel(J, Ja) < 1e-7
     np.testing.assert_allclose(r, (H @ w["W2"].T + w["b2"]).ravel(), atol=1e-12)
-    assert P.ort_calls == 2 * P.p + 1  # one run per point (weights are not batched)
+    assert P.batched_weights and P.batched and not P.notes
+    assert P.ort_calls == 1 and P.forward_passes == 2 * P.p + 1  # all points in one run
     with pytest.raises(NotImplementedError):
         P.exact_jacobian(P.w0)
     # float32 graph, an old IR (3) model: the initializer becomes an overridable input
     old = tmp_path / "old.onnx"
     build_mlp(old, "Tanh", ir_version=3, opset=8)
     P32 = Problem(old, variables="W2", inputs=X[:1], dtype="float32")
-    assert P32.dtype == "float32" and P32.p == D_OUT * HID
+    assert P32.dtype == "float32" and P32.p == D_OUT * HID and P32.batched_weights
     assert rel(P32.jacobian(P32.w0)[0], Ja[:D_OUT, :D_OUT * HID]) < 1e-3
 
 
@@ -348,3 +349,254 @@ def test_initializer_variables_on_training_mode_batchnorm():
     np.testing.assert_allclose(Y, ref, rtol=1e-6, atol=1e-6)
     with pytest.raises(BoundpropError, match="multiple of 4"):
         Problem(path, variables=["gemm_W_1"], inputs=X[:6])
+
+
+# ------------------------------------------------------- weight variables batched (refs §4)
+def looped(P: Problem, W: np.ndarray) -> np.ndarray:
+    """The per-point path: one run of the unbatched session per weight point."""
+    return np.stack([P._point_output(w) for w in W])
+
+
+def assert_batched_equals_looped(P: Problem, W: np.ndarray) -> np.ndarray:
+    calls = P.ort_calls
+    Y = P.outputs(W)
+    assert P.ort_calls - calls == (P._data_chunks or 1)  # one run for all K points
+    ref = looped(P, W)
+    tol = 1e-6 if P.dtype == "float32" else 1e-12
+    assert Y.shape == ref.shape == (len(W), *P.output_shape)
+    assert np.max(np.abs(Y - ref)) <= tol * np.max(np.abs(ref))
+    return Y
+
+
+def data_for(path: Path, rows: int, seed: int = 0) -> np.ndarray:
+    g = onnx.load(str(path)).graph
+    inits = {t.name for t in g.initializer}
+    vi = next(i for i in g.input if i.name not in inits)
+    dims = [d.dim_value or 1 for d in vi.type.tensor_type.shape.dim]
+    return np.random.default_rng(seed).uniform(-1, 1, (rows, *dims[1:]))
+
+
+def mlp784_problem(**kw) -> Problem:
+    import boundprop as bp
+    from boundprop.gn.uses import last_layer_names
+    from boundprop.sets import default_input_set
+
+    path = MODELS / "mlp_784_100_100_10_relu.onnx"
+    net = bp.load(path)
+    X = default_input_set(net).sample(128, np.random.default_rng(0)).reshape(128, -1)
+    return Problem(path, variables=last_layer_names(path), inputs=X,
+                   targets=np.zeros((128, 10)), **kw)
+
+
+@pytest.mark.parametrize("name,layer,rows", [
+    ("mlp_784_100_100_10_relu", "last", 16),   # Gemm transB, float64 copy
+    ("mlp_784_100_100_10_relu", "first", 4),   # Gemm, then Relu/Gemm on [K, N, h]
+    ("mlp_tanh", "last", 5),                   # MatMul weight + Add bias
+    ("mlp_tanh", "first", 5),
+    ("mlp_relu", "last", 3),                   # opset 9 MatMul
+    ("torch_mlp_gelu_dynamo", "last", 4),      # a dynamo export (Gemm, Gelu)
+    ("layernorm_mlp", "first", 2),             # rank-3 data: W padded, ReduceMean axes moved
+    ("mlp_opset9_softmax", "last", 3),         # Softmax (opset 9 axis) and Flatten moved
+    ("logsoftmax_head_opset11", "last", 3),
+    ("vgg_small_smooth_bn_train", "last", 8),  # fixed batch 4 that mixes: 2 runs per K points
+])
+@pytest.mark.parametrize("dtype", ["auto", "float32"])
+def test_batched_weight_outputs_equal_looped(name, layer, rows, dtype):
+    from boundprop.gn.uses import last_layer_names
+
+    path = MODELS / f"{name}.onnx"
+    if layer == "last":
+        names = last_layer_names(path)
+    else:
+        g = onnx.load(str(path)).graph
+        inits = {t.name for t in g.initializer}
+        first = next(n for n in g.node if n.op_type in ("Gemm", "MatMul")
+                     and any(i in inits for i in n.input))
+        names = [i for i in first.input if i in inits]
+    P = Problem(path, variables=names, inputs=data_for(path, rows), dtype=dtype)
+    assert P.batched_weights and P.batched, P.notes
+    W = P.w0 + 0.1 * np.random.default_rng(1).standard_normal((5, P.p))
+    assert_batched_equals_looped(P, W)
+    assert P.forward_passes == 5
+
+
+def test_batched_weights_match_onnxruntime_on_the_exported_graph():
+    """Independent of the oracle's sessions: float32 outputs with the last layer replaced."""
+    P = mlp784_problem(dtype="float32")
+    assert P.batched_weights and P.dtype == "float32"
+    W = P.w0 + 0.05 * np.random.default_rng(2).standard_normal((3, P.p))
+    Y = P.outputs(W)
+    model = onnx.load(str(MODELS / "mlp_784_100_100_10_relu.onnx"))
+    for y, w in zip(Y, W):
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        for t in m.graph.initializer:
+            if t.name == "gemm_W_2":
+                t.CopyFrom(numpy_helper.from_array(w[:1000].reshape(10, 100).astype(np.float32),
+                                                   t.name))
+            elif t.name == "gemm_b_2":
+                t.CopyFrom(numpy_helper.from_array(w[1000:].astype(np.float32), t.name))
+        s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        ref = np.concatenate([s.run(None, {"input": x[None].astype(np.float32)})[0]
+                              for x in P.inputs])
+        np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_last_layer_jacobian_in_one_run():
+    """mlp_784's last layer is linear in (W, b): J[n·10+k, k·100+j] = H[n, j], J[n·10+k,
+    1000+k] = 1, with H the second hidden layer; one batched run instead of p+1."""
+    P = mlp784_problem(difference="forward")
+    assert P.batched_weights and P.dtype == "float64" and (P.p, P.q) == (1010, 1280)
+    J, r = P.jacobian(P.w0)
+    assert P.ort_calls <= 3 and P.forward_passes == P.p + 1
+    init = {t.name: numpy_helper.to_array(t).astype(np.float64)
+            for t in onnx.load(str(MODELS / "mlp_784_100_100_10_relu.onnx")).graph.initializer}
+    H = np.asarray(P.inputs, dtype=np.float64)  # the float64 graph takes the data as is
+    for i in range(2):
+        H = np.maximum(H @ init[f"gemm_W_{i}"].T + init[f"gemm_b_{i}"], 0)
+    Ja = np.zeros((P.q, P.p))
+    for k in range(10):
+        Ja[k::10, k * 100:(k + 1) * 100] = H
+        Ja[k::10, 1000 + k] = 1.0
+    assert rel(J, Ja) < 1e-6
+    np.testing.assert_allclose(r, (H @ init["gemm_W_2"].T + init["gemm_b_2"]).ravel(),
+                               atol=1e-10)
+    # the looped path (one run per point) gives the same Jacobian
+    P.batched_weights = P._batched = False
+    calls = P.ort_calls
+    Jl, rl = P.jacobian(P.w0)
+    assert P.ort_calls - calls == P.p + 1
+    np.testing.assert_allclose(J, Jl, rtol=0, atol=1e-6 * np.max(np.abs(Jl)))
+    np.testing.assert_allclose(r, rl, rtol=0, atol=1e-12)
+
+
+def test_mlp_tanh_last_layer_central_jacobian():
+    path = MODELS / "mlp_tanh.onnx"
+    X = data_for(path, 6, seed=3)
+    P = Problem(path, variables=["mm_W_2", "mm_b_2"], inputs=X, targets=np.zeros((6, 4)))
+    assert P.batched_weights and P.dtype == "float64"
+    J, _ = P.jacobian(P.w0)
+    assert P.ort_calls == 1 and P.forward_passes == 2 * P.p + 1
+    init = {t.name: numpy_helper.to_array(t).astype(np.float64)
+            for t in onnx.load(str(path)).graph.initializer}
+    H = X
+    for i in range(2):
+        H = np.tanh(H @ init[f"mm_W_{i}"] + init[f"mm_b_{i}"])
+    Ja = np.zeros((P.q, P.p))  # y = H W + b with W [16, 4]: ∂y[n,k]/∂W[j,k] = H[n,j]
+    for k in range(4):
+        Ja[k::4, k:64:4] = H
+        Ja[k::4, 64 + k] = 1.0
+    assert rel(J, Ja) < 1e-8
+
+
+def test_conv_weight_falls_back_to_the_loop():
+    path = MODELS / "lenet.onnx"
+    g = onnx.load(str(path)).graph
+    conv = next(n for n in g.node if n.op_type == "Conv")
+    X = data_for(path, 2)
+    P = Problem(path, variables=[conv.input[1]], inputs=X)
+    assert not P.batched_weights and not P.batched
+    assert any("Conv" in n and "weight point" in n for n in P.notes)
+    W = P.w0 + 0.01 * np.random.default_rng(0).standard_normal((3, P.p))
+    Y = P.outputs(W)
+    assert P.ort_calls == 3 and P.forward_passes == 3
+    np.testing.assert_array_equal(Y, looped(P, W))
+    # its last layer batches
+    from boundprop.gn.uses import last_layer_names
+
+    L = Problem(path, variables=last_layer_names(path), inputs=X)
+    assert L.batched_weights
+
+
+def gemm_chain(path: Path, dtype=np.float32, tail: str | None = None):
+    """xT [D_IN, 3] → Gemm(transA, transB, α, β, C [1, HID]) → Tanh → Transpose (no perm) →
+    Gemm(transA, W2 [HID, D_OUT], C2 [D_OUT]) → y [3, D_OUT] (→ ``tail`` op)."""
+    rng = np.random.default_rng(7)
+    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    w = {"W1": rng.standard_normal((HID, D_IN)), "C1": rng.uniform(-1, 1, (1, HID)),
+         "W2": rng.standard_normal((HID, D_OUT)), "C2": rng.uniform(-1, 1, D_OUT)}
+    inits = [numpy_helper.from_array(v.astype(dtype), k) for k, v in w.items()]
+    nodes = [helper.make_node("Gemm", ["xT", "W1", "C1"], ["z"], transA=1, transB=1,
+                              alpha=0.7, beta=1.3),
+             helper.make_node("Tanh", ["z"], ["h"]),
+             helper.make_node("Transpose", ["h"], ["hT"]),
+             helper.make_node("Gemm", ["hT", "W2", "C2"], ["y" if tail is None else "g"],
+                              transA=1)]
+    if tail == "CumSum":  # a cumulative sum over the data rows: axis 0 would be K batched
+        inits.append(numpy_helper.from_array(np.array(0, np.int64), "axis"))
+        nodes.append(helper.make_node("CumSum", ["g", "axis"], ["y"]))
+    graph = helper.make_graph(nodes, "chain",
+                              [helper.make_tensor_value_info("xT", elem, [D_IN, 3])],
+                              [helper.make_tensor_value_info("y", elem, [3, D_OUT])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "auto"])
+@pytest.mark.parametrize("names", [["W1", "C1"], ["W2", "C2"], ["W1", "C1", "W2", "C2"],
+                                   ["C1"], ["W2"]])
+def test_gemm_rewrite_trans_alpha_beta(tmp_path, names, dtype):
+    path = tmp_path / "chain.onnx"
+    gemm_chain(path)
+    xT = np.random.default_rng(8).uniform(-1, 1, (D_IN, 3))
+    P = Problem(path, variables=names, inputs=xT, dtype=dtype)
+    assert P.batched_weights, P.notes
+    assert P.dtype == ("float32" if dtype == "float32" else "float64")
+    W = P.w0 + 0.3 * np.random.default_rng(9).standard_normal((4, P.p))
+    assert_batched_equals_looped(P, W)
+
+
+def test_rewritten_graph_shapes(tmp_path):
+    path = tmp_path / "chain.onnx"
+    gemm_chain(path)
+    model = onnx.load(str(path))
+    m, batched, why = _batch_weights(model, ["W1", "C1"], [(HID, D_IN), (1, HID)], "y",
+                                     np.float32)
+    assert why is None and {"z", "h", "hT", "y"} <= batched
+    ins = {vi.name: [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+           for vi in m.graph.input}
+    assert ins["W1"] == ["gn_weights", HID, D_IN] and ins["C1"] == ["gn_weights", 1, HID]
+    assert not {"W1", "C1"} & {t.name for t in m.graph.initializer}
+    assert "Gemm" not in [n.op_type for n in m.graph.node]
+    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = s.run(None, {"xT": np.ones((D_IN, 3), np.float32),
+                     "W1": np.ones((6, HID, D_IN), np.float32),
+                     "C1": np.ones((6, 1, HID), np.float32)})[0]
+    assert y.shape == (6, 3, D_OUT)
+    # a variable feeding anything but Gemm/MatMul/elementwise ops is refused with a reason
+    bad = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"])], "conv",
+                            [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                           [1, 1, 4, 4])],
+                            [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                           [1, 1, 2, 2])],
+                            [numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")])
+    conv = helper.make_model(bad, opset_imports=[helper.make_opsetid("", 13)])
+    assert _batch_weights(conv, ["w"], [(1, 1, 3, 3)], "y", np.float32)[2].startswith(
+        "'w' feeds Conv")
+
+
+def test_batch_mixing_op_downstream_is_detected(tmp_path):
+    """CumSum over axis 0 accepts the extra axis but sums over the K points: the verification
+    rejects the batched graph and the loop gives the right values."""
+    path = tmp_path / "cumsum.onnx"
+    gemm_chain(path, tail="CumSum")
+    xT = np.random.default_rng(8).uniform(-1, 1, (D_IN, 3))
+    P = Problem(path, variables=["W2", "C2"], inputs=xT, dtype="float32")
+    assert not P.batched_weights and any("differ" in n for n in P.notes)
+    W = P.w0 + 0.3 * np.random.default_rng(9).standard_normal((3, P.p))
+    Y = P.outputs(W)
+    assert P.ort_calls == 3
+    np.testing.assert_array_equal(Y, looped(P, W))
+    assert np.all(np.diff(Y[:, :, 0], axis=1) != 0)
+
+
+def test_weight_batches_are_chunked_to_the_memory_budget():
+    path = MODELS / "mlp_tanh.onnx"
+    X = data_for(path, 64)
+    P = Problem(path, variables=["mm_W_2", "mm_b_2"], inputs=X, memory_budget=60_000)
+    assert P.batched_weights and 1 < P._chunk < 20
+    W = P.w0 + 0.1 * np.random.default_rng(5).standard_normal((20, P.p))
+    Y = P.outputs(W)
+    assert P.ort_calls == -(-20 // P._chunk) and P.forward_passes == 20
+    np.testing.assert_allclose(Y, looped(P, W), rtol=0, atol=1e-12 * np.max(np.abs(Y)))

@@ -14,7 +14,13 @@ every perturbed point of one call evaluated in as few onnxruntime runs as possib
   the machine epsilon of the graph's dtype, and the *realized* perturbation (the dtype-rounded
   point minus the dtype-rounded base) divides the differences;
 - ``dtype="auto"`` runs a float64 copy of the graph when onnxruntime has double kernels for
-  all its ops (the derivatives are then 1e4–1e5 times more accurate), else the float32 graph.
+  all its ops (the derivatives are then 1e4–1e5 times more accurate), else the float32 graph;
+- initializer variables of Gemm/MatMul layers (2-D weights, their biases) are batched too
+  (refs §4 "Weights as inputs"): a rewritten copy takes each variable as a graph input
+  [K, *shape], Gemm becomes MatMul (+ Add), which broadcasts x [N, d] @ W [K, d, h] →
+  [K, N, h], and the axes of downstream ops move one axis right. It is kept only if K = 3
+  distinct points give the per-point outputs (1e-6 relative in float32, 1e-12 in float64);
+  otherwise (a Conv weight, an op that does not broadcast) one run per point, with a note.
 """
 
 from __future__ import annotations
@@ -184,6 +190,271 @@ def _expose_initializers(model, names: list[str]):
     return m
 
 
+_WEIGHT_DIM = "gn_weights"
+_BIAS_OPS = ("Add", "Sub", "Mul", "Div")  # elementwise consumers of a variable (bias, scale)
+
+
+def _tensor_ranks(model) -> dict[str, int]:
+    """Rank of every tensor of the main graph whose shape inference knows it."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        inferred = model
+    g = inferred.graph
+    ranks = {t.name: len(t.dims) for t in g.initializer}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        if vi.type.tensor_type.HasField("shape"):
+            ranks[vi.name] = len(vi.type.tensor_type.shape.dim)
+    return ranks
+
+
+_AXIS_OPS = ("Concat", "Split", "Gather", "Flatten", "Softmax", "LogSoftmax", "Hardmax",
+             "LayerNormalization", "ArgMax", "ArgMin")
+_AXES_OPS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+             "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "Squeeze",
+             "Unsqueeze")
+
+
+def _shift_axes(node, opset: int, rank, consts: dict, const):
+    """``node`` (its first input gained a leading K axis) with its non-negative axes moved
+    one axis right: ``axis``/``axes`` attributes, constant ``axes`` inputs (Reduce*, Squeeze,
+    Unsqueeze, Slice), Transpose's ``perm``, a constant Reshape target (K prepended as 0,
+    "copy this dim"). Softmax-like ops of opset < 13 get the default axis 1 written out.
+    Other nodes are returned as they are."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    op = node.op_type
+    if node.domain not in ("", "ai.onnx"):
+        return node
+    new = onnx.NodeProto()
+    new.CopyFrom(node)
+    attrs = {a.name: a for a in new.attribute}
+
+    def set_attr(name, value):
+        if name in attrs:
+            new.attribute.remove(attrs[name])
+        new.attribute.append(helper.make_attribute(name, value))
+
+    def shifted(values):
+        return [int(v) + 1 if int(v) >= 0 else int(v) for v in values]
+
+    def const_input(k):
+        name = new.input[k] if len(new.input) > k else ""
+        return numpy_helper.to_array(consts[name]) if name in consts else None
+
+    if op in _AXIS_OPS:
+        default = {"Flatten": 1, "LayerNormalization": -1}.get(op, 0)
+        if op in ("Softmax", "LogSoftmax", "Hardmax"):
+            default = 1 if opset < 13 else -1
+        axis = attrs["axis"].i if "axis" in attrs else default
+        if axis >= 0:
+            set_attr("axis", axis + 1)
+    elif op == "Slice" and opset < 10:
+        if "axes" in attrs:
+            set_attr("axes", shifted(attrs["axes"].ints))
+        elif "starts" in attrs:
+            set_attr("axes", list(range(1, len(attrs["starts"].ints) + 1)))
+    elif op in _AXES_OPS:
+        if "axes" in attrs:
+            set_attr("axes", shifted(attrs["axes"].ints))
+        elif len(new.input) > 1 and new.input[1]:
+            axes = const_input(1)
+            if axes is not None:
+                new.input[1] = const(np.array(shifted(axes.reshape(-1)), np.int64), "axes")
+    elif op == "Slice" and opset >= 10:
+        axes = const_input(3)
+        starts = const_input(1)
+        if axes is not None:
+            new.input[3] = const(np.array(shifted(axes.reshape(-1)), axes.dtype), "axes")
+        elif (len(new.input) < 4 or not new.input[3]) and starts is not None:
+            while len(new.input) < 4:
+                new.input.append("")
+            new.input[3] = const(np.arange(1, starts.size + 1, dtype=starts.dtype), "axes")
+    elif op == "Transpose":
+        if "perm" in attrs:
+            set_attr("perm", [0] + [int(p) + 1 for p in attrs["perm"].ints])
+        elif rank is not None:
+            set_attr("perm", [0] + list(range(rank, 0, -1)))
+    elif op == "Reshape" and len(new.input) > 1:
+        target = const_input(1)
+        allowzero = attrs["allowzero"].i if "allowzero" in attrs else 0
+        if target is not None and not allowzero:
+            new.input[1] = const(np.concatenate([[0], target.reshape(-1)]).astype(np.int64),
+                                 "shape")
+    return new
+
+
+def _batch_weights(model, names: list[str], shapes: list[tuple], output_name: str, dtype):
+    """A copy of ``model`` (initializers ``names`` exposed as graph inputs) evaluating K weight
+    points in one run: each variable becomes a graph input of shape [K, *shape] (its
+    initializer removed), every Gemm with a batched input becomes MatMul (+ Mul by α, β
+    when ≠ 1, + Add of C) with Transposes for transA/transB, since Gemm does not broadcast,
+    while MatMul(x, W[K, d, h]) broadcasts to [K, N, h] (W padded to [K, 1, …, d, h] when x
+    has rank > 2); a variable bias of an elementwise op is reshaped to [K, 1, …, *shape] of
+    the op's output rank + 1. Downstream ops are kept (elementwise ops broadcast over the
+    leading K) with their axes moved right (``_shift_axes``). A variable feeding any other
+    op (Conv…) is refused. Returns (model, batched tensor names, None) or (None, None,
+    reason). The caller must verify the result against per-point runs: an op with a
+    batch-mixing axis the rewrite does not know (CumSum over axis 0, LpNormalization…) may
+    accept the extra axis and compute something else."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 7:
+        return None, None, f"opset {opset} < 7 (Add does not broadcast)"
+    var_shape = dict(zip(names, (tuple(int(d) for d in s) for s in shapes)))
+    for sub in list(_graphs(g))[1:]:
+        used = {i for n in sub.node for i in n.input} & set(names)
+        if used:
+            return None, None, f"'{sorted(used)[0]}' is used inside a subgraph"
+    ranks = _tensor_ranks(model)
+    consts = {t.name: t for t in g.initializer if t.name not in var_shape}
+    consts.update({n.output[0]: a.t for n in g.node if n.op_type == "Constant"
+                   for a in n.attribute if a.name == "value"})
+    taken = {t.name for t in g.initializer} | {vi.name for vi in g.input}
+    taken |= {o for n in g.node for o in n.output}
+    extra_inits, counter = [], [0]
+
+    def fresh(stem: str) -> str:
+        while True:
+            counter[0] += 1
+            name = f"{stem}__gn_wb_{counter[0]}"
+            if name not in taken:
+                taken.add(name)
+                return name
+
+    def const(value, stem: str) -> str:
+        name = fresh(stem)
+        extra_inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def bias_of_rank(var: str, rank: int, nodes: list) -> str:
+        """[K, *shape] → [K, 1, …, 1, *shape] of rank + 1 (so it aligns with a rank-``rank``
+        operand that gained the leading K)."""
+        s = var_shape[var]
+        if len(s) > rank:
+            raise ValueError(f"'{var}' has rank {len(s)} > {rank}")
+        shape = const(np.array([-1] + [1] * (rank - len(s)) + list(s), np.int64), var)
+        out = fresh(var)
+        nodes.append(helper.make_node("Reshape", [var, shape], [out]))
+        return out
+
+    batched = set(names)
+    nodes: list = []
+    try:
+        for node in g.node:
+            ins = list(node.input)
+            if not any(i in batched for i in ins):
+                nodes.append(node)
+                continue
+            op = node.op_type
+            vars_in = [i for i in ins if i in var_shape]
+            if op == "Gemm" and node.domain in ("", "ai.onnx"):
+                a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+                A, B = ins[0], ins[1]
+                C = ins[2] if len(ins) > 2 and ins[2] else None
+                if A in var_shape:
+                    return None, None, f"'{A}' is the A input of Gemm '{node.name}'"
+                if B in var_shape and len(var_shape[B]) != 2:
+                    return None, None, f"'{B}' is not a 2-D Gemm weight"
+                if a.get("transA", 0):
+                    t = fresh(A)
+                    nodes.append(helper.make_node("Transpose", [A], [t],
+                                                  perm=[0, 2, 1] if A in batched else [1, 0]))
+                    A = t
+                if a.get("transB", 0):
+                    t = fresh(B)
+                    nodes.append(helper.make_node("Transpose", [B], [t],
+                                                  perm=[0, 2, 1] if B in batched else [1, 0]))
+                    B = t
+                alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+                y = node.output[0]
+                prod = fresh(y) if (C is not None or alpha != 1.0) else y
+                nodes.append(helper.make_node("MatMul", [A, B], [prod]))
+                if alpha != 1.0:
+                    scaled = fresh(y) if C is not None else y
+                    nodes.append(helper.make_node(
+                        "Mul", [prod, const(np.array(alpha, dtype), "alpha")], [scaled]))
+                    prod = scaled
+                if C is not None:
+                    if C in var_shape:
+                        C = bias_of_rank(C, 2, nodes)
+                    elif C in batched and ranks.get(C) != 2:
+                        return None, None, f"the batched C input of Gemm '{node.name}' " \
+                                           "is not 2-D"
+                    if beta != 1.0:
+                        t = fresh(y)
+                        nodes.append(helper.make_node(
+                            "Mul", [C, const(np.array(beta, dtype), "beta")], [t]))
+                        C = t
+                    nodes.append(helper.make_node("Add", [prod, C], [y]))
+            elif op == "MatMul" and node.domain in ("", "ai.onnx"):
+                for k, v in enumerate(ins):
+                    if v in var_shape and (k != 1 or len(var_shape[v]) != 2):
+                        return None, None, f"'{v}' is not the 2-D weight (second input) " \
+                                           f"of MatMul '{node.name}'"
+                W = ins[1]
+                r = ranks.get(ins[0])
+                if W in var_shape and (r is None or r > 2):
+                    # x [*lead, m, d] @ W [K, d, h] would pair K with lead[-1]: pad W to
+                    # [K, 1, …, 1, d, h] so the batch dims broadcast to [K, *lead]
+                    if r is None:
+                        return None, None, f"the rank of the input of MatMul '{node.name}' " \
+                                           "is unknown"
+                    new = onnx.NodeProto()
+                    new.CopyFrom(node)
+                    new.input[1] = bias_of_rank(W, r, nodes)
+                    node = new
+                nodes.append(node)
+            elif vars_in and op in _BIAS_OPS and node.domain in ("", "ai.onnx"):
+                rank = ranks.get(node.output[0])
+                if rank is None:
+                    return None, None, f"the rank of the output of {op} '{node.name}' is " \
+                                       "unknown"
+                new = onnx.NodeProto()
+                new.CopyFrom(node)
+                for k, v in enumerate(ins):
+                    if v in var_shape:
+                        new.input[k] = bias_of_rank(v, rank, nodes)
+                nodes.append(new)
+            elif vars_in:
+                return None, None, f"'{vars_in[0]}' feeds {op} '{node.name}' (only Gemm, " \
+                                   "MatMul and elementwise biases batch over weights)"
+            elif ins[0] in batched:  # downstream op: verification judges it
+                nodes.append(_shift_axes(node, opset, ranks.get(ins[0]), consts, const))
+            else:
+                nodes.append(node)
+            batched.update(o for o in node.output if o)
+    except ValueError as e:
+        return None, None, str(e)
+    if output_name not in batched:
+        return None, None, "the output does not depend on the variables"
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    mg = m.graph
+    del mg.node[:]
+    mg.node.extend(nodes)
+    keep = [t for t in mg.initializer if t.name not in var_shape]
+    elem = {t.name: t.data_type for t in mg.initializer if t.name in var_shape}
+    del mg.initializer[:]
+    mg.initializer.extend(keep + extra_inits)
+    inputs = [vi for vi in mg.input if vi.name not in var_shape]
+    inputs += [helper.make_tensor_value_info(n, elem[n], [_WEIGHT_DIM, *var_shape[n]])
+               for n in names]
+    del mg.input[:]
+    mg.input.extend(inputs)
+    for vi in mg.output:
+        vi.type.tensor_type.ClearField("shape")
+    del mg.value_info[:]
+    return m, batched, None
+
+
 def _op_of_error(message: str) -> str:
     """The op onnxruntime complains about, from its error message."""
     for pattern in (r"implementation for (\w+)\(", r"of operator \((\w+)\)", r"Op \((\w+)\)",
@@ -225,11 +496,13 @@ class Problem:
     - ``difference``: "central" (default) or "forward" finite differences.
 
     Counters: ``forward_passes`` (point evaluations) and ``ort_calls`` (``session.run``
-    calls) start at 0 after construction; the construction's own runs (dtype and batching
-    checks) are in ``setup_ort_calls``. ``notes`` says which fallbacks were taken;
-    ``batched`` whether several points share one run. ``step_scale`` (default 1) multiplies
-    the finite-difference steps of refs §2 (for ReLU/MaxPool graphs in float32 a smaller step
-    crosses fewer kinks).
+    calls; a batched run of K points counts once) start at 0 after construction; the
+    construction's own runs (dtype and batching checks) are in ``setup_ort_calls``.
+    ``notes`` says which fallbacks were taken; ``batched`` whether several points share one
+    run; ``batched_weights`` whether initializer variables run K points at once through the
+    rewritten graph (``_batch_weights``; chunked to ``memory_budget``). ``step_scale``
+    (default 1) multiplies the finite-difference steps of refs §2 (for ReLU/MaxPool graphs in
+    float32 a smaller step crosses fewer kinks).
     """
 
     def __init__(self, model: str | os.PathLike, variables: str | list[str] = "input",
@@ -481,6 +754,8 @@ class Problem:
         self.dtype = _NAME_OF_NP[self._np_dtype]
         self.eps = float(np.finfo(self._np_dtype).eps)
         self._batched = False
+        self.batched_weights = False
+        self._wsess = None
         self._data_chunks = None
         if self.variables != "input":
             self._fixed = {n: a.astype(self._feed_dtype(proto, n)) for n, a in self._data.items()}
@@ -562,26 +837,81 @@ class Problem:
         else:
             item = self._np_dtype.itemsize
             self._chunk = max(1, min(256, self.memory_budget // (4 * item * self.p)))
-            if not self._data_chunks:
-                return
-            ref = self._point_output(self.w0)
-            free = _free_batch(proto, self._data_names, self.output_name)
-            if free is None:
-                self.notes.append(f"data batch in {self._data_chunks} runs per point: the "
-                                  "graph's batch axis cannot be made symbolic")
-                return
-            saved = (self._sess, self._fixed_feeds, self._data_chunks)
+            base = proto
+            if self._data_chunks:
+                ref = self._point_output(self.w0)
+                free = _free_batch(proto, self._data_names, self.output_name)
+                if free is None:
+                    self.notes.append(f"data batch in {self._data_chunks} runs per point: the "
+                                      "graph's batch axis cannot be made symbolic")
+                else:
+                    saved = (self._sess, self._fixed_feeds, self._data_chunks)
+                    try:
+                        self._sess = self._session(free)
+                        self._fixed_feeds, self._data_chunks = [self._fixed], None
+                        got = self._point_output(self.w0)
+                        ok = self._agree(got, ref)
+                    except Exception:
+                        ok = False
+                    if ok:
+                        base = free
+                    else:
+                        self._sess, self._fixed_feeds, self._data_chunks = saved
+                        self.notes.append(f"data batch in {self._data_chunks} runs per point: "
+                                          "one batch of all rows differs from runs of the "
+                                          "graph's batch")
+            self._setup_weight_batching(base)
+
+    def _setup_weight_batching(self, proto) -> None:
+        """Initializer variables: K weight points in one run of a rewritten graph
+        (``_batch_weights``), kept only if its outputs on 3 distinct points equal per-point
+        runs (1e-6 relative in float32, 1e-12 in float64), else one run per point."""
+        try:
+            rewritten, batched, why = _batch_weights(
+                proto, self.variables, self._var_shapes, self.output_name, self._np_dtype)
+        except Exception as e:  # a graph the rewrite does not understand
+            rewritten, why = None, f"the rewrite failed ({_one_line(e, 100)})"
+        if why is None:
+            pts = self._verification_points()
+            ref = np.stack([self._point_output(w) for w in pts])
             try:
-                self._sess = self._session(free)
-                self._fixed_feeds, self._data_chunks = [self._fixed], None
-                got = self._point_output(self.w0)
-                ok = self._agree(got, ref)
-            except Exception:
-                ok = False
-            if not ok:
-                self._sess, self._fixed_feeds, self._data_chunks = saved
-                self.notes.append(f"data batch in {self._data_chunks} runs per point: one "
-                                  "batch of all rows differs from runs of the graph's batch")
+                self._wsess = self._session(rewritten)
+                got = self._weight_batch_outputs(pts.astype(self._np_dtype))
+            except Exception as e:
+                got, why = None, f"a batched run failed ({_one_line(e, 100)})"
+            if got is not None:
+                tol = {8: 1e-12, 4: 1e-6}.get(self._np_dtype.itemsize, 8 * self.eps)
+                scale = float(np.max(np.abs(ref), initial=0.0))
+                if got.shape == ref.shape and np.all(np.abs(got - ref) <= tol * scale):
+                    self.batched_weights = self._batched = True
+                    self._chunk = self._weight_points_per_run(proto, batched)
+                    return
+                why = "batched outputs differ from per-point runs (an op downstream of " \
+                      "the weights does not broadcast over the extra leading axis)"
+            self._wsess = None
+        self.notes.append(f"one onnxruntime run per weight point: {why}")
+
+    def _weight_points_per_run(self, proto, batched: set) -> int:
+        """Weight points per batched run within ``memory_budget``: per point, the variables
+        (twice: the feed and its copy) and every tensor that gains the leading K axis, plus
+        the unbatched operands of the ops producing them (inferred shapes; unknown dims
+        count as the data rows)."""
+        import onnx
+
+        rows = max([a.shape[0] for a in self._fixed_feeds[0].values() if a.ndim] or [1])
+        try:
+            g = onnx.shape_inference.infer_shapes(proto).graph
+            infos = list(g.value_info) + list(g.output) + list(g.input)
+        except Exception:
+            infos = []
+        size = {vi.name: int(np.prod([d if isinstance(d, int) and d > 0 else rows
+                                      for d in _dims(vi)])) for vi in infos}
+        total = 2 * self.p + sum(size.get(n, rows) for n in batched if n not in self.variables)
+        for node in proto.graph.node:
+            if any(o in batched for o in node.output):
+                total += sum(size.get(i, 0) for i in node.input if i and i not in batched)
+        item = self._np_dtype.itemsize
+        return max(1, self.memory_budget // (item * max(total, 1)))
 
     def _points_per_run(self, proto) -> int:
         """Points per run within ``memory_budget``: every tensor of one point's evaluation
@@ -623,6 +953,25 @@ class Problem:
         return y.reshape(n, *self.output_shape) if y.size == n * int(
             np.prod(self.output_shape)) else y.reshape(n, -1)
 
+    def _weight_batch_outputs(self, rows: np.ndarray) -> np.ndarray:
+        """Initializer variables, rewritten graph: n weight points (rows in the graph dtype)
+        in one run; the output [n, *output_shape]."""
+        n = rows.shape[0]
+        weights = {name: np.ascontiguousarray(rows[:, sl]).reshape(n, *shape)
+                   for name, sl, shape in zip(self.variables, self._var_slices,
+                                              self._var_shapes)}
+        outs = [self._run(self._wsess, {**fixed, **weights}) for fixed in self._fixed_feeds]
+        per_run = int(np.prod(self.output_shape)) // len(outs)
+        if any(y.size != n * per_run for y in outs):
+            raise BoundpropError(f"a batched weight run gave an output of shape "
+                                 f"{list(outs[0].shape)} for {n} points of shape "
+                                 f"{list(self.output_shape)}")
+        if len(outs) == 1:
+            return outs[0].reshape(n, *self.output_shape)
+        # runs of the graph's fixed batch: [n, rows of one run, …] side by side
+        return np.concatenate([y.reshape(n, -1, *self.output_shape[1:]) for y in outs],
+                              axis=1)
+
     def _evaluate(self, make, count: int) -> np.ndarray:
         """Outputs of ``count`` points; ``make(a, b)`` gives rows a..b-1 in the graph dtype."""
         out = np.empty((count, *self.output_shape))
@@ -630,7 +979,9 @@ class Problem:
         for a in range(0, count, step):
             b = min(count, a + step)
             rows = make(a, b)
-            if self._batched:
+            if self.batched_weights:
+                out[a:b] = self._weight_batch_outputs(rows)
+            elif self._batched:
                 out[a:b] = self._batched_outputs(rows)
             else:
                 for i in range(b - a):
