@@ -77,6 +77,7 @@ EVAL_ERR = 1e-10  # per-entry float64 evaluation error, relative to the largest 
 CONST_RTOL = 1e-9  # relative slack on constants (rounding of norms and denominators)
 ORT_RTOL = 1e-3  # onnxruntime (float32) vs IR (float64) agreement
 MAX_ASCENT_DIRECTIONS = 16
+GN_OUTPUT_SEARCHES = 4  # output bounds also searched by Gauss-Newton (the loosest ones)
 CORNER_DIMS = 12
 CHUNK_ENTRIES = 4_000_000  # floats of node values per evaluated chunk
 FD_MAX_DIM = 512  # finite-difference Jacobians (when an op has no reverse rule) up to this
@@ -1124,6 +1125,36 @@ class _Auditor:
         rows = rows.reshape(len(cand), 1, *self.net.output_shape)
         self._ascent(Z, js, lambda Zc, vals: rows, "ascent")
 
+    def phase_output_gauss_newton(self):
+        """Gauss-Newton (``boundprop.gn``) pushing each of the worst output bounds' coordinate
+        towards its certified value: residual max(0, ±(bound − y_i) + δ) over the box, from the
+        best witness so far; the point it ends at is measured like every other."""
+        import numpy as np
+
+        from boundprop.gn.uses import margin_search
+
+        ob = self.doc.get("output_bounds")
+        st = self.stats
+        if (not ob or self.steps == 0 or self.wrt != "input" or not st.keep
+                or not isinstance(self.region, _BoxRegion) or self.region.scale == 0):
+            return
+        up, lw = np.asarray(ob["upper"], float), np.asarray(ob["lower"], float)
+        hi, lo = st.hi[st.out].reshape(-1), st.lo[st.out].reshape(-1)
+        width = np.where(up - lw > 0, up - lw, 1.0)
+        gaps = [(float((up[i] - hi[i]) / width[i]), i, 1.0) for i in range(len(up))] + \
+               [(float((lo[i] - lw[i]) / width[i]), i, -1.0) for i in range(len(up))]
+        k_out = len(up)
+        dim = self.region.dim
+        for _, i, sgn in sorted(gaps, key=lambda t: -t[0])[:GN_OUTPUT_SEARCHES]:
+            x0 = (st.w_hi if sgn > 0 else st.w_lo)[i]
+            a = np.zeros((1, k_out))
+            a[0, i] = -sgn  # −y_i ≤ −up  (or y_i ≤ lw): reaching the certified value
+            b = np.array([-up[i] if sgn > 0 else lw[i]])
+            x, _ = margin_search(self.net, self.region.lo, self.region.hi, a, b, x0,
+                                 max_iter=max(2, self.steps // 2),
+                                 subspace_dim=None if dim <= 256 else 64)
+            self._eval(self.region.project(x)[None], "gauss-newton")
+
     def _ascent(self, Z, js, rows_fn, how, region=None):
         """Projected (signed / normalised) gradient ascent of the functionals rows_fn gives,
         every iterate measured; random search when no Jacobian is available."""
@@ -1430,6 +1461,7 @@ class _Auditor:
         self.phase_samples()
         self.phase_triples()
         self.phase_output_ascent()
+        self.phase_output_gauss_newton()
         self.phase_bound_ascent()
         self.phase_lipschitz()
         self.phase_smoothness()

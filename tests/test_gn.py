@@ -171,3 +171,13 @@ def test_gn_cli_bad_input(case, tmp_path, capsys):
     code = main(["gn", model, *args])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("boundprop: error") and err.count("\n") == 1
+
+
+def test_audit_uses_gauss_newton_for_output_bounds(tmp_path):
+    """The audit's output-bound search includes GN; what it finds stays below the bounds."""
+    net = bp.load(MODELS / "mlp_tanh.onnx")
+    bp.certify(net, default_input_set(net)).save(tmp_path / "c.json")
+    result = bp.audit(tmp_path / "c.json", MODELS / "mlp_tanh.onnx", samples=200)
+    assert result.ok
+    hows = [r.how for r in result.rows if r.quantity.startswith("output[")]
+    assert any("gauss-newton" in (h or "") for h in hows), hows
