@@ -177,17 +177,24 @@ class Certificate:
 
 def write_atomic(path: str | os.PathLike, text: str | bytes) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder renamed into
-    place: readers see the old file or the whole new one, never half of it."""
+    place: readers see the old file or the whole new one, never half of it. The file gets the
+    usual mode (mkstemp's is 0600). A missing or unwritable folder is a one-line error."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise BoundpropError(f"cannot write {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".boundprop-", suffix=".tmp", dir=folder)
+        raise BoundpropError(f"cannot write {path}: folder {folder} does not exist; create it "
+                             "or choose another output path")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".boundprop-", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise BoundpropError(f"cannot write {path}: {e.strerror or e}; choose another output "
+                             "path") from None
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a written file gets the usual mode
     try:
-        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w",
+                       **({} if isinstance(text, bytes) else {"encoding": "utf-8"})) as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:

@@ -109,33 +109,11 @@ def _short_reason(reason: Any, limit: int = 48) -> str:
 # ----------------------------------------------------------------------------- files
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _write_atomic(path: str, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder: never half a
-    file, even when interrupted."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise _error(f"cannot write '{path}': folder '{folder}' does not exist; create it or "
-                     "choose another -o path")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".boundprop-", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise _error(f"cannot write '{path}': {e.strerror or e}; choose another -o path") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Never half a file: see :func:`boundprop.certify.write_atomic`."""
+    from boundprop.certify import write_atomic
+
+    write_atomic(path, data)
 
 
 def _read_json(path: str, what: str, hint: str) -> Any:
