@@ -104,6 +104,26 @@ def _read_model(path: Path) -> onnx.ModelProto:
     return model
 
 
+def model_digest(path: str | Path, model: onnx.ModelProto | None = None) -> str:
+    """The model's sha256: of the .onnx file's bytes, or — when tensors keep their data in
+    external files — of ``"boundprop-model/1"``, the .onnx file's sha256 and, for each external
+    file in name order, its name and sha256 (so swapping a weight file changes the digest)."""
+    path = Path(path)
+    data = path.read_bytes()
+    if model is None:
+        model = onnx.load_from_string(data) if b"location" in data else None
+    locations = sorted({e.value for t in _all_tensors(model.graph)
+                        if t.data_location == onnx.TensorProto.EXTERNAL
+                        for e in t.external_data if e.key == "location"}) if model else []
+    if not locations:
+        return hashlib.sha256(data).hexdigest()
+    h = hashlib.sha256(b"boundprop-model/1\0" + hashlib.sha256(data).digest())
+    for loc in locations:
+        h.update(loc.encode() + b"\0")
+        h.update(hashlib.sha256((path.parent / loc).read_bytes()).digest())
+    return h.hexdigest()
+
+
 def _check_external_data(model: onnx.ModelProto, path: Path) -> bool:
     """Refuse external data outside the model's folder; True if the model has any."""
     base = path.parent.resolve()
@@ -543,7 +563,7 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
     _check_finite(nodes, path)
     _check_shapes(_structure_only(model), nodes, path)
     nodes, out = _simplify(nodes, out)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = model_digest(path)
     meta = {p.key: p.value for p in model.metadata_props}
     return Network(nodes=nodes, output=out, input_name=chosen.name, output_name=output_name,
                    source=str(path), sha256=digest, opset=opset, metadata=meta)

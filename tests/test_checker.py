@@ -123,6 +123,7 @@ TAMPERINGS = {
         R=_lower(d["symbolic"]["values"]["R"])),
     "narrowed output interval": lambda d: d["output_bounds"].update(
         upper=[u - 0.01 for u in d["output_bounds"]["upper"]]),
+    "NaN output bound": lambda d: d["output_bounds"]["upper"].__setitem__(0, float("nan")),
     "narrowed lower bound": lambda d: d["output_bounds"]["lower"].__setitem__(
         0, d["output_bounds"]["lower"][0] + 0.05),
     "narrowed layer interval width": lambda d: d["layers"][1].update(
@@ -327,3 +328,20 @@ def test_exact_names_are_never_sympy_objects():
     lo, hi = enclose(parse("E + gamma*beta + I"), {"E": Fraction(1), "gamma": Fraction(2),
                                                     "beta": Fraction(3), "I": Fraction(4)})
     assert lo == hi == 11
+
+
+def test_swapped_external_data_rejected(tmp_path):
+    """The model hash covers external data files: new weights under the same file names are
+    a different model."""
+    src = MODELS / "torch_mlp_dynamo_external"
+    folder = tmp_path / "m"
+    shutil.copytree(src, folder)
+    model = folder / "torch_mlp_dynamo_external.onnx"
+    make_certificate(model, "2", "global", tmp_path / "c.json")
+    assert check(tmp_path / "c.json", model)
+    data = folder / "torch_mlp_dynamo_external.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[64:68] = bytes(4)  # zero one float of some weight
+    data.write_bytes(bytes(raw))
+    with pytest.raises(CertificateInvalid, match="sha256"):
+        check(tmp_path / "c.json", model)
