@@ -1532,7 +1532,6 @@ def audit(cert, model, *, samples: int = DEFAULT_SAMPLES, steps: int = DEFAULT_S
     dict, or a :class:`boundprop.Certificate`) states about the ONNX ``model`` (a path).
 
     Raises BoundpropError for unreadable input or a certificate issued for another model."""
-    import hashlib
 
     import boundprop as bp
     from boundprop.errors import BoundpropError
@@ -1540,9 +1539,10 @@ def audit(cert, model, *, samples: int = DEFAULT_SAMPLES, steps: int = DEFAULT_S
     t0 = time.perf_counter()
     doc, where = _read_certificate(cert)
     path = os.fspath(model)
+    from boundprop.importer import model_digest
+
     try:
-        with open(path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
+        digest = model_digest(path)  # the certificate's hash: external data files included
     except FileNotFoundError:
         raise BoundpropError(f"model {path}: no such file; give the ONNX file the certificate "
                              f"was issued for ({doc['model'].get('path', '?')})") from None

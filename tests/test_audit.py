@@ -219,3 +219,16 @@ def test_lenet_params_certificate(tmp_path):
     res = audit(str(path), _model("lenet"), samples=200, steps=3)
     _assert_clean(res)
     assert res.row("lipschitz").empirical > 0
+
+
+def test_audit_model_with_external_data(tmp_path):
+    """The audit compares the model hash the way certificates record it (external data
+    files included), so a model with external data is audited, not refused."""
+    model = MODELS / "torch_mlp_dynamo_external/torch_mlp_dynamo_external.onnx"
+    net = bp.load(model)
+    try:
+        s = default_input_set(net)
+    except bp.BoundpropError:
+        s = bp.Box(-1.0, 1.0).fit(net.input_shape)
+    bp.certify(net, s).save(tmp_path / "c.json")
+    assert bp.audit(tmp_path / "c.json", model, samples=100).ok
