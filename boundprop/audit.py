@@ -1495,30 +1495,12 @@ def _as_float(x) -> float | None:
 # ------------------------------------------------------------------------------------------
 # Public API
 def _read_certificate(cert) -> tuple[dict, str | None]:
+    from boundprop.certify import read_certificate_json
     from boundprop.errors import BoundpropError
 
-    if hasattr(cert, "to_json") and not isinstance(cert, dict):
-        return cert.to_json(), None
-    if isinstance(cert, dict):
-        doc, where = cert, None
-    else:
-        where = os.fspath(cert)
-        try:
-            with open(where, encoding="utf-8") as f:
-                doc = json.load(f)
-        except FileNotFoundError:
-            raise BoundpropError(f"certificate {where}: no such file; give the JSON written by "
-                                 "'boundprop certify MODEL -o CERT.json'") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            msg = " ".join(str(e).split())[:160]
-            raise BoundpropError(f"certificate {where}: not a readable JSON document ({msg}); "
-                                 "give the file written by 'boundprop certify -o'") from None
+    doc = read_certificate_json(cert)
+    where = None if isinstance(cert, dict) or hasattr(cert, "to_json") else os.fspath(cert)
     label = where or "certificate"
-    if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith(
-            "boundprop.certificate/"):
-        raise BoundpropError(f"{label}: not a boundprop certificate (no 'schema': "
-                             "'boundprop.certificate/1'); give the file written by "
-                             "'boundprop certify -o'")
     model = doc.get("model")
     if not isinstance(model, dict) or "sha256" not in model or "layers" not in doc:
         raise BoundpropError(f"{label}: certificate lacks 'model.sha256' or 'layers'; it is "

@@ -203,12 +203,49 @@ def write_atomic(path: str | os.PathLike, text: str | bytes) -> None:
         raise
 
 
+CERTIFY_HINT = "give the JSON written by 'boundprop certify MODEL -o CERT.json'"
+
+
+def read_certificate_json(cert: str | os.PathLike | dict | Certificate) -> dict[str, Any]:
+    """The certificate document from a path, a parsed dict or a Certificate, with one-line
+    errors (unreadable file, not JSON, not an object, no boundprop schema). Only its outer
+    shape is checked here: ``bp.check`` validates the schema and the claims."""
+    if isinstance(cert, Certificate):
+        return cert.to_json()
+    if isinstance(cert, dict):
+        doc, where = cert, "certificate"
+    else:
+        where = f"certificate {os.fspath(cert)}"
+        try:
+            with open(cert, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise BoundpropError(f"{where}: no such file; {CERTIFY_HINT}") from None
+        except IsADirectoryError:
+            raise BoundpropError(f"{where} is a folder, not a JSON file; {CERTIFY_HINT}") \
+                from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise BoundpropError(f"cannot read {where}: {getattr(e, 'strerror', None) or e}; "
+                                 f"{CERTIFY_HINT}") from None
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise BoundpropError(f"{where} is not JSON ({e.msg} at line {e.lineno}); "
+                                 f"{CERTIFY_HINT}") from None
+    if not isinstance(doc, dict):
+        raise BoundpropError(f"{where} is not a boundprop certificate (a "
+                             f"{type(doc).__name__}, not a JSON object); {CERTIFY_HINT}")
+    schema = doc.get("schema")
+    if not isinstance(schema, str) or not schema.startswith("boundprop.certificate/"):
+        raise BoundpropError(f"{where} is not a valid boundprop certificate (schema "
+                             f"{schema!r}, expected '{SCHEMA}'); {CERTIFY_HINT}")
+    return doc
+
+
 def load_certificate(path: str | os.PathLike) -> Certificate:
     """Read a certificate written by :meth:`Certificate.save` (one-line error if it is not
     one). Loading does not check it: use ``bp.check(path, model)``."""
-    from boundprop.checker import _load_json
-
-    return Certificate.from_json(_load_json(path))
+    return Certificate.from_json(read_certificate_json(path))
 
 
 def certify(net: Network, input_set: InputSet | None = None, norm: str = "2",

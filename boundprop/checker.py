@@ -221,24 +221,6 @@ def _operator_matrix(op, norm: str):
 # ---------------------------------------------------------------------------------------------
 
 
-def _load_json(path: str | os.PathLike) -> dict:
-    from boundprop.errors import BoundpropError
-
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise BoundpropError(f"cannot read the certificate {path}: "
-                             f"{getattr(e, 'strerror', None) or e}") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BoundpropError(f"{path} is not JSON ({e.msg} at line {e.lineno}); is it a "
-                             "boundprop certificate?") from None
-    if not isinstance(doc, dict):
-        raise BoundpropError(f"{path} is not a boundprop certificate (not a JSON object)")
-    return doc
-
-
 def schema() -> dict:
     """The certificate's JSON Schema (shipped with the package)."""
     return json.loads((Path(__file__).parent / "schemas" / "certificate-1.schema.json")
@@ -278,7 +260,9 @@ def check(cert: str | os.PathLike | dict, model: str | os.PathLike, *,
     :class:`CertificateInvalid` (whose ``result`` names it), or returns the falsy result with
     ``raise_on_invalid=False``. Unreadable files raise :class:`boundprop.BoundpropError`."""
     t0 = time.perf_counter()
-    doc = cert if isinstance(cert, dict) else _load_json(cert)
+    from boundprop.certify import read_certificate_json
+
+    doc = read_certificate_json(cert)
     result = CheckResult(str(cert) if not isinstance(cert, dict) else "(certificate)",
                          str(model))
     try:

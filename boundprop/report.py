@@ -32,7 +32,6 @@ import time
 from typing import Any
 
 PLOT_NOTE = "plot unavailable: pip install 'boundprop[plot]'"
-CERT_SCHEMA_PREFIX = "boundprop.certificate/"
 REPORT_FORMATS = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md",
                   ".txt": "text", ".json": "json"}
 COMPARE_FORMATS = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
@@ -135,21 +134,11 @@ def _read_json(path: str, what: str, hint: str) -> Any:
 
 def load_certificate(cert: str | os.PathLike | dict) -> dict:
     """The certificate document (a dict), from a path or as given; checks its shape only."""
-    if isinstance(cert, dict):
-        doc, where = cert, "certificate"
-    else:
-        where = os.fspath(cert)
-        doc = _read_json(where, "certificate", "create one with `boundprop certify MODEL -o "
-                         "CERT.json`")
-        where = f"certificate '{where}'"
+    from boundprop.certify import read_certificate_json
+
+    doc = read_certificate_json(cert)
+    where = "certificate" if isinstance(cert, dict) else f"certificate '{os.fspath(cert)}'"
     hint = "create one with `boundprop certify MODEL -o CERT.json`"
-    if not isinstance(doc, dict):
-        raise _error(f"{where} is JSON but not a certificate (a {type(doc).__name__}, not an "
-                     f"object); {hint}")
-    schema = doc.get("schema")
-    if not isinstance(schema, str) or not schema.startswith(CERT_SCHEMA_PREFIX):
-        raise _error(f"{where} is not a boundprop certificate (schema {schema!r}, expected "
-                     f"'{CERT_SCHEMA_PREFIX}1'); {hint}")
     layers = doc.get("layers")
     if layers is not None and (not isinstance(layers, list)
                                or not all(isinstance(lc, dict) for lc in layers)):
