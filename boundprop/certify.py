@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ import sympy as sp
 from boundprop.constants import Constants, ObjectiveConstants, constants, objective_constants
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
+from boundprop.safe_io import write_atomic  # noqa: F401 - re-exported (report, gn)
 from boundprop.sets import InputSet
 
 SCHEMA = "boundprop.certificate/1"
@@ -173,34 +173,6 @@ class Certificate:
         return cls(dict(m), s, doc["norm"], doc["wrt"], doc["method"], lower, upper, c,
                    objective, tuple(doc.get("free") or ()), float(doc["elapsed_s"]),
                    doc.get("execution", "real"))
-
-
-def write_atomic(path: str | os.PathLike, text: str | bytes) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder renamed into
-    place: readers see the old file or the whole new one, never half of it. The file gets the
-    usual mode (mkstemp's is 0600). A missing or unwritable folder is a one-line error."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise BoundpropError(f"cannot write {path}: folder {folder} does not exist; create it "
-                             "or choose another output path")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".boundprop-", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise BoundpropError(f"cannot write {path}: {e.strerror or e}; choose another output "
-                             "path") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w",
-                       **({} if isinstance(text, bytes) else {"encoding": "utf-8"})) as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 CERTIFY_HINT = "give the JSON written by 'boundprop certify MODEL -o CERT.json'"

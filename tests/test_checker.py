@@ -257,7 +257,7 @@ def test_save_is_atomic(good, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(bp.BoundpropError, match="disk full"):  # one line, not a traceback
         c.save(target)
     assert target.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["c.json"]
