@@ -180,30 +180,28 @@ CERTIFY_HINT = "give the JSON written by 'boundprop certify MODEL -o CERT.json'"
 
 def read_certificate_json(cert: str | os.PathLike | dict | Certificate) -> dict[str, Any]:
     """The certificate document from a path, a parsed dict or a Certificate, with one-line
-    errors (unreadable file, not JSON, not an object, no boundprop schema). Only its outer
-    shape is checked here: ``bp.check`` validates the schema and the claims."""
+    errors (unreadable or non-regular file, not JSON, duplicate keys, NaN/Infinity, numbers
+    beyond float range, nesting too deep, not an object, no boundprop schema). A dict is
+    re-serialised and parsed the same way (a private copy). Only its outer shape is checked
+    here: ``bp.check`` validates the schema and the claims."""
+    from boundprop.safe_io import read_input_text
+    from boundprop.strict_json import loads_strict
+
     if isinstance(cert, Certificate):
-        return cert.to_json()
+        cert = cert.to_json()
     if isinstance(cert, dict):
-        doc, where = cert, "certificate"
+        where = "certificate"
+        try:
+            text = json.dumps(cert, allow_nan=False)
+        except (ValueError, TypeError, RecursionError) as e:
+            msg = "nested too deeply" if isinstance(e, RecursionError) else \
+                " ".join(str(e).split())[:120]
+            raise BoundpropError(f"{where} is not valid JSON data ({msg}); {CERTIFY_HINT}") \
+                from None
     else:
         where = f"certificate {os.fspath(cert)}"
-        try:
-            with open(cert, encoding="utf-8") as f:
-                text = f.read()
-        except FileNotFoundError:
-            raise BoundpropError(f"{where}: no such file; {CERTIFY_HINT}") from None
-        except IsADirectoryError:
-            raise BoundpropError(f"{where} is a folder, not a JSON file; {CERTIFY_HINT}") \
-                from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise BoundpropError(f"cannot read {where}: {getattr(e, 'strerror', None) or e}; "
-                                 f"{CERTIFY_HINT}") from None
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise BoundpropError(f"{where} is not JSON ({e.msg} at line {e.lineno}); "
-                                 f"{CERTIFY_HINT}") from None
+        text = read_input_text(cert, "certificate", hint=CERTIFY_HINT)
+    doc = loads_strict(text, where, CERTIFY_HINT)
     if not isinstance(doc, dict):
         raise BoundpropError(f"{where} is not a boundprop certificate (a "
                              f"{type(doc).__name__}, not a JSON object); {CERTIFY_HINT}")
