@@ -11,7 +11,8 @@ import numpy as np
 
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
-from boundprop.ops.base import AffinePrimitive, PermutationPrimitive
+from boundprop.ops.base import AffinePrimitive, PermutationPrimitive, box_max_abs
+from boundprop.rounding import FLOAT32_SAFE_MAX
 from boundprop.sets import InputSet, L2Ball
 
 METHODS = ("interval", "linear")
@@ -31,6 +32,7 @@ class OutputBounds:
     layers: list[tuple[np.ndarray, np.ndarray]] = field(repr=False)
     elapsed_s: float = 0.0
     execution: str = "real"
+    note: str | None = None  # e.g. which node may overflow float32 (bounds then ±inf)
 
     @property
     def width(self) -> np.ndarray:
@@ -150,13 +152,45 @@ def interval_bounds(net: Network, input_set: InputSet, execution: str = "real",
     start = 0
     if isinstance(s, L2Ball) and execution == "real":
         start = _l2_first_affine(net, s, bounds)
-    for node in net.nodes[start + 1:]:
+    # float32: nodes whose float32 evaluation may overflow, and everything downstream of them
+    # (inf − inf = NaN), have no finite enclosure: their bounds are (−∞, ∞).
+    overflow = set()
+    if execution == "float32" and not box_max_abs(bounds[0]) <= FLOAT32_SAFE_MAX:
+        overflow.add(0)
+        bounds[0] = unbounded(net.input_shape)
+    for k, node in enumerate(net.nodes[start + 1:], start=start + 1):
+        if overflow.intersection(node.inputs):
+            overflow.add(k)
+            bounds.append(unbounded(node.shape))
+            continue
         boxes = [(bounds[i][0][None], bounds[i][1][None]) for i in node.inputs]
         lo, hi = node.op.interval(*boxes)
         if execution == "float32":
-            lo, hi = widen(lo, hi, node.op.float32_error(boxes, (lo, hi)))
+            err = node.op.float32_error(boxes, (lo, hi))
+            lo, hi = widen(lo, hi, err)
+            if not node.op.float32_overflow_free(boxes, (lo, hi), err):
+                overflow.add(k)
+                lo, hi = unbounded((1, *node.shape))
         bounds.append(sanitize(lo[0], hi[0]))
     return bounds
+
+
+def unbounded(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(−∞, ∞) everywhere: no enclosure (e.g. float32 evaluation may overflow)."""
+    return np.full(shape, -np.inf), np.full(shape, np.inf)
+
+
+def float32_overflow_note(net: Network, layers: list[tuple[np.ndarray, np.ndarray]]
+                          ) -> str | None:
+    """For float32-mode enclosures: which node first may overflow float32 (its bounds, and
+    those of every node downstream, are then infinite), or None."""
+    for k, (lo, hi) in enumerate(layers):
+        if not np.all(np.isfinite(lo) & np.isfinite(hi)):
+            node = net.nodes[k]
+            return (f"node '{node.name}' ({node.onnx_op or node.op.kind}) may overflow float32 "
+                    f"(|value| beyond {FLOAT32_SAFE_MAX:.3g}) on this input set: its float32 "
+                    "outputs and everything downstream are not enclosed (bounds ±inf)")
+    return None
 
 
 def output_bounds(net: Network, input_set: InputSet, method: str = "linear",
@@ -184,7 +218,8 @@ def output_bounds(net: Network, input_set: InputSet, method: str = "linear",
     lo, hi = layers[net.output]
     return OutputBounds(lower=lo, upper=hi, method=method, input_set=input_set.fit(
         net.input_shape), layers=layers, elapsed_s=time.perf_counter() - t0,
-        execution=execution)
+        execution=execution,
+        note=float32_overflow_note(net, layers) if execution == "float32" else None)
 
 
 def interval_matvec(c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray,
@@ -192,6 +227,14 @@ def interval_matvec(c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.n
     """Bounds of C·y for y in the box [lo, hi] (C of shape (K, n)), rounded outward."""
     from boundprop.rounding import gamma, widen
 
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        # 0·∞ is NaN in floats; rows touching an infinite end get no bound
+        lo_f, hi_f = np.where(np.isfinite(lo), lo, 0.0), np.where(np.isfinite(hi), hi, 0.0)
+        low, up = interval_matvec(c, lo_f, hi_f)
+        cp, cn = np.maximum(c, 0.0), -np.minimum(c, 0.0)
+        neg_inf = cp @ ~np.isfinite(lo) + cn @ ~np.isfinite(hi)
+        pos_inf = cp @ ~np.isfinite(hi) + cn @ ~np.isfinite(lo)
+        return np.where(neg_inf != 0, -np.inf, low), np.where(pos_inf != 0, np.inf, up)
     cp, cn = np.maximum(c, 0.0), np.minimum(c, 0.0)
     low = cp @ lo + cn @ hi
     up = cp @ hi + cn @ lo

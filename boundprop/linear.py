@@ -179,6 +179,9 @@ class BackSubstitution:
         from boundprop.rounding import widen
 
         for k, node in enumerate(net.nodes[1:], start=1):
+            if self._overflows(k):  # float32 overflow possible here: no enclosure, no rows
+                self.bounds.append(self.ibp[k])
+                continue
             boxes = self._boxes(k)
             lo, hi = node.op.interval(*boxes)
             if self.execution == "float32":
@@ -205,8 +208,18 @@ class BackSubstitution:
             self.linear_nodes.append(k)
         spec_bounds = None
         if spec is not None:
-            spec_bounds = self.node_bounds(net.output, np.asarray(spec, dtype=np.float64))
+            spec = np.atleast_2d(np.asarray(spec, dtype=np.float64))
+            if self._overflows(net.output):
+                spec_bounds = (np.full(spec.shape[0], -np.inf), np.full(spec.shape[0], np.inf))
+            else:
+                spec_bounds = self.node_bounds(net.output, spec)
         return self.bounds, spec_bounds
+
+    def _overflows(self, k: int) -> bool:
+        """float32 mode: the interval pass found that node k's float32 evaluation may
+        overflow (or follows one that may); its enclosure is then (−∞, ∞) and stays so."""
+        lo, hi = self.ibp[k]
+        return self.execution == "float32" and not np.all(np.isfinite(lo) & np.isfinite(hi))
 
 
 def linear_bounds(net: Network, input_set: InputSet, spec: np.ndarray | None = None,

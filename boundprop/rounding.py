@@ -57,6 +57,11 @@ def widen_elementary(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.nda
 FLOAT32_UNIT_ROUNDOFF = 2.0**-24
 FLOAT32_ELEMENTARY_RELATIVE_ERROR = 2.0**-18
 FLOAT32_ABSOLUTE = 2.0**-120
+# Past this magnitude a float32 value (or an intermediate a kernel forms on the way to it) may
+# overflow to ±inf, and then anything downstream may be inf or NaN: no finite enclosure holds.
+# A quarter of the largest float32 leaves room for the small constant factors kernels apply.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_SAFE_MAX = FLOAT32_MAX / 4
 
 
 def gamma32(n: int) -> float:

@@ -20,6 +20,7 @@ from boundprop.ops.base import (
     Value,
     as_str,
     attr,
+    box_max_abs,
     const_value,
     float_array,
     onnx_converter,
@@ -542,6 +543,14 @@ class Activation(Primitive):
             slope = max(slope, abs(self.params["alpha"]) * self.params.get("gamma", 1.0) * 2)
         arg = slope * FLOAT32_UNIT_ROUNDOFF * np.maximum(np.abs(lo), np.abs(hi))
         return rel * mag + arg + FLOAT32_ABSOLUTE
+
+    def float32_overflow_free(self, boxes, out, err) -> bool:
+        """Elementwise kernels stay finite wherever input and output do (checked against
+        onnxruntime up to |x| = 3e38 for every activation here; an intermediate that
+        overflows, e.g. x³ in the tanh-GELU, saturates the result to its finite limit)."""
+        from boundprop.rounding import FLOAT32_SAFE_MAX
+
+        return box_max_abs(out) <= FLOAT32_SAFE_MAX and box_max_abs(boxes[0]) <= FLOAT32_SAFE_MAX
 
     def interval(self, box):
         """Exact image of each [l, u]: σ is monotone between its critical points, so the extremes

@@ -73,6 +73,19 @@ class Primitive:
         mag = np.maximum(np.abs(out[0]), np.abs(out[1]))
         return 8 * FLOAT32_ELEMENTARY_RELATIVE_ERROR * mag + FLOAT32_ABSOLUTE
 
+    def float32_overflow_free(self, boxes: list[Interval], out: Interval,
+                              err: np.ndarray) -> bool:
+        """Whether float32 evaluation provably stays finite (below FLOAT32_SAFE_MAX = max/4)
+        for inputs in ``boxes``, given the (float32-widened) output enclosure ``out`` and
+        the node's ``float32_error`` bound ``err``. The default covers ops whose kernels form
+        products of two inputs summed over at most n terms (bilinear maps, squares in
+        normalisations): max|input|²·n and max|output| must stay below the limit."""
+        from boundprop.rounding import FLOAT32_SAFE_MAX
+
+        n = sum(int(np.prod(b[0].shape)) for b in boxes) + 1
+        top = max((box_max_abs(b) for b in boxes), default=0.0)
+        return box_max_abs(out) <= FLOAT32_SAFE_MAX and top * top * n <= FLOAT32_SAFE_MAX
+
     def parameters(self) -> dict[str, np.ndarray]:
         """Learned parameters (weights, biases, affine constants) of this primitive."""
         return {}
@@ -95,6 +108,15 @@ class Primitive:
         return [(c_i, r_i)] enclosing J_out·∂(node)/∂(input i) for every Clarke Jacobian of
         the node on ``boxes``. None: no rule (the enclosure method then does not apply)."""
         return None
+
+
+def box_max_abs(box: Interval) -> float:
+    """max |x| over the box (inf if any end is infinite or NaN)."""
+    lo, hi = box
+    if lo.size == 0:
+        return 0.0
+    m = float(max(np.max(np.abs(lo)), np.max(np.abs(hi))))
+    return m if m == m else float("inf")
 
 
 class AffinePrimitive(Primitive):
@@ -141,6 +163,15 @@ class AffinePrimitive(Primitive):
         if self.offset is not None:
             mag = mag + np.abs(self.offset)
         return gamma32(self.fan_in + 2) * mag + FLOAT32_ABSOLUTE
+
+    def float32_overflow_free(self, boxes, out, err) -> bool:
+        """Every partial sum of A x + b is at most mag = |A||x| + |b| in magnitude, and
+        ``float32_error`` is γ·mag + tiny, so mag ≤ err/γ: both it and the output must stay
+        below FLOAT32_SAFE_MAX."""
+        from boundprop.rounding import FLOAT32_SAFE_MAX, gamma32
+
+        mag = float(np.max(err, initial=0.0)) / gamma32(self.fan_in + 2)
+        return box_max_abs(out) <= FLOAT32_SAFE_MAX and mag <= FLOAT32_SAFE_MAX
 
     def backward_linear(self, lam: np.ndarray, relax, boxes):
         """Λ·(A z + b) = (AᵀΛ)·z + Λ·b; the float error of AᵀΛ is at most γ_n|Λ|·(|A||z|),
@@ -310,6 +341,12 @@ class PermutationPrimitive(AffinePrimitive):
         if self.offset is None:
             return np.zeros((1, *self.out_shape))
         return super().float32_error(boxes, out)
+
+    def float32_overflow_free(self, boxes, out, err) -> bool:
+        """Copies are exact; only the output (inputs plus constant offsets) can be too big."""
+        from boundprop.rounding import FLOAT32_SAFE_MAX
+
+        return box_max_abs(out) <= FLOAT32_SAFE_MAX
 
     def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
         return self.adjoint(lam)
