@@ -14,14 +14,19 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import tempfile
+import warnings
 from collections.abc import Iterable
+
+import numpy as np
 
 from boundprop.errors import BoundpropError
 
 MAX_TEXT_INPUT_BYTES = 256 * 2**20  # certificates, properties, text arrays
+MAX_ARRAY_INPUT_BYTES = 2**30  # .npy / .txt arrays (input sets, data batches, targets)
 
 
 def _os_reason(e: OSError) -> str:
@@ -57,8 +62,8 @@ def check_input_file(path: str | os.PathLike, what: str,
     if stat.S_ISDIR(st.st_mode):
         raise BoundpropError(f"{where} is a folder, not a file{tail}")
     if not stat.S_ISREG(st.st_mode):
-        raise BoundpropError(f"{where} is not a regular file (a device, FIFO or socket); "
-                             f"give a file{tail}")
+        raise BoundpropError(f"{where} is not a regular file (a device, FIFO or socket)"
+                             f"{tail or '; give a regular file'}")
     if st.st_size > max_bytes:
         raise BoundpropError(f"{where} is {st.st_size / 2**20:.0f} MiB, over the "
                              f"{max_bytes / 2**20:.0f} MiB limit for a {what}{tail}")
@@ -93,6 +98,35 @@ def read_input_text(path: str | os.PathLike, what: str,
         tail = f"; {hint}" if hint else ""
         raise BoundpropError(f"{what} {_short(path)} is not UTF-8 text (byte {e.start})"
                              f"{tail}") from None
+
+
+def load_array(path: str | os.PathLike, what: str,
+               max_bytes: int = MAX_ARRAY_INPUT_BYTES) -> np.ndarray:
+    """The real-valued array in the regular file ``path``: a ``.npy`` file (read as bytes
+    first, then parsed with ``allow_pickle=False``, so no code runs and a FIFO or device never
+    hangs) or whitespace-separated text. Booleans and integers are accepted (cast to float64
+    by the caller), anything else (strings, objects, complex numbers) is a one-line
+    :class:`BoundpropError`."""
+    hint = "give a .npy file or a text file of numbers"
+    data = read_input_bytes(path, what, max_bytes, hint)
+    where = f"{what} {_short(path)}"
+    try:
+        if os.fspath(path).endswith(".npy") or data[:6] == b"\x93NUMPY":
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "input contained no data": refused below
+                arr = np.loadtxt(io.StringIO(data.decode("utf-8")), dtype=np.float64)
+    except (ValueError, UnicodeDecodeError, EOFError, OSError) as e:
+        reason = " ".join(str(e).split())[:160]
+        raise BoundpropError(f"{where} is not a readable array ({reason}); {hint}") from None
+    if not isinstance(arr, np.ndarray):  # np.load of an .npz archive
+        raise BoundpropError(f"{where} is an .npz archive, not one array; {hint}")
+    if arr.dtype.kind not in "biuf":
+        raise BoundpropError(f"{where} holds {arr.dtype} values, not real numbers; {hint}")
+    if arr.size == 0:
+        raise BoundpropError(f"{where} holds no numbers; {hint}")
+    return arr
 
 
 def _same_file(a: str, b: str | os.PathLike) -> bool:

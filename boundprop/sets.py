@@ -24,13 +24,67 @@ class InputSetError(BoundpropError):
 
 
 def _finite_array(name: str, a: Any) -> np.ndarray:
+    """``a`` as a float64 array; a one-line :class:`InputSetError` if it is not real-valued or
+    holds a NaN or an infinity (a set must be bounded and well defined)."""
     try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputSetError(f"input set {name} is not numeric") from None
-    if not np.all(np.isfinite(arr)):
-        raise InputSetError(f"input set {name} contains NaN or infinite values")
+        arr = np.asarray(a)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise InputSetError(f"input set {name} is not real-valued ({type(a).__name__}); give "
+                            "numbers") from None
+    bad = ~np.isfinite(arr)
+    if np.any(bad):
+        k = int(np.argmax(bad.reshape(-1)))
+        v = arr.reshape(-1)[k]
+        at = "" if arr.ndim == 0 else f" at flat index {k}"
+        raise InputSetError(f"input set {name} is not finite (NaN or ±inf){at}: {v}; the set "
+                            "must be bounded: give finite numbers")
     return arr
+
+
+def _scalar(name: str, x: Any) -> float:
+    """A finite real number ``x`` (a radius): one-line error otherwise."""
+    arr = _finite_array(name, x)
+    if arr.size != 1:
+        raise InputSetError(f"input set {name} must be one number, got an array of shape "
+                            f"{arr.shape}")
+    return float(arr.reshape(-1)[0])
+
+
+def _clip_range(clip: Any) -> tuple[float, float] | None:
+    """The clip range (lo, hi) of an ℓ∞ ball: two numbers, lo ≤ hi, never NaN; an infinite
+    end is no clipping on that side, and (-inf, inf) is no clipping at all (None)."""
+    if clip is None:
+        return None
+    try:
+        if isinstance(clip, (str, bytes)) or len(clip) != 2:
+            raise TypeError
+        lo, hi = (float(v) for v in clip)
+    except (TypeError, ValueError, OverflowError):
+        raise InputSetError(f"clip range {clip!r} is not two numbers [LO, HI]") from None
+    if np.isnan(lo) or np.isnan(hi):
+        raise InputSetError(f"clip range [{lo}, {hi}] contains NaN; give two numbers LO ≤ HI")
+    if lo > hi:
+        raise InputSetError(f"clip range [{lo:g}, {hi:g}] is empty (LO > HI); give LO ≤ HI")
+    if lo == -np.inf and hi == np.inf:
+        return None
+    return lo, hi
+
+
+def _json_number(x: float) -> float | str:
+    """A float for JSON: ±inf as the strings "inf" / "-inf" (JSON has no infinity)."""
+    return x if np.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def _uniform_in(lo: np.ndarray, hi: np.ndarray, n: int, shape: tuple[int, ...],
+                rng: np.random.Generator | None) -> np.ndarray:
+    """n points uniform in the box [lo, hi]: lo·(1 − u) + hi·u, which cannot overflow when
+    hi − lo does (a box [−1e308, 1e308]), clipped into the box against rounding."""
+    rng = rng or np.random.default_rng()
+    u = rng.random((n, *shape))
+    return np.clip(lo * (1.0 - u) + hi * u, lo, hi)
 
 
 class InputSet:
@@ -75,7 +129,7 @@ class Box(InputSet):
     upper_: Any
 
     def __init__(self, lower: Any, upper: Any) -> None:
-        lo, hi = _finite_array("lower bound", lower), _finite_array("upper bound", upper)
+        lo, hi = _finite_array("box lower bound", lower), _finite_array("box upper bound", upper)
         try:
             lo_b, hi_b = np.broadcast_arrays(lo, hi)
         except ValueError:
@@ -103,8 +157,7 @@ class Box(InputSet):
                    self._check_shape(self.upper_, shape, "upper bound"))
 
     def sample(self, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
-        rng = rng or np.random.default_rng()
-        return self.lower_ + (self.upper_ - self.lower_) * rng.random((n, *self.shape))
+        return _uniform_in(self.lower_, self.upper_, n, self.shape, rng)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "box", "lower": self.lower_.reshape(-1).tolist(),
@@ -124,16 +177,19 @@ class LinfBall(InputSet):
     clip: tuple[float, float] | None = None
 
     def __init__(self, center: Any, eps: float, clip: tuple[float, float] | None = None):
-        c = _finite_array("center", center)
-        e = float(_finite_array("radius", eps))
+        c = _finite_array("ℓ∞ ball center", center)
+        e = _scalar("ℓ∞ ball radius", eps)
         if e < 0:
-            raise InputSetError(f"ℓ∞ ball radius {e:g} is negative")
+            raise InputSetError(f"ℓ∞ ball radius {e:g} is negative; give a radius ≥ 0")
+        clip = _clip_range(clip)
         if clip is not None:
-            clip = (float(clip[0]), float(clip[1]))
-            if clip[0] > clip[1]:
-                raise InputSetError(f"clip range {clip} is empty")
-            if np.any(c + e < clip[0]) or np.any(c - e > clip[1]):
-                raise InputSetError("the ℓ∞ ball does not meet the clip range: the set is empty")
+            with np.errstate(over="ignore"):
+                out = (c + e < clip[0]) | (c - e > clip[1])
+            if np.any(out):
+                k = int(np.argmax(out.reshape(-1)))
+                raise InputSetError(f"the ℓ∞ ball misses the clip range [{clip[0]:g}, "
+                                    f"{clip[1]:g}] at flat index {k} (center "
+                                    f"{c.reshape(-1)[k]:g}, radius {e:g}): the set is empty")
         object.__setattr__(self, "center", c)
         object.__setattr__(self, "eps", e)
         object.__setattr__(self, "clip", clip)
@@ -142,27 +198,27 @@ class LinfBall(InputSet):
     @property
     def lower(self) -> np.ndarray:
         # Rounded outward: the box must contain the real ball.
-        lo = np.nextafter(self.center - self.eps, -np.inf)
+        with np.errstate(over="ignore"):  # a huge radius: the box is infinite, still sound
+            lo = np.nextafter(self.center - self.eps, -np.inf)
         return lo if self.clip is None else np.clip(lo, *self.clip)
 
     @property
     def upper(self) -> np.ndarray:
-        hi = np.nextafter(self.center + self.eps, np.inf)
+        with np.errstate(over="ignore"):
+            hi = np.nextafter(self.center + self.eps, np.inf)
         return hi if self.clip is None else np.clip(hi, *self.clip)
 
     def fit(self, shape: tuple[int, ...]) -> LinfBall:
         return LinfBall(self._check_shape(self.center, shape, "center"), self.eps, self.clip)
 
     def sample(self, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
-        rng = rng or np.random.default_rng()
-        lo, hi = self.lower, self.upper
-        return lo + (hi - lo) * rng.random((n, *self.shape))
+        return _uniform_in(self.lower, self.upper, n, self.shape, rng)
 
     def to_json(self) -> dict[str, Any]:
         d = {"kind": "linf", "center": self.center.reshape(-1).tolist(), "eps": self.eps,
              "shape": list(self.shape)}
         if self.clip is not None:
-            d["clip"] = list(self.clip)
+            d["clip"] = [_json_number(v) for v in self.clip]
         return d
 
 
@@ -174,21 +230,23 @@ class L2Ball(InputSet):
     radius: float
 
     def __init__(self, center: Any, radius: float):
-        c = _finite_array("center", center)
-        r = float(_finite_array("radius", radius))
+        c = _finite_array("ℓ2 ball center", center)
+        r = _scalar("ℓ2 ball radius", radius)
         if r < 0:
-            raise InputSetError(f"ℓ2 ball radius {r:g} is negative")
+            raise InputSetError(f"ℓ2 ball radius {r:g} is negative; give a radius ≥ 0")
         object.__setattr__(self, "center", c)
         object.__setattr__(self, "radius", r)
         object.__setattr__(self, "shape", c.shape)
 
     @property
     def lower(self) -> np.ndarray:
-        return np.nextafter(self.center - self.radius, -np.inf)
+        with np.errstate(over="ignore"):
+            return np.nextafter(self.center - self.radius, -np.inf)
 
     @property
     def upper(self) -> np.ndarray:
-        return np.nextafter(self.center + self.radius, np.inf)
+        with np.errstate(over="ignore"):
+            return np.nextafter(self.center + self.radius, np.inf)
 
     def fit(self, shape: tuple[int, ...]) -> L2Ball:
         return L2Ball(self._check_shape(self.center, shape, "center"), self.radius)
@@ -200,7 +258,9 @@ class L2Ball(InputSet):
         g = rng.standard_normal((n, d))
         g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-300)
         r = self.radius * rng.random((n, 1)) ** (1.0 / d)
-        return self.center + (g * r).reshape((n, *self.shape))
+        with np.errstate(over="ignore"):
+            return np.clip(self.center + (g * r).reshape((n, *self.shape)), self.lower,
+                           self.upper)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "l2", "center": self.center.reshape(-1).tolist(),
@@ -229,8 +289,17 @@ def input_set_from_json(doc: dict[str, Any] | str, shape: tuple[int, ...] | None
             raise InputSetError(f"unknown input set kind '{kind}' (box, linf, l2)")
     except KeyError as e:
         raise InputSetError(f"input set of kind '{kind}' lacks the field {e}") from None
-    shape = shape or (tuple(doc["shape"]) if "shape" in doc else None)
+    shape = shape or (_json_shape(doc["shape"]) if "shape" in doc else None)
     return s.fit(tuple(shape)) if shape is not None else s
+
+
+def _json_shape(shape: Any) -> tuple[int, ...]:
+    """A shape read from JSON: a list of non-negative integers (one-line error otherwise)."""
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
+                                              and 0 <= d < 2**31 for d in shape):
+        raise InputSetError(f"input set shape {str(shape)[:60]} is not a list of non-negative "
+                            "integers")
+    return tuple(shape)
 
 
 def default_input_set(net) -> InputSet:
