@@ -123,7 +123,6 @@ TAMPERINGS = {
         R=_lower(d["symbolic"]["values"]["R"])),
     "narrowed output interval": lambda d: d["output_bounds"].update(
         upper=[u - 0.01 for u in d["output_bounds"]["upper"]]),
-    "NaN output bound": lambda d: d["output_bounds"]["upper"].__setitem__(0, float("nan")),
     "narrowed lower bound": lambda d: d["output_bounds"]["lower"].__setitem__(
         0, d["output_bounds"]["lower"][0] + 0.05),
     "narrowed layer interval width": lambda d: d["layers"][1].update(
