@@ -364,6 +364,9 @@ def run_checker(cert: str | os.PathLike | dict, model_path: str) -> dict:
     items = getattr(result, "items", None)
     if valid and isinstance(items, list) and not out["reason"]:
         out["reason"] = f"{len(items)} items re-verified"
+    unverified = getattr(result, "unverified", None)
+    if isinstance(unverified, list) and unverified:
+        out["unverified"] = [str(u) for u in unverified]  # fields no check item covers
     return out
 
 
@@ -376,6 +379,8 @@ def _verdict_lines(check: dict | None, audit: dict | None) -> list[tuple[str, st
         if check.get("reason") and status != "unavailable":
             text += f" ({check['reason']})" if status == "valid" else f": {check['reason']}"
         out.append(("independent checker", text))
+        if check.get("unverified"):
+            out.append(("not verified by the checker", ", ".join(check["unverified"])))
     if audit is not None:
         rows, violated = _audit_rows(audit)
         if rows or audit.get("violations") is not None:
