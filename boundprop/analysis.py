@@ -140,6 +140,7 @@ def interval_bounds(net: Network, input_set: InputSet, execution: str = "real",
 
     _check_execution(execution)
     s = input_set.fit(net.input_shape)
+    net.check_memory("interval")
     if _interval_engine(net, s, execution, engine) == "onnxruntime":
         from boundprop.fast_interval import FastIntervalUnavailable, interval_bounds_ort
 

@@ -528,6 +528,7 @@ class OrtIntervalEngine:
         self.graph_nodes = len(b.nodes)
         self.build_s = time.perf_counter() - t0
         t0 = time.perf_counter()
+        ort.set_default_logger_severity(3)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3

@@ -25,8 +25,13 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from boundprop.errors import InputShapeError, ModelLoadError, UnsupportedModelError
-from boundprop.ir import InputPrimitive, Network, Node
+from boundprop.errors import (
+    BoundpropError,
+    InputShapeError,
+    ModelLoadError,
+    UnsupportedModelError,
+)
+from boundprop.ir import InputPrimitive, Network, Node, check_node_memory, memory_budget
 from boundprop.ops import CONVERTERS, supported_onnx_ops
 from boundprop.ops.affine import ElementwiseAffine
 from boundprop.ops.base import AffinePrimitive, Const, ConversionContext, Primitive, Tensor
@@ -43,24 +48,6 @@ class _Unknown:
 
 UNKNOWN = _Unknown()
 _PASS_THROUGH = {"Identity", "Dropout", "Shape", "Size", "Constant"}
-
-
-def _available_memory_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 16 * 2**30
-
-
-def _memory_budget() -> int:
-    env = os.environ.get("BOUNDPROP_MAX_MEMORY_BYTES")
-    if env:
-        return int(float(env))
-    return int(0.8 * _available_memory_bytes())
 
 
 def _all_tensors(graph: onnx.GraphProto):
@@ -154,7 +141,7 @@ def _check_memory(model: onnx.ModelProto, path: Path) -> None:
     n_bytes = sum(_tensor_nbytes(t) for t in _all_tensors(model.graph))
     # Parameters are held once as loaded and once in float64 by the IR.
     need = n_bytes * 3
-    budget = _memory_budget()
+    budget = memory_budget()
     if need > budget:
         raise ModelLoadError(
             f"{path}: its {n_bytes / 2**30:.2f} GiB of weights need about {need / 2**30:.1f} GiB "
@@ -214,15 +201,43 @@ def _upgrade(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
 
 
 def _static_shape(vi: onnx.ValueInfoProto) -> tuple[tuple[int | None, ...], list[str]]:
+    """The declared dims (None where symbolic or unset) and how to show them ('batch', 784)."""
     dims, names = [], []
     for d in vi.type.tensor_type.shape.dim:
-        if d.HasField("dim_value") and d.dim_value > 0:
+        if d.HasField("dim_value"):
             dims.append(int(d.dim_value))
             names.append(str(d.dim_value))
         else:
             dims.append(None)
-            names.append(d.dim_param or "?")
+            names.append(repr(d.dim_param) if d.dim_param else "?")
     return tuple(dims), names
+
+
+def _check_declarations(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse an opset newer than this onnx knows (onnxruntime refuses it too) and negative
+    dims declared for any value or initializer (nothing has a negative size)."""
+    newest = onnx.defs.onnx_opset_version()
+    if _opset(model) > newest:
+        raise UnsupportedModelError(
+            f"{path}: default-domain opset {_opset(model)} is newer than the newest this "
+            f"installation supports ({newest}); re-export with opset <= {newest}")
+    g = model.graph
+    for vi in [*g.input, *g.output, *g.value_info]:
+        dims, _ = _static_shape(vi)
+        if any(d is not None and d < 0 for d in dims):
+            raise ModelLoadError(f"{path}: value '{vi.name}' is declared with a negative dim "
+                                 f"{list(dims)}; the model is corrupt")
+    produced = [o for n in g.node for o in n.output if o] + [t.name for t in g.initializer]
+    seen: set[str] = set()
+    for name in produced:
+        if name in seen:
+            raise ModelLoadError(f"{path}: value '{name}' is produced twice (by two nodes, or a "
+                                 "node and an initializer); an ONNX graph assigns each value once")
+        seen.add(name)
+    for t in _all_tensors(g):
+        if any(d < 0 for d in t.dims):
+            raise ModelLoadError(f"{path}: tensor '{t.name}' has negative dims {list(t.dims)}; "
+                                 "the model is corrupt")
 
 
 def _fold(node: onnx.NodeProto, args: list[Any], opset: int) -> list[Const]:
@@ -270,14 +285,18 @@ def _guard_fold_size(node: onnx.NodeProto, vals: list[Any]) -> None:
 class _Builder:
     """Collects IR nodes while the ONNX graph is walked."""
 
-    def __init__(self, input_shape: tuple[int, ...], input_name: str) -> None:
+    def __init__(self, input_shape: tuple[int, ...], input_name: str, where: str = "") -> None:
+        self.budget, self.where = memory_budget(), where
+        check_node_memory(input_name, "input", input_shape, self.budget, where)
         self.nodes: list[Node] = [Node(input_name, InputPrimitive(input_shape), ())]
         self.names: set[str] = {input_name}
 
     def emit(self, prim: Primitive, inputs: list[Tensor], name: str, onnx_op: str) -> Tensor:
+        """Append a node (refused if its bounds alone would not fit in memory)."""
         for t, s in zip(inputs, prim.in_shapes):
             if tuple(t.shape) != tuple(s):  # converter bug guard
                 raise RuntimeError(f"{name}: input shape {t.shape} != primitive's {s}")
+        check_node_memory(name, onnx_op, prim.out_shape, self.budget, self.where)
         unique, k = name, 1
         while unique in self.names:
             k += 1
@@ -292,7 +311,7 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
                    output_name: str) -> tuple[list[Node], int]:
     graph = model.graph
     opset = _opset(model)
-    builder = _Builder(input_shape, input_name)
+    builder = _Builder(input_shape, input_name, f"{path}: ")
     ctx = ConversionContext(opset, builder.emit)
     ctx.graph_nodes = builder.nodes
     values: dict[str, Any] = {"": None}
@@ -312,8 +331,11 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
         args = [values.get(n, UNKNOWN) if n else None for n in node.input]
         missing = [n for n, a in zip(node.input, args) if a is UNKNOWN and n not in values]
         if missing and not unsupported:
-            raise ModelLoadError(f"{path}: node '{node.name}' ({node.op_type}) reads undefined "
-                                 f"value(s) {missing}")
+            later = {o for n in graph.node for o in n.output} & set(missing)
+            raise ModelLoadError(
+                f"{path}: node '{node.name}' ({node.op_type}) reads undefined value(s) {missing}"
+                + ("; they are computed later: the graph has a cycle or is not in topological "
+                   "order" if later else ""))
         outs: list[Any]
         if node.domain not in ("", "ai.onnx"):
             unsupported.append(f"{node.domain}.{node.op_type} (node '{node.name}')")
@@ -345,12 +367,16 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
             ctx.node = node
             try:
                 outs = CONVERTERS[node.op_type](ctx, node, args)
-            except UnsupportedModelError:
+            except BoundpropError:
                 raise
             except (ValueError, IndexError, KeyError, TypeError) as e:
                 raise UnsupportedModelError(
                     f"node '{node.name or node.output[0]}' ({node.op_type}): cannot convert "
                     f"({type(e).__name__}: {e})") from None
+            except MemoryError:
+                raise UnsupportedModelError(
+                    f"{path}: node '{node.name or node.output[0]}' ({node.op_type}) does not fit "
+                    "in memory; use a smaller model or input shape") from None
         for name, v in zip(node.output, outs):
             if name:
                 values[name] = UNKNOWN if v is None else v
@@ -488,6 +514,7 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
     """
     path = Path(path)
     model = _read_model(path)
+    _check_declarations(model, path)
     has_external = _check_external_data(model, path)
     _check_memory(model, path)
     if has_external:
@@ -536,6 +563,9 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
         raise UnsupportedModelError(f"{path}: input '{chosen.name}' is not a float tensor; "
                                     "boundprop analyses real-valued inputs")
     dims, names = _static_shape(chosen)
+    if 0 in dims:
+        raise InputShapeError(f"{path}: input '{chosen.name}' is declared with shape "
+                              f"[{', '.join(names)}], which has no entries; nothing to analyse")
     if input_shape is not None:
         input_shape = tuple(int(d) for d in input_shape)
         if len(input_shape) != len(dims) or any(
@@ -547,8 +577,8 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
     elif any(d is None for d in dims):
         guess = ", ".join("1" if d is None else str(d) for d in dims)
         raise InputShapeError(
-            f"{path}: input '{chosen.name}' has a dynamic shape [{', '.join(names)}]; pass "
-            f"input_shape=({guess}) (CLI: --input-shape {guess.replace(' ', '')})")
+            f"{path}: input '{chosen.name}' has dynamic dims [{', '.join(names)}]; give "
+            f"--input-shape {guess.replace(' ', '')} (Python: input_shape=({guess}))")
     else:
         shape = tuple(int(d) for d in dims)
 

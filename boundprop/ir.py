@@ -6,14 +6,69 @@ op-agnostic pass: each node's primitive maps its inputs' arrays to its own.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from boundprop.errors import InputShapeError
+from boundprop.errors import BoundpropError, InputShapeError
 from boundprop.ops.base import Primitive, Shape
+
+MEMORY_ENV = "BOUNDPROP_MAX_MEMORY_BYTES"
+# float64 copies of one node's values any analysis holds at once (its lower and upper bounds,
+# plus the temporaries of one rule): a node needing more than the budget this way is refused
+# at import, before anything that big is allocated.
+NODE_COPIES = 4
+
+
+def _available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 16 * 2**30
+
+
+def memory_budget() -> int:
+    """Bytes boundprop may use: ``BOUNDPROP_MAX_MEMORY_BYTES`` if set, else 80% of the
+    available memory."""
+    env = os.environ.get(MEMORY_ENV)
+    if env:
+        try:
+            value = float(env)
+        except ValueError:
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            raise BoundpropError(f"{MEMORY_ENV}={env!r} is not a positive number of bytes; "
+                                 "set it to e.g. 4e9 or unset it")
+        return int(value)
+    return int(0.8 * _available_memory_bytes())
+
+
+def format_bytes(n: float) -> str:
+    """e.g. 1.5 GiB, 640 MiB, 12 KiB."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} bytes"
+
+
+def check_node_memory(name: str, op: str, shape: Shape, budget: int, where: str = "") -> None:
+    """Refuse a node whose float64 bounds alone (NODE_COPIES copies) exceed the budget
+    (``where``: a prefix for the message, e.g. the model's path)."""
+    n = float(np.prod([float(d) for d in shape])) if shape else 1.0
+    need = n * 8 * NODE_COPIES
+    if need > budget:
+        raise BoundpropError(
+            f"{where}node '{name}' ({op}) has {n:.4g} values (shape {'x'.join(map(str, shape))}); "
+            f"analysing it needs about {format_bytes(need)}, over the "
+            f"{format_bytes(budget)} memory budget; use a smaller model or input shape, "
+            f"free memory or raise {MEMORY_ENV}")
 
 
 class InputPrimitive(Primitive):
@@ -109,6 +164,33 @@ class Network:
                     del values[i]  # free intermediates as soon as the DAG is done with them
         y = np.asarray(values[self.output])
         return y[0] if single else y
+
+    def analysis_bytes(self, method: str = "interval") -> float:
+        """Estimated peak bytes of an analysis: every node's float64 lower and upper bounds
+        (kept for the whole pass; twice for ``"linear"``, which also keeps the interval pass's)
+        plus a few temporaries of the largest node; ``"linear"`` adds its relaxations (4
+        arrays per node) and its back-substitution rows (chunks of at most 256 MiB, ~3 alive).
+        """
+        sizes = [float(np.prod([float(d) for d in n.shape])) for n in self.nodes]
+        total, top = sum(sizes), max(sizes)
+        need = 8 * (2 * total + 6 * top)
+        if method == "linear":
+            rows = min(256 * 2**20, 2 * top * top * 8)
+            need += 8 * (2 * total + 4 * total) + 3 * rows
+        return need
+
+    def check_memory(self, method: str = "interval") -> None:
+        """Refuse, before allocating, an analysis whose estimated peak memory
+        (:meth:`analysis_bytes`) exceeds :func:`memory_budget`."""
+        need, budget = self.analysis_bytes(method), memory_budget()
+        if need > budget:
+            big = max(range(len(self.nodes)), key=lambda k: np.prod(self.nodes[k].shape))
+            node = self.nodes[big]
+            raise BoundpropError(
+                f"{self.source or 'network'}: {method} bounds need about {format_bytes(need)} "
+                f"({len(self.nodes)} nodes; largest '{node.name}' with "
+                f"{float(np.prod(node.shape)):.4g} values), over the {format_bytes(budget)} "
+                f"memory budget; use a smaller input shape, free memory or raise {MEMORY_ENV}")
 
     def consumers(self) -> dict[int, list[int]]:
         users: dict[int, list[int]] = {i: [] for i in range(len(self.nodes))}

@@ -59,6 +59,7 @@ class BackSubstitution:
                  execution: str = "real"):
         from boundprop.analysis import interval_bounds
 
+        net.check_memory("linear")
         self.net = net
         self.set = input_set.fit(net.input_shape)
         self.work_budget = work_budget

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from boundprop.errors import BoundpropError
+
 _NP_OF_ORT = {"tensor(float)": np.float32, "tensor(double)": np.float64,
               "tensor(float16)": np.float16}
 
@@ -23,10 +25,16 @@ class OrtModel:
                  threads: int = 0) -> None:
         import onnxruntime as ort
 
+        ort.set_default_logger_severity(3)  # errors only: no multi-line coloured warnings
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise BoundpropError(f"{path}: onnxruntime cannot load the model ({first})") from None
         inputs = {i.name: i for i in self.session.get_inputs()}
         self.input = inputs[input_name] if input_name else self.session.get_inputs()[0]
         self.output_name = output_name or self.session.get_outputs()[0].name

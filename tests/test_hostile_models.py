@@ -5,6 +5,7 @@ with ``onnx.helper``; onnxruntime is the ground truth for what a model computes.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import ml_dtypes
@@ -15,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import boundprop as bp
 from boundprop.analysis import linear_function_bounds, output_bounds
+from boundprop.cli import main
 from boundprop.runtime import OrtModel
 
 
@@ -107,7 +109,7 @@ def _overflow_model(path: Path) -> Path:
     """Weights 1e30 on inputs up to 1e10: float32 overflows to inf in the first Gemm, and the
     second mixes +inf and −inf into NaN."""
     w1 = np.array([[1e30, -1e30, 1.0], [1e30, 1e30, 1.0]], np.float32)
-    w2 = np.array([[1.0], [1.0], [1.0]], np.float32)
+    w2 = np.array([[1.0], [-1.0], [1.0]], np.float32)
     nodes = [helper.make_node("Gemm", ["x", "W1"], ["h"]),
              helper.make_node("Relu", ["h"], ["a"]),
              helper.make_node("Gemm", ["a", "W2"], ["y"])]
@@ -133,12 +135,169 @@ def test_float32_overflow_is_not_enclosed_by_a_finite_box(tmp_path, method):
 
 
 def test_verify_never_verifies_an_overflowing_model(tmp_path):
+    """Finite float32 bounds (|y| < 3e40) would "verify" that y never reaches 3e40, while
+    onnxruntime's y is +inf wherever x_0 > x_1."""
     path = _overflow_model(tmp_path / "big.onnx")
     spec = tmp_path / "p.vnnlib"
     spec.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n"
                     "(declare-const Y_0 Real)\n"
                     "(assert (>= X_0 0.0))\n(assert (<= X_0 10000000000.0))\n"
                     "(assert (>= X_1 0.0))\n(assert (<= X_1 10000000000.0))\n"
-                    "(assert (<= Y_0 -1.0))\n")
+                    "(assert (>= Y_0 30000000000000000000000000000000000000000.0))\n")
     v = bp.verify(bp.load(path), spec, n_samples=64)
     assert v.status != "verified"
+
+
+# ---------------------------------------------------------------------------------------------
+# Malformed, huge or unsupported models: a one-line BoundpropError (CLI: exit 2), nothing else.
+
+
+def _relu(path: Path, **kw) -> Path:
+    return _save(path, [helper.make_node("Relu", ["x"], ["y"], name="act")], {}, **kw)
+
+
+def _raw_length(path: Path) -> Path:
+    _save(path, [helper.make_node("MatMul", ["x", "W"], ["y"])], {"W": np.ones((4, 3),
+                                                                             np.float32)})
+    m = onnx.load(str(path))
+    m.graph.initializer[0].raw_data = m.graph.initializer[0].raw_data[:-4]
+    onnx.save(m, str(path))
+    return path
+
+
+def _dims_mismatch(path: Path) -> Path:
+    _save(path, [helper.make_node("MatMul", ["x", "W"], ["y"])], {"W": np.ones((4, 3),
+                                                                             np.float32)})
+    m = onnx.load(str(path))
+    m.graph.initializer[0].dims[:] = [4, 5]
+    onnx.save(m, str(path))
+    return path
+
+
+def _negative_initializer_dims(path: Path) -> Path:
+    _save(path, [helper.make_node("MatMul", ["x", "W"], ["y"])], {"W": np.ones((4, 3),
+                                                                             np.float32)})
+    m = onnx.load(str(path))
+    m.graph.initializer[0].dims[:] = [-4, -3]
+    onnx.save(m, str(path))
+    return path
+
+
+def _truncated(path: Path) -> Path:
+    _save(path, [helper.make_node("MatMul", ["x", "W"], ["y"])], {"W": np.ones((64, 64),
+                                                                             np.float32)},
+          in_dims=(1, 64))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _external_outside(path: Path) -> Path:
+    (path.parent / "outside").mkdir()
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "W")
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "../outside/w.bin"), ("offset", "0"), ("length", "48")):
+        w.external_data.add(key=k, value=v)
+    (path.parent / "outside" / "w.bin").write_bytes(np.ones(12, np.float32).tobytes())
+    model_dir = path.parent / "m"
+    model_dir.mkdir()
+    target = model_dir / path.name
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    target.write_bytes(m.SerializeToString())
+    return target
+
+
+def _missing_input(path: Path) -> Path:
+    return _save(path, [helper.make_node("Add", ["x", "nowhere"], ["y"])], {})
+
+
+def _duplicate_outputs(path: Path) -> Path:
+    return _save(path, [helper.make_node("Relu", ["x"], ["y"], name="a"),
+                        helper.make_node("Sigmoid", ["x"], ["y"], name="b")], {})
+
+
+def _cycle(path: Path) -> Path:
+    return _save(path, [helper.make_node("Add", ["x", "b"], ["a"], name="n1"),
+                        helper.make_node("Relu", ["a"], ["b"], name="n2"),
+                        helper.make_node("Identity", ["b"], ["y"], name="n3")], {})
+
+
+def _huge(op: str, reps: list[int]):
+    def build(path: Path) -> Path:
+        return _save(path, [helper.make_node("Relu", ["x"], ["r"]),
+                            helper.make_node(op, ["r", "s"], ["y"], name="big")],
+                     {"s": np.array(reps, np.int64)})
+    return build
+
+
+HOSTILE = {
+    "raw_data length": (_raw_length, "W"),
+    "dims mismatch": (_dims_mismatch, "W"),
+    "negative initializer dims": (_negative_initializer_dims, "negative dims"),
+    "truncated file": (_truncated, "truncated"),
+    "external data outside the folder": (_external_outside, "outside the model's folder"),
+    "missing input": (_missing_input, "nowhere"),
+    "duplicate output names": (_duplicate_outputs, "'y' is produced twice"),
+    "cycle": (_cycle, "cycle"),
+    "opset 100": (lambda p: _relu(p, opset=100), "newest this installation supports (28"),
+    "dynamic batch": (lambda p: _relu(p, in_dims=("batch", 784)),
+                      "dynamic dims ['batch', 784]; give --input-shape 1,784"),
+    "zero dim": (lambda p: _relu(p, in_dims=(1, 0)), "no entries"),
+    "negative dim": (lambda p: _relu(p, in_dims=(1, -3)), "negative dim"),
+    "input of 2^31 entries": (lambda p: _relu(p, in_dims=(1, 2**31)), "memory budget"),
+    "Expand to 1e10 entries": (_huge("Expand", [100000, 100000, 4]), "node 'big' (Expand)"),
+    "Tile to 1e10 entries": (_huge("Tile", [100000, 25000]), "node 'big' (Tile)"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_model_is_a_one_line_error(tmp_path, case, capsys):
+    build, needle = HOSTILE[case]
+    path = build(tmp_path / "hostile.onnx")
+    with pytest.raises(bp.BoundpropError) as e:
+        bp.load(path)
+    msg = str(e.value)
+    assert "\n" not in msg and needle in msg, msg
+    code = main(["inspect", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, (code, err)
+
+
+def test_summary_of_size_one_rank_four_normalisation(tmp_path):
+    """ERAN's MLPs normalise with (1, 1, 1, 1) mean and std constants: ``inspect`` shows them
+    (``float()`` of such an array is deprecated in numpy 2)."""
+    consts = {"m": np.full((1, 1, 1, 1), 0.1307, np.float32),
+              "s": np.full((1, 1, 1, 1), 0.3081, np.float32)}
+    nodes = [helper.make_node("Sub", ["x", "m"], ["a"]), helper.make_node("Div", ["a", "s"], ["b"]),
+             helper.make_node("Relu", ["b"], ["y"])]
+    path = _save(tmp_path / "eran.onnx", nodes, consts, in_dims=(1, 1, 2, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text = bp.load(path).summary()
+    assert "*3.246" in text and "-0.4242" in text
+
+
+@pytest.mark.parametrize("method", ["interval", "linear"])
+def test_analysis_refused_over_the_memory_budget(tmp_path, monkeypatch, method):
+    """The model imports (each node fits) but its analysis would not: a one-line error naming
+    the need and the budget, before anything is allocated."""
+    nodes = [helper.make_node("Relu" if k % 2 else "Sigmoid", [f"h{k}"], [f"h{k + 1}"])
+             for k in range(40)]
+    nodes[0].input[0] = "x"
+    nodes[-1].output[0] = "y"
+    path = _save(tmp_path / "deep.onnx", nodes, {}, in_dims=(1, 1000))
+    monkeypatch.setenv("BOUNDPROP_MAX_MEMORY_BYTES", "200000")
+    net = bp.load(path)
+    box = bp.Box(np.zeros((1, 1000)), np.ones((1, 1000)))
+    budget = r"bounds need about .* over the 195 KiB memory budget"
+    with pytest.raises(bp.BoundpropError, match=budget) as e:
+        output_bounds(net, box, method)
+    assert "\n" not in str(e.value)
+    monkeypatch.setenv("BOUNDPROP_MAX_MEMORY_BYTES", "not a number")
+    with pytest.raises(bp.BoundpropError, match="BOUNDPROP_MAX_MEMORY_BYTES"):
+        bp.load(path)

@@ -287,7 +287,7 @@ class ElementwiseAffine(AffinePrimitive):
 
 
 def _brief(a: np.ndarray) -> str:
-    return f"{float(a):.4g}" if a.size == 1 else f"[{'x'.join(map(str, a.shape))}]"
+    return f"{a.item():.4g}" if a.size == 1 else f"[{'x'.join(map(str, a.shape))}]"
 
 
 # --------------------------------------------------------------------------------------------
