@@ -63,7 +63,6 @@ range, ``(upper − m) / (max − m)`` and ``(m − lower) / (m − min)``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -1522,7 +1521,11 @@ def audit(cert, model, *, samples: int = DEFAULT_SAMPLES, steps: int = DEFAULT_S
     doc, where = _read_certificate(cert)
     path = os.fspath(model)
     from boundprop.importer import model_digest
+    from boundprop.safe_io import check_input_file
 
+    # A FIFO or /dev/zero given as the model would hang the hash below: regular files only.
+    check_input_file(path, "model", 2**62, "give the ONNX file the certificate was issued "
+                     f"for ({doc['model'].get('path', '?')})")
     try:
         digest = model_digest(path)  # the certificate's hash: external data files included
     except FileNotFoundError:
@@ -1565,10 +1568,12 @@ def audit(cert, model, *, samples: int = DEFAULT_SAMPLES, steps: int = DEFAULT_S
 # ------------------------------------------------------------------------------------------
 # CLI
 def run(args: argparse.Namespace) -> int:
+    from boundprop.safe_io import json_text
+
     res = audit(args.cert, args.model, samples=args.samples, steps=args.steps, seed=args.seed,
                 progress=not (args.quiet or args.no_progress or args.json))
     if args.json:
-        print(json.dumps(res.to_json()))
+        print(json_text(res.to_json()))
     elif not args.quiet:
         print(res.format())
     return 0 if res.ok else 1

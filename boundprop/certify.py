@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ import sympy as sp
 from boundprop.constants import Constants, ObjectiveConstants, constants, objective_constants
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
-from boundprop.safe_io import write_atomic  # noqa: F401 - re-exported (report, gn)
+from boundprop.safe_io import json_safe, json_text, write_atomic  # write_atomic: re-exported
 from boundprop.sets import InputSet
 
 SCHEMA = "boundprop.certificate/1"
@@ -78,7 +79,7 @@ class Certificate:
                 symbolic[which] = str(getattr(c, f"{which}_formula"))
                 if self.free:
                     symbolic[f"{which}_free"] = str(self.formula(which))
-        symbolic["values"] = {str(k): _num(v) for k, v in c.values.items()}
+        symbolic["values"] = {str(k): v for k, v in c.values.items()}
         symbolic["meaning"] = {str(k): v for k, v in c.meaning.items()}
         doc = {
             "schema": SCHEMA,
@@ -89,13 +90,13 @@ class Certificate:
             "output_bounds": None if self.output_lower is None else {
                 "lower": self.output_lower.reshape(-1).tolist(),
                 "upper": self.output_upper.reshape(-1).tolist()},
-            "lipschitz": _num(c.lipschitz),
-            "lipschitz_product": _num(c.lipschitz_product),
-            "lipschitz_enclosure": _num(c.lipschitz_enclosure),
+            "lipschitz": c.lipschitz,
+            "lipschitz_product": c.lipschitz_product,
+            "lipschitz_enclosure": c.lipschitz_enclosure,
             "enclosure_note": c.enclosure_note,
-            "smoothness": _num(c.smoothness),
+            "smoothness": c.smoothness,
             "smoothness_reason": c.smoothness_reason,
-            "bound": _num(c.bound),
+            "bound": c.bound,
             "objective": None if self.objective is None else self.objective.to_json(),
             "layers": [lc.to_json() for lc in c.layers],
             "symbolic": symbolic,
@@ -105,11 +106,16 @@ class Certificate:
             "tool": {"name": "boundprop", "version": __version__},
             "elapsed_s": self.elapsed_s,
         }
-        return doc
+        # JSON has no infinity: ±inf is written "inf" / "-inf" (an output bound that overflows
+        # float64, a constant with no finite bound); a NaN is a one-line error, never written.
+        return json_safe(doc)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the certificate as JSON atomically (a temporary file renamed into place)."""
-        write_atomic(path, json.dumps(self.to_json(), indent=1))
+    def save(self, path: str | os.PathLike, protect: Iterable[str | os.PathLike] = ()) -> None:
+        """Write the certificate as strict JSON atomically (a temporary file renamed into
+        place), never onto one of ``protect`` (e.g. the model it is about) nor onto a device,
+        FIFO or folder: see :func:`boundprop.safe_io.write_atomic`."""
+        text = json_text(self.to_json(), indent=1)
+        write_atomic(path, text, "certificate", protect)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Certificate:
@@ -218,6 +224,21 @@ def load_certificate(path: str | os.PathLike) -> Certificate:
     return Certificate.from_json(read_certificate_json(path))
 
 
+def _check_options(norm: str, wrt: str, method: str, param_radius: float) -> None:
+    """One-line errors for options :func:`certify` does not know (a NaN radius would make
+    every parameter-ball constant NaN)."""
+    for name, value, known in (("norm", norm, ("2", "inf", "1")), ("wrt", wrt, ("input", "params")),
+                               ("method", method, ("interval", "linear"))):
+        if value not in known:
+            raise BoundpropError(f"unknown {name} {value!r}; use one of {', '.join(known)}")
+    try:
+        rho = float(param_radius)
+    except (TypeError, ValueError):
+        raise BoundpropError(f"parameter radius {param_radius!r} is not a number") from None
+    if not (np.isfinite(rho) and rho >= 0):
+        raise BoundpropError(f"parameter radius {rho:g} must be a finite number ≥ 0")
+
+
 def certify(net: Network, input_set: InputSet | None = None, norm: str = "2",
             wrt: str = "input", method: str = "linear", param_radius: float = 0.0,
             loss: str | None = None, targets: Any = None, reduction: str = "mean",
@@ -229,6 +250,7 @@ def certify(net: Network, input_set: InputSet | None = None, norm: str = "2",
     ``"cross_entropy"``) and ``targets``, also the objective's constants and the certified step
     size 1/L. ``free``: named constants kept symbolic in the formulas (e.g. ``["eps_bn"]``)."""
     t0 = time.perf_counter()
+    _check_options(norm, wrt, method, param_radius)
     s = None if input_set is None else input_set.fit(net.input_shape)
     layers = None
     lower = upper = None

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
+import warnings
 from collections.abc import Sequence
 
 from boundprop import __version__
@@ -32,6 +35,36 @@ not verified), 2 bad input or usage, 3 internal error.
 
 # Modules that register subcommands (check, audit, report/compare).
 PLUGGED_COMMANDS = ("checker", "audit", "report", "gn.command")
+
+# Tokens that are numbers, not options: argparse alone takes only -1 and -0.5 for numbers, so
+# `--box -1e-3 1e-3` or `--clip -inf inf` were "expected 2 arguments" usage errors.
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|inf|infinity|nan)$",
+                             re.IGNORECASE)
+
+# The floating-point warnings numpy emits (overflow, 0·∞, ...): never spilled on stderr.
+NUMPY_FP_WARNING = re.compile(r"(overflow|invalid value|divide by zero|underflow) encountered")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with negative numbers in any notation as values (-1e-3, -inf) and usage
+    errors on one line (what is wrong, and where to look)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}; see "
+                     f"'{self.prog} --help'\n")
+
+
+def number(text: str, what: str) -> float:
+    """The float ``text`` spells (also inf, -inf, nan: the sets and checks decide on those);
+    a one-line :class:`BoundpropError` naming ``what`` otherwise."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise BoundpropError(f"{what} '{text[:60]}' is not a number") from None
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -80,33 +113,32 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _array_arg(text: str, what: str):
-    """A number, or a .npy / .txt file of numbers."""
-    import numpy as np
-
-    from boundprop.sets import InputSetError
+def _array_arg(text: str, what: str, files: list[str]):
+    """A number, or a .npy / .txt file of numbers (read safely, its path added to
+    ``files``: the inputs an output must not overwrite)."""
+    from boundprop.safe_io import load_array
 
     try:
         return float(text)
     except ValueError:
         pass
-    try:
-        return np.load(text) if text.endswith(".npy") else np.loadtxt(text)
-    except (OSError, ValueError) as e:
-        raise InputSetError(f"{what} '{text}' is neither a number nor a readable .npy/.txt "
-                            f"file ({e})") from None
+    files.append(text)
+    return load_array(text, what)
 
 
-def _input_set(args: argparse.Namespace, net):
+def _input_set(args: argparse.Namespace, net, files: list[str]):
     from boundprop.sets import Box, L2Ball, LinfBall, default_input_set
 
     if args.box:
-        s = Box(_array_arg(args.box[0], "--box lower"), _array_arg(args.box[1], "--box upper"))
+        s = Box(_array_arg(args.box[0], "--box lower", files),
+                _array_arg(args.box[1], "--box upper", files))
     elif args.linf:
-        s = LinfBall(_array_arg(args.linf[0], "--linf center"), float(args.linf[1]),
+        s = LinfBall(_array_arg(args.linf[0], "--linf center", files),
+                     number(args.linf[1], "--linf radius EPS"),
                      clip=tuple(args.clip) if args.clip else None)
     elif args.l2:
-        s = L2Ball(_array_arg(args.l2[0], "--l2 center"), float(args.l2[1]))
+        s = L2Ball(_array_arg(args.l2[0], "--l2 center", files),
+                   number(args.l2[1], "--l2 radius R"))
     else:
         return default_input_set(net)
     return s.fit(net.input_shape)
@@ -132,18 +164,48 @@ def _fmt(x) -> str:
     return "inf" if x == float("inf") else f"{x:.6g}"
 
 
+def _check_certify_options(args: argparse.Namespace) -> None:
+    """One-line errors for options that would be silently ignored or are out of range."""
+    has_set = bool(args.box or args.linf or args.l2)
+    if args.clip and not args.linf:
+        raise BoundpropError("--clip applies to an ℓ∞ ball: use it with --linf X EPS (a box "
+                             "is already clipped: --box LO HI)")
+    if args.vnnlib and (args.output is not None or args.wrt != "input" or args.global_):
+        raise BoundpropError("--vnnlib prints a verdict: it takes no -o, --wrt params or "
+                             "--global (certify without --vnnlib for a certificate)")
+    if args.global_ and has_set:
+        raise BoundpropError("--global certifies over all inputs: drop --box/--linf/--l2, or "
+                             "drop --global to certify on the set")
+    if args.global_ and args.execution != "real":
+        raise BoundpropError("--execution float32 encloses outputs over an input set; it does "
+                             "not apply with --global")
+    if args.execution != "real" and args.wrt == "params":
+        raise BoundpropError("--execution float32 applies to output bounds w.r.t. the input")
+    if args.targets is not None and not args.loss:
+        raise BoundpropError("--targets are the targets of a loss: add --loss squared or "
+                             "--loss cross_entropy (with --wrt params)")
+    if not (math.isfinite(args.radius) and args.radius >= 0):
+        raise BoundpropError(f"--radius {args.radius:g} must be a finite number ≥ 0")
+    if args.radius and args.wrt != "params":
+        raise BoundpropError("--radius is the parameter-ball radius: it applies with "
+                             "--wrt params")
+
+
 def cmd_certify(args: argparse.Namespace) -> int:
     from boundprop.certify import certify
+    from boundprop.safe_io import resolve_output_path
 
+    _check_certify_options(args)
+    inputs = [args.model] + ([args.vnnlib] if args.vnnlib else [])
+    if args.output is not None:  # refuse a bad -o before the work, not after
+        resolve_output_path(args.output, "-o certificate", inputs)
     net = _load(args)
     if args.vnnlib:
         return _certify_vnnlib(args, net)
-    if args.execution != "real" and args.wrt == "params":
-        raise BoundpropError("--execution float32 applies to output bounds w.r.t. the input")
-    s = None if args.global_ else _input_set(args, net)
+    s = None if args.global_ else _input_set(args, net, inputs)
     targets = None
-    if args.targets:
-        targets = _array_arg(args.targets, "--targets")
+    if args.targets is not None:
+        targets = _array_arg(args.targets, "--targets", inputs)
     if args.wrt == "params" and s is None:
         raise BoundpropError("--wrt params needs the data: give --box/--linf/--l2 (a batch "
                              "is --box X.npy X.npy) or rely on the model's declared set")
@@ -156,13 +218,41 @@ def cmd_certify(args: argparse.Namespace) -> int:
         b32 = output_bounds(net, s, args.method, "float32")
         cert.output_lower, cert.output_upper = b32.lower, b32.upper
         cert.execution = "float32"
-    if args.output:
-        cert.save(args.output)
+    doc = cert.to_json()  # a NaN anywhere is an error here, before anything is written
+    if args.output is not None:
+        cert.save(args.output, protect=inputs)
+    _note_infinite_bounds(args, cert)
     if args.json:
-        print(json.dumps(cert.to_json()))
+        print(json.dumps(doc, allow_nan=False))
         return 0
     if args.quiet:
         return 0
+    _print_certificate(args, net, cert, s)
+    return 0
+
+
+def _note_infinite_bounds(args: argparse.Namespace, cert) -> None:
+    """Say once, in words, when output bounds are infinite (the set is so large that float64
+    overflows): the certificate is sound ("inf" bounds) but bounds nothing there."""
+    import numpy as np
+
+    if cert.output_lower is None:
+        return
+    lo, hi = np.asarray(cert.output_lower), np.asarray(cert.output_upper)
+    n = int(np.sum(~np.isfinite(lo)) + np.sum(~np.isfinite(hi)))
+    if n:
+        note(args, f"{n} of the {lo.size + hi.size} output bounds are infinite: the values "
+                   "overflow float64 on this input set (or float32, with --execution float32); "
+                   "they are written as \"inf\" (sound, but no bound): use a smaller set")
+
+
+def note(args: argparse.Namespace, message: str) -> None:
+    """One line on stderr, once per run: the run's floating-point warnings are explained."""
+    print(f"boundprop: note: {message}", file=sys.stderr)
+    args.fp_noted = True
+
+
+def _print_certificate(args: argparse.Namespace, net, cert, s) -> None:
     c = cert.constants
     where = "all inputs (global)" if s is None else _describe_set(s)
     wrt = "input" if args.wrt == "input" else f"parameters (ball of radius {args.radius:g})"
@@ -212,7 +302,6 @@ def cmd_certify(args: argparse.Namespace) -> int:
                 print(f"  {str(sym):<22} = {_fmt(c.values.get(sym))}  {c.meaning.get(sym, '')}")
     if args.output:
         print(f"\ncertificate written to {args.output}")
-    return 0
 
 
 def _certify_vnnlib(args: argparse.Namespace, net) -> int:
@@ -220,7 +309,9 @@ def _certify_vnnlib(args: argparse.Namespace, net) -> int:
 
     v = verify(net, args.vnnlib, method=args.method)
     if args.json:
-        print(json.dumps(v.to_json()))
+        from boundprop.safe_io import json_text
+
+        print(json_text(v.to_json()))
     elif not args.quiet:
         print(f"{net.source} with {args.vnnlib}: {v.status}"
               + f" (certified margin {v.margin:.4g})"
@@ -237,7 +328,7 @@ def cmd_ops(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="boundprop", description="Sound bounds, Lipschitz and smoothness certificates "
         "for ONNX neural networks.", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -324,6 +415,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    with warnings.catch_warnings(record=True) as caught:
+        status = _run(args)
+    # After an error, its one line is all there is to say.
+    _replay_warnings(args, caught, note_fp=status in (0, 1))
+    return status
+
+
+def _replay_warnings(args: argparse.Namespace, caught: list, note_fp: bool) -> None:
+    """numpy's floating-point warnings (overflow, 0·∞ → NaN, …: 10–30 lines of them on a
+    huge input set) become one note line, unless the command explained them already; other
+    warnings are shown as usual."""
+    fp = 0
+    for w in caught:
+        if issubclass(w.category, RuntimeWarning) and NUMPY_FP_WARNING.search(str(w.message)):
+            fp += 1
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if fp and note_fp and not getattr(args, "fp_noted", False):
+        print(f"boundprop: note: {fp} floating-point overflow or invalid-value warnings were "
+              "silenced (values beyond float64 range are treated as infinite)", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's exit status; errors as one line on stderr (2 bad input, 3 our bug)."""
     try:
         return int(args.func(args) or 0)
     except BoundpropError as e:
@@ -343,6 +458,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except RecursionError:
+        print("boundprop: error: the input is nested too deeply to process; simplify it",
+              file=sys.stderr)
+        return 2
     except Exception as e:  # never a traceback for the user; say it is our bug
         msg = " ".join(str(e).split())[:300]
         print(f"boundprop: internal error: {type(e).__name__}: {msg} (please report this with "

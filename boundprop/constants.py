@@ -435,6 +435,32 @@ class ObjectiveConstants:
                 np.asarray(self.targets, dtype=np.float64).reshape(-1).tolist()}
 
 
+def _targets(targets: object, loss: str, out_shape: tuple[int, ...]) -> np.ndarray:
+    """The loss targets as float64, checked: real and finite; for cross-entropy, integral
+    class indices in [0, C) where C is the size of the output's last axis."""
+    try:
+        t = np.asarray(targets)
+        if t.dtype.kind not in "biuf":
+            raise TypeError
+        t = t.astype(np.float64)
+    except (TypeError, ValueError):
+        raise BoundpropError(f"{loss} targets are not real numbers; give a numeric array") \
+            from None
+    if not np.all(np.isfinite(t)):
+        k = int(np.argmax(~np.isfinite(t).reshape(-1)))
+        raise BoundpropError(f"{loss} targets are not finite (flat index {k}: "
+                             f"{t.reshape(-1)[k]}); give finite numbers")
+    if loss == "cross_entropy":
+        classes = out_shape[-1] if out_shape else 1
+        bad = (t != np.round(t)) | (t < 0) | (t >= classes)
+        if np.any(bad):
+            k = int(np.argmax(bad.reshape(-1)))
+            raise BoundpropError(f"cross-entropy target {t.reshape(-1)[k]:g} (flat index {k}) "
+                                 f"is not a class index: the model has {classes} classes, give "
+                                 f"integers 0..{classes - 1}")
+    return t
+
+
 def objective_constants(c: Constants, loss: str, targets: np.ndarray,
                         reduction: str = "mean") -> ObjectiveConstants:
     """Loss constants on the certified output enclosure, composed with the network's.
@@ -456,7 +482,7 @@ def objective_constants(c: Constants, loss: str, targets: np.ndarray,
     lo, hi = c.output_box
     n = lo.shape[0] if lo.ndim > 1 else 1
     div = float(n) if reduction == "mean" else 1.0
-    t = np.asarray(targets, dtype=np.float64)
+    t = _targets(targets, loss, lo.shape)
     if loss == "squared":
         if t.shape != lo.shape:
             raise BoundpropError(f"targets of shape {t.shape} do not match the output "

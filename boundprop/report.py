@@ -108,11 +108,12 @@ def _short_reason(reason: Any, limit: int = 48) -> str:
 # ----------------------------------------------------------------------------- files
 
 
-def _write_atomic(path: str, data: str | bytes) -> None:
-    """Never half a file: see :func:`boundprop.certify.write_atomic`."""
-    from boundprop.certify import write_atomic
+def _write_atomic(path: str, data: str | bytes, protect: tuple[str | None, ...] = ()) -> None:
+    """Never half a file, never onto a device, FIFO or folder, nor onto one of ``protect``
+    (the command's inputs): see :func:`boundprop.safe_io.write_atomic`."""
+    from boundprop.safe_io import write_atomic
 
-    write_atomic(path, data)
+    write_atomic(path, data, "-o", [p for p in protect if p])
 
 
 def _read_json(path: str, what: str, hint: str) -> Any:

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import errno
 import io
+import json
+import math
 import os
 import stat
 import tempfile
 import warnings
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -127,6 +130,33 @@ def load_array(path: str | os.PathLike, what: str,
     if arr.size == 0:
         raise BoundpropError(f"{where} holds no numbers; {hint}")
     return arr
+
+
+def json_safe(obj: Any, where: str = "") -> Any:
+    """``obj`` with every float JSON can carry: ±inf becomes the string "inf" / "-inf" (what
+    the certificate schema writes for "no finite bound"); a NaN is a one-line
+    :class:`BoundpropError` naming its key path (a NaN where a number is due is a bug, and
+    JSON has no NaN). numpy scalars and arrays become Python numbers and lists."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v, f"{where}/{k}") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v, f"{where}/{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist(), where)
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        if math.isnan(obj):
+            raise BoundpropError(f"the result has NaN at {where or 'the top level'} (a NaN in "
+                                 "the model's weights, or a bug: please report it with the "
+                                 "model); nothing written")
+        return "inf" if obj > 0 else "-inf"
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON of ``obj`` (see :func:`json_safe`): never a bare NaN or Infinity token."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
 
 
 def _same_file(a: str, b: str | os.PathLike) -> bool:

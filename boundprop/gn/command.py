@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 EPILOG = """examples:
@@ -56,25 +55,44 @@ def register(sub) -> None:
 
 
 def _load_array(text: str, what: str):
-    import numpy as np
+    """The array in the .npy / .txt file ``text`` (regular files only, size-capped, no
+    pickles: see :func:`boundprop.safe_io.load_array`)."""
+    from boundprop.safe_io import load_array
+
+    return load_array(text, what)
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """One-line errors for numeric options out of range (a NaN λ or tolerance would make
+    every step NaN; argparse's float() accepts 'nan')."""
+    import math
 
     from boundprop.errors import BoundpropError
 
-    try:
-        return np.load(text) if text.endswith(".npy") else np.loadtxt(text)
-    except (OSError, ValueError) as e:
-        raise BoundpropError(f"{what} '{text}' is not a readable .npy/.txt file ({e})") from None
+    for name, value in (("--regularization", args.regularization), ("--tol", args.tol),
+                        ("--certified-radius", args.certified_radius)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise BoundpropError(f"{name} {value:g} must be a finite number ≥ 0")
+    if not args.max_iter > 0:
+        raise BoundpropError(f"--max-iter must be positive, got {args.max_iter}")
+    if args.subspace is not None and args.subspace <= 0:
+        raise BoundpropError(f"--subspace K must be a positive number of directions, got "
+                             f"{args.subspace}")
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from boundprop.certify import write_atomic
     from boundprop.errors import BoundpropError
     from boundprop.gn.oracle import Problem
     from boundprop.gn.solver import solve
     from boundprop.gn.uses import certified_step, last_layer_names
+    from boundprop.safe_io import json_text, resolve_output_path, write_atomic
 
+    _check_numbers(args)
+    inputs = [p for p in (args.model, args.targets, args.inputs, args.x0) if p]
+    if args.output is not None:  # refuse a bad -o before the fit, not after
+        resolve_output_path(args.output, "-o", inputs)
     targets = _load_array(args.targets, "--targets")
     variables = args.variables
     if variables == ["input"]:
@@ -88,8 +106,6 @@ def run(args: argparse.Namespace) -> int:
     x0 = _load_array(args.x0, "--x0") if args.x0 else None
     if variables != "input" and inputs is None:
         raise BoundpropError("fitting initializers needs the data batch: give --inputs X.npy")
-    if not args.max_iter > 0:
-        raise BoundpropError(f"--max-iter must be positive, got {args.max_iter}")
     problem = Problem(args.model, variables=variables, targets=targets, inputs=inputs,
                       loss=args.loss, regularization=args.regularization, x0=x0,
                       dtype=args.dtype, difference=args.difference)
@@ -118,22 +134,22 @@ def run(args: argparse.Namespace) -> int:
     result = solve(problem, max_iter=args.max_iter, tol=args.tol, damping=args.damping,
                    method="subspace" if args.subspace else "full",
                    subspace_dim=args.subspace, callback=progress, certified_step=safeguard)
-    if args.output:
+    if args.output is not None:
         import io
 
         buf = io.BytesIO()
-        np.save(buf, np.asarray(result.w))
-        write_atomic(args.output, buf.getvalue())
+        np.save(buf, np.asarray(result.w), allow_pickle=False)
+        write_atomic(args.output, buf.getvalue(), "-o", inputs)
     summary = result.to_json()
     summary.pop("history", None)
     summary.pop("w", None)
     summary.update(model=str(args.model), p=problem.p, q=problem.q, dtype=problem.dtype)
     if args.json:
-        print(json.dumps(summary))
+        print(json_text(summary))
     elif verbose:
         print(f"{result.status}: cost {result.cost:.6e} (from {result.cost0:.6e}) in "
               f"{result.iterations} iterations, {result.forward_passes} forward passes, "
               f"{result.ort_calls} onnxruntime calls, {result.seconds:.2f} s", file=sys.stdout)
-        if args.output:
+        if args.output is not None:
             print(f"variables written to {args.output}")
     return 0 if str(result.status).startswith("converged") else 1
