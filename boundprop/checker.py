@@ -423,6 +423,9 @@ def _check_header(ck: _Checker, doc: dict) -> None:
             f"{execution} execution" + ("" if execution == "real" or (has_set and wrt == "input")
                                         else ": float32 applies to output bounds on a set "
                                         "w.r.t. the input"))
+    if wrt == "params" and doc["norm"] != "2":
+        ck.item("norm", False, "independent",
+                "constants w.r.t. the parameters are in the ℓ2 (Frobenius) norm only")
     if wrt == "input" and doc.get("param_radius") is not None:
         ck.item("parameter radius", False, "independent",
                 "a parameter radius in a certificate w.r.t. the input")
@@ -746,6 +749,9 @@ def _check_upper_of_lipschitz(ck: _Checker, st: _State, name: str, claim, produc
         ck.item(name, True, "exact", f"claimed {_show(claim)} ≥ the layer product "
                 f"{_show(product)}")
         return
+    if st.doc["wrt"] == "params":  # the Jacobian enclosure is w.r.t. the input
+        ck.item(name, False, "exact", f"claimed {_show(claim)} is below the layer product "
+                f"{_show(product)} (w.r.t. the parameters there is no enclosure method)")
     enc, note = st.enclosure()
     ok = enc is not None and claim >= Fraction(enc)
     ck.item(name, ok, "recomputed",
