@@ -292,11 +292,9 @@ class _Builder:
         self.names: set[str] = {input_name}
 
     def emit(self, prim: Primitive, inputs: list[Tensor], name: str, onnx_op: str) -> Tensor:
-        """Append a node (refused if its bounds alone would not fit in memory)."""
         for t, s in zip(inputs, prim.in_shapes):
             if tuple(t.shape) != tuple(s):  # converter bug guard
                 raise RuntimeError(f"{name}: input shape {t.shape} != primitive's {s}")
-        check_node_memory(name, onnx_op, prim.out_shape, self.budget, self.where)
         unique, k = name, 1
         while unique in self.names:
             k += 1
@@ -313,6 +311,9 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
     opset = _opset(model)
     builder = _Builder(input_shape, input_name, f"{path}: ")
     ctx = ConversionContext(opset, builder.emit)
+    ctx.check_shape = lambda shape: check_node_memory(
+        ctx.node.name or ctx.node.output[0], ctx.node.op_type, shape, builder.budget,
+        builder.where)
     ctx.graph_nodes = builder.nodes
     values: dict[str, Any] = {"": None}
     for init in graph.initializer:
@@ -333,7 +334,8 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
         if missing and not unsupported:
             later = {o for n in graph.node for o in n.output} & set(missing)
             raise ModelLoadError(
-                f"{path}: node '{node.name}' ({node.op_type}) reads undefined value(s) {missing}"
+                f"{path}: node '{node.name or node.output[0]}' ({node.op_type}) reads undefined "
+                f"value(s) {missing}"
                 + ("; they are computed later: the graph has a cycle or is not in topological "
                    "order" if later else ""))
         outs: list[Any]
@@ -365,6 +367,7 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
             outs = [UNKNOWN] * len(node.output)
         else:
             ctx.node = node
+            first_new = len(builder.nodes)
             try:
                 outs = CONVERTERS[node.op_type](ctx, node, args)
             except BoundpropError:
@@ -377,6 +380,8 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
                 raise UnsupportedModelError(
                     f"{path}: node '{node.name or node.output[0]}' ({node.op_type}) does not fit "
                     "in memory; use a smaller model or input shape") from None
+            for n in builder.nodes[first_new:]:  # refuse nodes whose bounds cannot fit
+                check_node_memory(n.name, n.onnx_op, n.shape, builder.budget, builder.where)
         for name, v in zip(node.output, outs):
             if name:
                 values[name] = UNKNOWN if v is None else v
@@ -583,6 +588,8 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
         shape = tuple(int(d) for d in dims)
 
     outputs = [o.name for o in graph.output]
+    if not outputs:
+        raise ModelLoadError(f"{path}: the graph declares no outputs; nothing to analyse")
     if output_name is None:
         output_name = outputs[0]
     elif output_name not in outputs:

@@ -235,6 +235,21 @@ def _huge(op: str, reps: list[int]):
     return build
 
 
+def _pad_huge(path: Path) -> Path:
+    """Refused before its constant-padding mask (8 GB) is built."""
+    return _save(path, [helper.make_node("Pad", ["x", "pads", "v"], ["y"], name="big")],
+                 {"pads": np.array([0, 0, 0, 10**9], np.int64), "v": np.array(1.0, np.float32)})
+
+
+def _no_outputs(path: Path) -> Path:
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
 HOSTILE = {
     "raw_data length": (_raw_length, "W"),
     "dims mismatch": (_dims_mismatch, "W"),
@@ -252,11 +267,14 @@ HOSTILE = {
     "input of 2^31 entries": (lambda p: _relu(p, in_dims=(1, 2**31)), "memory budget"),
     "Expand to 1e10 entries": (_huge("Expand", [100000, 100000, 4]), "node 'big' (Expand)"),
     "Tile to 1e10 entries": (_huge("Tile", [100000, 25000]), "node 'big' (Tile)"),
+    "Pad (with a value) to 1e9 entries": (_pad_huge, "node 'big' (Pad) has 1e+09 values"),
+    "no outputs": (_no_outputs, "declares no outputs"),
 }
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
-def test_hostile_model_is_a_one_line_error(tmp_path, case, capsys):
+def test_hostile_model_is_a_one_line_error(tmp_path, case, capsys, monkeypatch):
+    monkeypatch.setenv("BOUNDPROP_MAX_MEMORY_BYTES", "4e9")  # the same on every machine
     build, needle = HOSTILE[case]
     path = build(tmp_path / "hostile.onnx")
     with pytest.raises(bp.BoundpropError) as e:

@@ -387,6 +387,9 @@ class ConversionContext:
         self.opset = opset
         self._emit = emit
         self.node: onnx.NodeProto | None = None
+        # Refuses (raises) an output shape too big to analyse; set by the importer. Converters
+        # call it before building a primitive that allocates arrays of its output's size.
+        self.check_shape: Callable[[Shape], None] = lambda shape: None
 
     def emit(self, prim: Primitive, inputs: Sequence[Tensor], suffix: str = "") -> Tensor:
         """Add ``prim`` to the IR, fed by ``inputs``; returns its output tensor."""

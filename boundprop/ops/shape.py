@@ -480,6 +480,7 @@ def convert_pad(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
         begin[a], end[a] = pads[i], pads[k + i]
     if mode not in ("constant", "reflect", "edge", "wrap"):
         raise ctx.fail(f"Pad mode '{mode}' is not supported")
+    ctx.check_shape(tuple(max(n + b + e, 0) for n, b, e in zip(x.shape, begin, end)))
     try:
         return [ctx.emit(Pad(x.shape, begin, end, mode, value), [x])]
     except ValueError as e:
