@@ -582,6 +582,10 @@ class RoundToFormat(Primitive):
         """[round_down(lo), round_up(hi)]: contains round(x) for every x in [lo, hi]."""
         return self._round(box[0], -1), self._round(box[1], 1)
 
+    def derivative(self, x: np.ndarray) -> np.ndarray:
+        """None that bounds anything: 0 almost everywhere, a jump at every rounding boundary."""
+        raise NotImplementedError(f"{self.kind} is a step function")
+
     def float32_error(self, boxes, out):
         """0: the interval rule already encloses the rounding of any value of the (float32)
         input enclosure, as onnxruntime rounds it (its overflow to ±inf included)."""
