@@ -23,6 +23,16 @@ first item that fails. Each item says *how* it was checked:
   arithmetic (which its own test suite tries to break), not the certificate.
 
 Anything claimed that no item covers (an unknown constant) makes the certificate invalid.
+Every field is verified except those in :data:`UNVERIFIED_FIELDS` (cosmetic: the tool, the
+timing, notes, the meaning of names, the model's path) and keys the schema does not define;
+``CheckResult.unverified`` lists those present, and ``boundprop check``/``report`` show them
+as not verified. In particular: ``local`` must be what the set implies (a global claim is
+checked only without a set, over all inputs); a ``float32`` execution claim is re-propagated
+with float32 rounding and its samples are run through onnxruntime in float32 with no
+tolerance; ``lipschitz_product`` must be ≥ the exact layer product; ``lipschitz_enclosure``
+and ``Jenc`` (upper bounds of ℓ) ≥ the verified product or the re-derived Jacobian enclosure;
+every layer's ``op_lipschitz``/``op_smoothness`` ≥ its op rule's value; the input layer's
+constants ≥ those of the identity (1 or 0, 0, R).
 """
 
 from __future__ import annotations
@@ -509,11 +519,7 @@ def _check_enclosures(ck: _Checker, doc: dict, net, model: Path, samples: int) -
         xs = np.concatenate([0.5 * (s.lower + s.upper)[None],
                              s.sample(samples, np.random.default_rng(0))])
         if float32:
-            from boundprop.runtime import OrtModel
-
-            m = doc["model"]
-            ort = OrtModel(model, m["input"], m["output"], tuple(net.input_shape), threads=1)
-            ys, tol, what = ort(xs).reshape(len(xs), -1), 0.0, "onnxruntime float32"
+            ys, tol, what = _run_onnxruntime(doc, model, net, xs), 0.0, "onnxruntime float32"
         else:
             ys = net(xs).reshape(len(xs), -1)
             tol, what = 1e-9 * (1.0 + np.abs(ys)), "evaluated"
@@ -524,6 +530,21 @@ def _check_enclosures(ck: _Checker, doc: dict, net, model: Path, samples: int) -
                 "bounds")
     _check_widths(ck, doc, st.boxes)
     return st
+
+
+def _run_onnxruntime(doc: dict, model: Path, net, xs):
+    """The model's outputs at the points ``xs`` as onnxruntime computes them (float32 inputs),
+    flattened per point; a one-line error if onnxruntime cannot run it."""
+    from boundprop.errors import BoundpropError
+    from boundprop.runtime import OrtModel
+
+    m = doc["model"]
+    try:
+        ort = OrtModel(model, m["input"], m["output"], tuple(net.input_shape), threads=1)
+        return ort(xs).reshape(len(xs), -1)
+    except Exception as e:  # onnxruntime raises its own kinds
+        raise BoundpropError(f"onnxruntime cannot run {model} to check the float32 execution "
+                             f"claim ({type(e).__name__}: {str(e)[:120]})") from None
 
 
 def _check_output_bounds(ck: _Checker, doc: dict, box, method: str, float32: bool):
