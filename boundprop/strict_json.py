@@ -47,11 +47,26 @@ def _bounded_int(token: str) -> int:
     return int(token)
 
 
+MAX_DEPTH = 64  # a certificate nests about 5 deep; deeper data would strain every reader
+
+
+def _too_deep(doc: Any, limit: int = MAX_DEPTH) -> bool:
+    """True if ``doc`` nests containers more than ``limit`` deep (iterative: no recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        x, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = x.values() if isinstance(x, dict) else x
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
 def loads_strict(text: str, where: str, hint: str) -> Any:
     """Parse certificate JSON strictly: no duplicate keys, no NaN/Infinity tokens, no number
     beyond float range; deep nesting or a huge integer is a one-line error too."""
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates,
+        doc = json.loads(text, object_pairs_hook=_reject_duplicates,
                           parse_constant=_reject_constant, parse_float=_finite_float,
                           parse_int=_bounded_int)
     except json.JSONDecodeError as e:
@@ -66,3 +81,7 @@ def loads_strict(text: str, where: str, hint: str) -> Any:
     except ValueError as e:  # e.g. Python's limit on integer digits
         raise BoundpropError(f"{where} is not a valid certificate ({e}); {hint}") \
             from None
+    if isinstance(doc, (dict, list)) and _too_deep(doc):
+        raise BoundpropError(f"{where} nests objects or lists more than {MAX_DEPTH} deep; "
+                             f"{hint}")
+    return doc

@@ -434,6 +434,7 @@ BAD_FILES = {
     "5000 digits": lambda t: t.replace('"elapsed_s": ', '"elapsed_s": ' + "9" * 5000
                                        + ', "w": ', 1),
     "nested 10^5 deep": lambda t: t[:-1] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "nested 600 deep": lambda t: t[:-1] + ', "deep": ' + '{"a": ' * 600 + "1" + "}" * 601,
 }
 
 
