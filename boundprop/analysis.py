@@ -74,10 +74,17 @@ def _l2_first_affine(net: Network, ball: L2Ball, bounds: list) -> int:
 EXECUTIONS = ("real", "float32")
 
 
-def _check_execution(execution: str) -> None:
+def _check_execution(execution: str, net: Network | None = None) -> None:
+    """Refuse an unknown execution, and float32 execution of a model that computes in
+    float16/bfloat16 (whose rounding the float32 model does not bound)."""
     if execution not in EXECUTIONS:
         raise BoundpropError(f"unknown execution '{execution}'; use 'real' (the real-arithmetic "
                              "function) or 'float32' (also float32 evaluation, as onnxruntime)")
+    if execution == "float32" and net is not None and net.low_precision:
+        raise BoundpropError(
+            f"{net.source or 'network'}: {net.low_precision}, so onnxruntime rounds to that "
+            "format, which execution 'float32' does not model; use execution 'real' (casts to "
+            "float16 that return to float32 are modelled)")
 
 
 def input_box(s: InputSet, execution: str) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +145,7 @@ def interval_bounds(net: Network, input_set: InputSet, execution: str = "real",
     e.g. on float32 overflow)."""
     from boundprop.rounding import widen
 
-    _check_execution(execution)
+    _check_execution(execution, net)
     s = input_set.fit(net.input_shape)
     net.check_memory("interval")
     if _interval_engine(net, s, execution, engine) == "onnxruntime":
@@ -208,7 +215,7 @@ def output_bounds(net: Network, input_set: InputSet, method: str = "linear",
     """
     if method not in METHODS:
         raise BoundpropError(f"unknown bound method '{method}'; use one of {', '.join(METHODS)}")
-    _check_execution(execution)
+    _check_execution(execution, net)
     t0 = time.perf_counter()
     if method == "interval":
         layers = interval_bounds(net, input_set, execution, engine)

@@ -478,14 +478,39 @@ def _check_finite(nodes: list[Node], path: Path) -> None:
                                      "corrupt or overflowed")
 
 
-def _check_shapes(model: onnx.ModelProto, nodes: list[Node], path: Path) -> None:
+_LOW_PRECISION = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+
+
+def _low_precision(model: onnx.ModelProto, inferred: onnx.ModelProto | None) -> str:
+    """Where the model computes in float16/bfloat16 (its input, or a node other than a Cast
+    whose output ONNX type inference types so), as a phrase; "" if nowhere. The float32
+    execution model does not cover such arithmetic."""
+    g = model.graph
+    types = {vi.name: vi.type.tensor_type.elem_type
+             for vi in [*g.input, *g.output, *g.value_info,
+                        *(inferred.graph.value_info if inferred is not None else [])]}
+    for vi in g.input:
+        if vi.type.tensor_type.elem_type in _LOW_PRECISION:
+            return f"input '{vi.name}' is {_LOW_PRECISION[vi.type.tensor_type.elem_type]}"
+    for node in g.node:
+        if node.op_type in ("Cast", "CastLike", "Constant"):
+            continue
+        for o in node.output:
+            if types.get(o) in _LOW_PRECISION:
+                return (f"node '{node.name or o}' ({node.op_type}) computes in "
+                        f"{_LOW_PRECISION[types[o]]}")
+    return ""
+
+
+def _check_shapes(model: onnx.ModelProto, nodes: list[Node], path: Path
+                  ) -> onnx.ModelProto | None:
     """Where ONNX shape inference found a static shape for an intermediate value, ours should
     agree; a disagreement is reported as a warning (exporters do write wrong value_info, and
-    onnxruntime, which the IR is tested against, ignores it)."""
+    onnxruntime, which the IR is tested against, ignores it). Returns the inferred model."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception:
-        return
+        return None
     known = {}
     for vi in inferred.graph.value_info:
         dims, _ = _static_shape(vi)
@@ -497,6 +522,7 @@ def _check_shapes(model: onnx.ModelProto, nodes: list[Node], path: Path) -> None
         if n.onnx_output in known and known[n.onnx_output] != tuple(n.shape):
             warnings.warn(f"{path}: value '{n.onnx_output}' has shape {n.shape} in boundprop but "
                           f"{known[n.onnx_output]} by ONNX shape inference", stacklevel=3)
+    return inferred
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,12 +624,14 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
 
     nodes, out = _convert_graph(model, path, chosen.name, shape, constants, output_name)
     _check_finite(nodes, path)
-    _check_shapes(_structure_only(model), nodes, path)
+    structure = _structure_only(model)
+    low_precision = _low_precision(structure, _check_shapes(structure, nodes, path))
     nodes, out = _simplify(nodes, out)
     digest = model_digest(path)
     meta = {p.key: p.value for p in model.metadata_props}
     return Network(nodes=nodes, output=out, input_name=chosen.name, output_name=output_name,
-                   source=str(path), sha256=digest, opset=opset, metadata=meta)
+                   source=str(path), sha256=digest, opset=opset, metadata=meta,
+                   low_precision=low_precision)
 
 
 __all__ = ["load"]

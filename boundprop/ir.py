@@ -119,6 +119,9 @@ class Network:
     sha256: str = ""
     opset: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
+    # Where the model computes in float16/bfloat16 ("" if nowhere): float32 execution bounds
+    # do not apply to it.
+    low_precision: str = ""
 
     @property
     def input_shape(self) -> Shape:

@@ -5,6 +5,7 @@ with ``onnx.helper``; onnxruntime is the ground truth for what a model computes.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -319,3 +320,35 @@ def test_analysis_refused_over_the_memory_budget(tmp_path, monkeypatch, method):
     monkeypatch.setenv("BOUNDPROP_MAX_MEMORY_BYTES", "not a number")
     with pytest.raises(bp.BoundpropError, match="BOUNDPROP_MAX_MEMORY_BYTES"):
         bp.load(path)
+
+
+def _f16_inside_model(path: Path, f16_input: bool) -> Path:
+    """Sigmoid computed in float16 (after a Cast), or a whole float16 model."""
+    if f16_input:
+        g = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+             helper.make_node("Sigmoid", ["h"], ["y"])], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT16, None)],
+            [numpy_helper.from_array(np.full((4, 3), 0.3, np.float16), "W")])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        onnx.save(m, str(path))
+        return path
+    nodes = [helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
+             helper.make_node("Sigmoid", ["h"], ["s"], name="sig16"),
+             helper.make_node("Cast", ["s"], ["y"], to=TensorProto.FLOAT)]
+    return _save(path, nodes, {})
+
+
+@pytest.mark.parametrize("f16_input", [False, True])
+def test_float32_execution_refuses_float16_arithmetic(tmp_path, f16_input):
+    """onnxruntime rounds float16 arithmetic to 2⁻¹¹, far beyond the float32 error model:
+    float32 execution is refused with the node named; real execution still works."""
+    net = bp.load(_f16_inside_model(tmp_path / "half.onnx", f16_input))
+    box = bp.Box(np.zeros((1, 4)), np.ones((1, 4)))
+    needle = "input 'x' is float16" if f16_input else "node 'sig16' (Sigmoid) computes in float16"
+    for method in ("interval", "linear"):
+        with pytest.raises(bp.BoundpropError, match=re.escape(needle)):
+            output_bounds(net, box, method, "float32")
+        assert np.all(np.isfinite(output_bounds(net, box, method, "real").upper))
