@@ -47,6 +47,18 @@ MODES = [pytest.param("smoke", id="smoke"),
          pytest.param("fuzz", marks=pytest.mark.fuzz, id="fuzz")]
 
 
+# Exit statuses seen by run_cli / run_cli_subprocess in the current campaign ("hang",
+# "raised" for runs that did not exit): how deep the inputs got.
+EXIT_CODES: dict[str, int] = {}
+
+
+def _count(o: Outcome) -> Outcome:
+    key = str(o.code) if o.code is not None else \
+        ("hang" if (o.exception or "").startswith("Hang") else "raised")
+    EXIT_CODES[key] = EXIT_CODES.get(key, 0) + 1
+    return o
+
+
 class Hang(BaseException):
     """Raised by the alarm when an in-process run exceeds the time limit."""
 
@@ -102,7 +114,7 @@ def run_cli(argv: Sequence[str], seconds: float = TIME_LIMIT_S) -> Outcome:
     """``boundprop.cli.main(argv)`` in-process."""
     code, o = call(lambda: main(list(argv)), seconds)
     o.code = None if o.exception else int(code)
-    return o
+    return _count(o)
 
 
 def _limit_memory() -> None:  # runs in the child, before exec
@@ -120,9 +132,9 @@ def run_cli_subprocess(argv: Sequence[str], seconds: float = TIME_LIMIT_S,
                            text=True, timeout=seconds, env=env, cwd=cwd,
                            preexec_fn=_limit_memory, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
-        return Outcome(None, str(e.stdout or ""), str(e.stderr or ""),
-                       time.perf_counter() - t0, f"Hang: over {seconds:g} s")
-    return Outcome(p.returncode, p.stdout, p.stderr, time.perf_counter() - t0)
+        return _count(Outcome(None, str(e.stdout or ""), str(e.stderr or ""),
+                              time.perf_counter() - t0, f"Hang: over {seconds:g} s"))
+    return _count(Outcome(p.returncode, p.stdout, p.stderr, time.perf_counter() - t0))
 
 
 def contract_violation(o: Outcome) -> str | None:
@@ -176,6 +188,7 @@ class Campaign:
     examples: dict[str, str] = field(default_factory=dict)
     details: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    exit_codes: dict[str, int] = field(default_factory=dict)
 
     def record(self, kind: str | None, example: object, detail: str = "") -> None:
         self.runs += 1
@@ -191,7 +204,8 @@ class Campaign:
 
     def summary(self) -> str:
         lines = [f"{self.target}: {self.runs} inputs ({self.skipped} not applicable) in "
-                 f"{self.seconds:.1f} s, {sum(self.failures.values())} failing"]
+                 f"{self.seconds:.1f} s, {sum(self.failures.values())} failing; CLI exit "
+                 f"statuses {dict(sorted(self.exit_codes.items()))}"]
         for kind, n in sorted(self.failures.items(), key=lambda kv: -kv[1]):
             lines.append(f"  {n:>6} × {kind}\n         input: {self.examples[kind][:600]}\n"
                          f"         detail: {self.details[kind][:600]}")
@@ -202,7 +216,7 @@ class Campaign:
             return
         Path(REPORT_DIR).mkdir(parents=True, exist_ok=True)
         doc = {"target": self.target, "runs": self.runs, "skipped": self.skipped,
-               "seconds": self.seconds,
+               "seconds": self.seconds, "exit_codes": self.exit_codes,
                "failures": self.failures, "examples": self.examples, "details": self.details}
         (Path(REPORT_DIR) / f"{self.target}.json").write_text(json.dumps(doc, indent=1))
 
@@ -224,8 +238,10 @@ def fuzz(target: str, mode: str, strategy: st.SearchStrategy,
         camp.record(kind, x, detail)
 
     t0 = time.perf_counter()
+    EXIT_CODES.clear()
     run()
     camp.seconds = time.perf_counter() - t0
+    camp.exit_codes = dict(EXIT_CODES)
     camp.save()
     print(camp.summary())
     assert not camp.failures, camp.summary()

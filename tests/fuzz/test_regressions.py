@@ -1,0 +1,68 @@
+"""Inputs the fuzzing harness found (issue 11), one test each. Marked xfail(strict=True) while
+the bug is open: when a fix lands the test passes, strict xfail turns that into a failure, and
+the lead removes the mark. Findings: /tmp/helpers/fuzz_findings.md (F<n> below)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from onnx import TensorProto
+
+import boundprop as bp
+from tests.fuzz import corpus
+from tests.fuzz.harness import contract_violation, run_cli
+
+
+def _wrap_close_index() -> int:
+    subclasses = ().__class__.__base__.__subclasses__()
+    return next(i for i, c in enumerate(subclasses) if c.__name__ == "_wrap_close")
+
+
+def test_f1_certificate_formula_cannot_run_code(seed_dir, tmp_path):
+    """F1 (found on 8c63ef7, where it ran the command; exact.parse's whitelist grammar fixes
+    it): loading a certificate never evaluates its formulas as Python."""
+    canary = tmp_path / "PWNED"
+    payload = (f'().__class__.__base__.__subclasses__()[{_wrap_close_index()}].__init__'
+               f'.__globals__["system"]("touch {canary}")')
+    doc = json.loads((seed_dir / "relu_box_2.json").read_text())
+    doc["symbolic"]["lipschitz"] = payload
+    cert = tmp_path / "cert.json"
+    cert.write_text(json.dumps(doc))
+    try:
+        bp.load_certificate(cert)
+    except bp.BoundpropError:
+        pass
+    assert not canary.exists(), "the certificate ran a shell command"
+
+
+def _external_model(tmp_path: Path, location: str) -> Path:
+    m = corpus.tiny(0).proto()
+    t = m.graph.initializer[1]
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    e = t.external_data.add()
+    e.key, e.value = "location", location
+    return corpus.save_model(m, tmp_path / "model.onnx")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: external-data location with a NUL byte "
+                   "is an internal error (ValueError: embedded null byte), not exit 2")
+def test_f2_external_location_with_nul_byte(tmp_path):
+    path = _external_model(tmp_path, "\x00x")
+    o = run_cli(["inspect", str(path)])
+    assert contract_violation(o) is None, o
+    assert o.code == 2
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: bp.load_certificate raises ValueError / "
+                   "TypeError when model.output_shape does not fit the output bounds")
+@pytest.mark.parametrize("shape", [[1], [1, 2e300]])
+def test_f3_load_certificate_output_shape_mismatch(seed_dir, tmp_path, shape):
+    doc = json.loads((seed_dir / "tanh_box_2.json").read_text())
+    doc["model"]["output_shape"] = shape
+    cert = tmp_path / "cert.json"
+    cert.write_text(json.dumps(doc))
+    with pytest.raises(bp.BoundpropError):
+        bp.load_certificate(cert)
