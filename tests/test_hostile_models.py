@@ -270,6 +270,9 @@ HOSTILE = {
     "Tile to 1e10 entries": (_huge("Tile", [100000, 25000]), "node 'big' (Tile)"),
     "Pad (with a value) to 1e9 entries": (_pad_huge, "node 'big' (Pad) has 1e+09 values"),
     "no outputs": (_no_outputs, "declares no outputs"),
+    "reduction over a repeated axis": (
+        lambda p: _save(p, [helper.make_node("ReduceSum", ["x", "ax"], ["y"], name="r")],
+                        {"ax": np.array([1, -1], np.int64)}), "name an axis twice"),
 }
 
 

@@ -421,6 +421,8 @@ def convert_reduce(ctx: ConversionContext, node, args: list[Value]) -> list[Valu
             return [x]
         axes = list(range(rank))
     axes = tuple(normalize_axis(int(v), rank) for v in axes)
+    if len(set(axes)) != len(axes):
+        raise ctx.fail(f"reduction axes {list(axes)} name an axis twice; each may appear once")
     keep = bool(attr(node, "keepdims", 1))
     if node.op_type in ("ReduceSum", "ReduceMean"):
         prim = Reduce(x.shape, axes, keep, mean=node.op_type == "ReduceMean")
