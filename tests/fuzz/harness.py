@@ -222,13 +222,15 @@ class Campaign:
 
 
 def fuzz(target: str, mode: str, strategy: st.SearchStrategy,
-         prop: Callable[[object], tuple[str | None, str]], smoke: int = 30) -> Campaign:
+         prop: Callable[[object], tuple[str | None, str]], smoke: int = 30,
+         scale: int = 1) -> Campaign:
     """Run ``prop`` on ``smoke`` (default run, derandomized) or FUZZ_EXAMPLES (``-m fuzz``)
     inputs drawn from ``strategy``; ``prop(x)`` returns (failure kind, or None when the
     contract holds, or "" when the property does not apply to x; detail). Fails
-    the test at the end with the tally when any input broke the contract."""
+    the test at the end with the tally when any input broke the contract. ``scale``: the
+    campaign runs FUZZ_EXAMPLES / scale inputs (for targets that pay a process per input)."""
     camp = Campaign(f"{target}[{mode}]")
-    n = smoke if mode == "smoke" else FUZZ_EXAMPLES
+    n = smoke if mode == "smoke" else max(1, FUZZ_EXAMPLES // scale)
 
     @settings(max_examples=n, deadline=None, derandomize=(mode == "smoke"), database=None,
               suppress_health_check=list(HealthCheck), print_blob=False)

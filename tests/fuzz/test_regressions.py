@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto
 
 import boundprop as bp
+from boundprop.exact import enclose, parse
 from tests.fuzz import corpus
 from tests.fuzz.harness import contract_violation, run_cli
 
@@ -66,3 +67,14 @@ def test_f3_load_certificate_output_shape_mismatch(seed_dir, tmp_path, shape):
     cert.write_text(json.dumps(doc))
     with pytest.raises(bp.BoundpropError):
         bp.load_certificate(cert)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: exact.enclose with oo: OverflowError / "
+                   "AttributeError escape, oo-oo gives a NaN interval")
+@pytest.mark.parametrize("text", ["1/oo", "oo/oo", "sqrt(oo-oo)", "oo-oo", "A*oo-oo"])
+def test_f4_enclose_with_infinity(text):
+    try:
+        lo, hi = enclose(parse(text), {"A": 1.0})
+    except bp.BoundpropError:
+        return
+    assert lo <= hi, (lo, hi)
