@@ -25,10 +25,12 @@ class OrtModel:
                  threads: int = 0) -> None:
         import onnxruntime as ort
 
-        ort.set_default_logger_severity(3)  # errors only: no multi-line coloured warnings
+        # Fatal messages only: onnxruntime's errors arrive as exceptions (turned into one-line
+        # errors here); its coloured multi-line log would only repeat them.
+        ort.set_default_logger_severity(4)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4
         try:
             self.session = ort.InferenceSession(str(path), opts,
                                                 providers=["CPUExecutionProvider"])
@@ -47,7 +49,11 @@ class OrtModel:
         x = np.asarray(x)
         single = x.shape == self.input_shape
         xs = x[None] if single else x
-        outs = [self.session.run([self.output_name], {self.input.name: xi.astype(self.dtype)})[0]
-                for xi in xs]
+        try:
+            outs = [self.session.run([self.output_name],
+                                     {self.input.name: xi.astype(self.dtype)})[0] for xi in xs]
+        except Exception as e:  # onnxruntime refuses the model at run time (bad attributes)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise BoundpropError(f"onnxruntime cannot run the model ({first})") from None
         y = np.stack(outs).astype(np.float64)
         return y[0] if single else y

@@ -270,6 +270,23 @@ HOSTILE = {
     "Tile to 1e10 entries": (_huge("Tile", [100000, 25000]), "node 'big' (Tile)"),
     "Pad (with a value) to 1e9 entries": (_pad_huge, "node 'big' (Pad) has 1e+09 values"),
     "no outputs": (_no_outputs, "declares no outputs"),
+    "MaxPool with a 0 kernel": (
+        lambda p: _save(p, [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[0, 2],
+                                             name="mp")], {}, in_dims=(1, 1, 4, 4)),
+        "kernel_shape [0, 2] is invalid"),
+    "Conv with stride 0": (
+        lambda p: _save(p, [helper.make_node("Conv", ["x", "w"], ["y"], strides=[1, 0],
+                                             name="cv")],
+                        {"w": np.ones((1, 1, 2, 2), np.float32)}, in_dims=(1, 1, 4, 4)),
+        "strides [1, 0] is invalid"),
+    "Conv kernel_shape unlike its kernel": (
+        lambda p: _save(p, [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[7, 9],
+                                             name="cv")],
+                        {"w": np.ones((1, 1, 2, 2), np.float32)}, in_dims=(1, 1, 4, 4)),
+        "does not match the kernel's spatial shape [2, 2]"),
+    "GlobalAveragePool of rank 2": (
+        lambda p: _save(p, [helper.make_node("GlobalAveragePool", ["x"], ["y"], name="g")], {}),
+        "rank >= 3"),
     "reduction over a repeated axis": (
         lambda p: _save(p, [helper.make_node("ReduceSum", ["x", "ax"], ["y"], name="r")],
                         {"ax": np.array([1, -1], np.int64)}), "name an axis twice"),

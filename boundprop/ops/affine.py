@@ -302,6 +302,18 @@ def _conv_output_size(n: int, k: int, s: int, d: int, pb: int, pe: int, ceil: bo
     return (-(-span // s) if ceil else span // s) + 1
 
 
+def check_window(ctx: ConversionContext, d: int, kernel: Shape, strides: Shape,
+                 dilations: Shape, node_attr: dict) -> None:
+    """Refuse window attributes onnxruntime refuses: one kernel size, stride and dilation per
+    spatial axis (d of them), each at least 1, and 2·d nonnegative pads."""
+    pads = list(node_attr.get("pads") or [0] * (2 * d))
+    for what, v, n, least in (("kernel_shape", kernel, d, 1), ("strides", strides, d, 1),
+                              ("dilations", dilations, d, 1), ("pads", pads, 2 * d, 0)):
+        if len(v) != n or any(int(e) < least for e in v):
+            raise ctx.fail(f"{what} {list(v)} is invalid for {d} spatial axes (need {n} "
+                           f"value(s), each >= {least})")
+
+
 def resolve_pads(node_attr: dict, spatial: Shape, kernel: Shape, strides: Shape,
                  dilations: Shape) -> tuple[list[int], list[int]]:
     """Begin/end pads of a conv or pool node, resolving ``auto_pad`` as the ONNX spec says."""
@@ -689,6 +701,10 @@ def convert_conv(ctx: ConversionContext, node, args: list[Value]) -> list[Value]
     kernel = tuple(a.get("kernel_shape") or w.shape[2:])
     strides = tuple(a.get("strides") or [1] * d)
     dilations = tuple(a.get("dilations") or [1] * d)
+    check_window(ctx, d, kernel, strides, dilations, a)
+    if kernel != tuple(w.shape[2:]):
+        raise ctx.fail(f"kernel_shape {list(kernel)} does not match the kernel's spatial shape "
+                       f"{list(w.shape[2:])}")
     pb, pe = resolve_pads(a, x.shape[2:], kernel, strides, dilations)
     try:
         prim = Conv(x.shape, w, bias, strides, pb, pe, dilations, a.get("group", 1))
@@ -711,6 +727,10 @@ def convert_conv_transpose(ctx: ConversionContext, node, args: list[Value]) -> l
     kernel = tuple(a.get("kernel_shape") or w.shape[2:])
     strides = tuple(a.get("strides") or [1] * d)
     dilations = tuple(a.get("dilations") or [1] * d)
+    check_window(ctx, d, kernel, strides, dilations, a)
+    if kernel != tuple(w.shape[2:]):
+        raise ctx.fail(f"kernel_shape {list(kernel)} does not match the kernel's spatial shape "
+                       f"{list(w.shape[2:])}")
     out_pad = list(a.get("output_padding") or [0] * d)
     group = a.get("group", 1)
     spatial = x.shape[2:]

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from boundprop.ops.affine import resolve_pads
+from boundprop.ops.affine import check_window, resolve_pads
 from boundprop.ops.base import (
     AffinePrimitive,
     ConversionContext,
@@ -361,9 +361,12 @@ class ReduceExtreme(Primitive):
 def _window_args(ctx: ConversionContext, node, x: Tensor):
     d = len(x.shape) - 2
     a = {at.name: attr(node, at.name) for at in node.attribute}
+    if "kernel_shape" not in a:
+        raise ctx.fail("pooling needs a kernel_shape attribute")
     kernel = tuple(a["kernel_shape"])
     strides = tuple(a.get("strides") or [1] * d)
     dilations = tuple(a.get("dilations") or [1] * d)
+    check_window(ctx, d, kernel, strides, dilations, a)
     if as_str(a.get("auto_pad", "NOTSET")) in ("SAME_UPPER", "SAME_LOWER") and any(
             d != 1 for d in dilations):
         # The spec counts the dilation when sizing SAME pads; onnxruntime does not. Rather
@@ -394,6 +397,8 @@ def convert_pool(ctx: ConversionContext, node, args: list[Value]) -> list[Value]
 @onnx_converter("GlobalAveragePool", "GlobalMaxPool")
 def convert_global_pool(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
     x = args[0]
+    if not isinstance(x, Tensor) or len(x.shape) < 3:
+        raise ctx.fail("global pooling needs a computed input of rank >= 3 (N, C, spatial...)")
     axes = tuple(range(2, len(x.shape)))
     if node.op_type == "GlobalAveragePool":
         return [ctx.emit(Reduce(x.shape, axes, True, mean=True), [x])]
