@@ -38,10 +38,24 @@ from boundprop.cli import main
 
 TIME_LIMIT_S = 20.0
 MEMORY_LIMIT_BYTES = 2_000_000_000
+# Address space of the pytest process while a campaign runs in-process: a run that tries to
+# allocate beyond it gets MemoryError (exit 2) instead of growing until the kernel's OOM killer
+# picks a process of the machine (it happened: 23.6 GB RSS, issue 11 finding F6).
+IN_PROCESS_ADDRESS_SPACE = 8 * 2**30
 # Examples per target: a small deterministic share in the default run, 10^4 with -m fuzz
 # (override with BOUNDPROP_FUZZ_EXAMPLES).
 FUZZ_EXAMPLES = int(os.environ.get("BOUNDPROP_FUZZ_EXAMPLES", "10000"))
 REPORT_DIR = os.environ.get("BOUNDPROP_FUZZ_REPORT")  # a folder for <target>.json tallies
+
+# Failure kinds of open findings (/tmp/helpers/fuzz_findings.md, tests/fuzz/test_regressions.py):
+# the default run's small share reports them but does not fail on them (their xfail(strict)
+# regression tests track the fix); the -m fuzz campaign fails on every kind. Remove an entry
+# when its finding is fixed.
+KNOWN_IN_SMOKE = {
+    "enclose returned an empty interval": "F4",
+    "escaped OverflowError": "F4",
+    "escaped AttributeError": "F4",
+}
 
 MODES = [pytest.param("smoke", id="smoke"),
          pytest.param("fuzz", marks=pytest.mark.fuzz, id="fuzz")]
@@ -87,6 +101,18 @@ def time_limit(seconds: float = TIME_LIMIT_S):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+@contextlib.contextmanager
+def address_space_limit(limit: int = IN_PROCESS_ADDRESS_SPACE):
+    """Lower the soft RLIMIT_AS of this process to ``limit`` (never above the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    new = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (new, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def call(fn: Callable[[], object], seconds: float = TIME_LIMIT_S) -> tuple[object, Outcome]:
@@ -189,6 +215,11 @@ class Campaign:
     details: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     exit_codes: dict[str, int] = field(default_factory=dict)
+    slowest: list[tuple[float, str]] = field(default_factory=list)  # (seconds, input), top 5
+
+    def timed(self, seconds: float, example: object) -> None:
+        self.slowest = sorted([*self.slowest, (seconds, repr(example)[:300])],
+                              reverse=True)[:5]
 
     def record(self, kind: str | None, example: object, detail: str = "") -> None:
         self.runs += 1
@@ -205,7 +236,8 @@ class Campaign:
     def summary(self) -> str:
         lines = [f"{self.target}: {self.runs} inputs ({self.skipped} not applicable) in "
                  f"{self.seconds:.1f} s, {sum(self.failures.values())} failing; CLI exit "
-                 f"statuses {dict(sorted(self.exit_codes.items()))}"]
+                 f"statuses {dict(sorted(self.exit_codes.items()))}; slowest "
+                 f"{self.slowest[0][0] if self.slowest else 0:.1f} s"]
         for kind, n in sorted(self.failures.items(), key=lambda kv: -kv[1]):
             lines.append(f"  {n:>6} × {kind}\n         input: {self.examples[kind][:600]}\n"
                          f"         detail: {self.details[kind][:600]}")
@@ -217,6 +249,7 @@ class Campaign:
         Path(REPORT_DIR).mkdir(parents=True, exist_ok=True)
         doc = {"target": self.target, "runs": self.runs, "skipped": self.skipped,
                "seconds": self.seconds, "exit_codes": self.exit_codes,
+               "slowest": self.slowest,
                "failures": self.failures, "examples": self.examples, "details": self.details}
         (Path(REPORT_DIR) / f"{self.target}.json").write_text(json.dumps(doc, indent=1))
 
@@ -236,15 +269,23 @@ def fuzz(target: str, mode: str, strategy: st.SearchStrategy,
               suppress_health_check=list(HealthCheck), print_blob=False)
     @given(strategy)
     def run(x):
+        if REPORT_DIR:  # the input being run, for post-mortems of a killed campaign
+            (Path(REPORT_DIR) / f"{target}.last").write_text(repr(x)[:100_000])
+        t = time.perf_counter()
         kind, detail = prop(x)
+        camp.timed(time.perf_counter() - t, x)
         camp.record(kind, x, detail)
 
     t0 = time.perf_counter()
     EXIT_CODES.clear()
-    run()
+    if REPORT_DIR:
+        Path(REPORT_DIR).mkdir(parents=True, exist_ok=True)
+    with address_space_limit():
+        run()
     camp.seconds = time.perf_counter() - t0
     camp.exit_codes = dict(EXIT_CODES)
     camp.save()
     print(camp.summary())
-    assert not camp.failures, camp.summary()
+    open_kinds = {k for k in camp.failures if not (mode == "smoke" and k in KNOWN_IN_SMOKE)}
+    assert not open_kinds, camp.summary()
     return camp

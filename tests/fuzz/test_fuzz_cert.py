@@ -132,7 +132,7 @@ def test_certificate_fields(mode, seed_dir, docs, tmp_path):
             return "load_certificate: " + lo.exception.split(":")[0], lo.exception
         return None, ""
 
-    fuzz("cert_fields", mode, field_mutations(docs), prop, smoke=60)
+    fuzz("cert_fields", mode, field_mutations(docs), prop, smoke=120)
 
 
 def _witness_beats(text: str, name: str) -> bool:
@@ -295,7 +295,7 @@ def test_tampered_certificate_is_rejected(mode, seed_dir, docs, tmp_path):
             return f"check accepted a false claim ({what})", o.out[-800:]
         return None, ""
 
-    fuzz("cert_tamper", mode, tampers(docs), prop, smoke=40)
+    fuzz("cert_tamper", mode, tampers(docs), prop, smoke=80)
 
 
 def test_witnesses_hold_for_genuine_certificates(docs, seed_dir):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -201,9 +202,12 @@ def test_cli_argument_vectors(mode, seed_dir, tmp_path):
         kind = contract_violation(o)
         if kind:
             return kind, f"{' '.join(argv)} → {o.exception or o.err[-600:]}"
-        return _after(argv, real, pool, folder, before, listing, o)
+        kind, detail = _after(argv, real, pool, folder, before, listing, o)
+        if not kind:
+            shutil.rmtree(folder, ignore_errors=True)  # kept when something broke
+        return kind, detail
 
-    fuzz("cli_argv", mode, argvs(), prop, smoke=60)
+    fuzz("cli_argv", mode, argvs(), prop, smoke=100, scale=5)
 
 
 def test_output_checks_can_fail(tmp_path):

@@ -133,4 +133,4 @@ def test_formulas(mode, seed_dir, tmp_path):
 
     strategy = st.tuples(formulas(seeds + hostile_canary, names),
                          _value_strategy(names, values))
-    fuzz("formula", mode, strategy, prop, smoke=100)
+    fuzz("formula", mode, strategy, prop, smoke=300)

@@ -143,7 +143,7 @@ def _parse_or_error(text: str, n_in: int, n_out: int) -> str | None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_parse_vnnlib(mode):
-    fuzz("vnnlib_parse", mode, vnnlib_inputs(), _parse_property, smoke=80)
+    fuzz("vnnlib_parse", mode, vnnlib_inputs(), _parse_property, smoke=150)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -5,6 +5,7 @@ the lead removes the mark. Findings: /tmp/helpers/fuzz_findings.md (F<n> below).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from onnx import TensorProto
 import boundprop as bp
 from boundprop.exact import enclose, parse
 from tests.fuzz import corpus
-from tests.fuzz.harness import contract_violation, run_cli
+from tests.fuzz.harness import contract_violation, run_cli, run_cli_subprocess
 
 
 def _wrap_close_index() -> int:
@@ -78,3 +79,24 @@ def test_f4_enclose_with_infinity(text):
     except bp.BoundpropError:
         return
     assert lo <= hi, (lo, hi)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: audit --samples/--steps without an upper "
+                   "limit: hangs or exhausts memory instead of a one-line refusal")
+@pytest.mark.parametrize("option", [["--samples", "2147483648"], ["--steps", "2147483648"]])
+def test_f5_f6_audit_huge_counts_are_refused(seed_dir, option):
+    # a child with an address-space limit and a 10 s timeout: a refusal is immediate
+    o = run_cli_subprocess(["audit", str(seed_dir / "relu_box_2.json"),
+                            str(seed_dir / "relu.onnx"), "--quiet", *option], seconds=10)
+    assert o.exception is None, o.exception  # no hang
+    assert o.code == 2 and "out of memory" not in o.err, (o.code, o.err)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: report --audit FIFO blocks forever")
+def test_f8_report_audit_fifo_does_not_hang(seed_dir, tmp_path):
+    fifo = tmp_path / "audit.fifo"
+    os.mkfifo(fifo)
+    o = run_cli(["report", str(seed_dir / "relu_box_2.json"), "--audit", str(fifo), "--json"],
+                seconds=5)
+    assert o.exception is None, o.exception
+    assert o.code == 2, (o.code, o.err)
