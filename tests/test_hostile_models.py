@@ -372,3 +372,18 @@ def test_float32_execution_refuses_float16_arithmetic(tmp_path, f16_input):
         with pytest.raises(bp.BoundpropError, match=re.escape(needle)):
             output_bounds(net, box, method, "float32")
         assert np.all(np.isfinite(output_bounds(net, box, method, "real").upper))
+
+
+@pytest.mark.parametrize("op", ["Conv", "MaxPool", "AveragePool"])
+def test_huge_stride_is_one_window(tmp_path, op):
+    """A stride of 2³¹ (one output position) imports, evaluates as onnxruntime does, and gets
+    certified constants (the conv norm once tabulated an array of stride size: 16 GiB)."""
+    kw = dict(strides=[1, 2**31], kernel_shape=[1, 2])
+    inits = {"w": np.arange(1, 5, dtype=np.float32).reshape(2, 1, 1, 2)} if op == "Conv" else {}
+    nodes = [helper.make_node(op, ["x", "w"] if op == "Conv" else ["x"], ["y"], **kw)]
+    path = _save(tmp_path / "stride.onnx", nodes, inits, in_dims=(1, 1, 3, 5))
+    net = bp.load(path)
+    xs = np.random.default_rng(5).standard_normal((8, 1, 1, 3, 5)).astype(np.float32)
+    np.testing.assert_allclose(net(xs.astype(np.float64)), OrtModel(path)(xs), rtol=1e-6)
+    c = bp.certify(net, bp.Box(np.zeros((1, 1, 3, 5)), np.ones((1, 1, 3, 5))), norm="2")
+    assert np.isfinite(c.lipschitz)

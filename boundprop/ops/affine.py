@@ -314,6 +314,15 @@ def check_window(ctx: ConversionContext, d: int, kernel: Shape, strides: Shape,
                            f"value(s), each >= {least})")
 
 
+def clamp_strides(spatial: Shape, strides: Shape, pads_begin: list[int],
+                  pads_end: list[int]) -> tuple[int, ...]:
+    """A stride beyond the padded extent n + p_b + p_e leaves one output position (the
+    first window) whatever its value: clamping it to that extent changes nothing, and keeps
+    the norm computations (which tabulate residues modulo the stride) small."""
+    return tuple(min(int(st), max(n + b + e, 1))
+                 for st, n, b, e in zip(strides, spatial, pads_begin, pads_end))
+
+
 def resolve_pads(node_attr: dict, spatial: Shape, kernel: Shape, strides: Shape,
                  dilations: Shape) -> tuple[list[int], list[int]]:
     """Begin/end pads of a conv or pool node, resolving ``auto_pad`` as the ONNX spec says."""
@@ -706,6 +715,7 @@ def convert_conv(ctx: ConversionContext, node, args: list[Value]) -> list[Value]
         raise ctx.fail(f"kernel_shape {list(kernel)} does not match the kernel's spatial shape "
                        f"{list(w.shape[2:])}")
     pb, pe = resolve_pads(a, x.shape[2:], kernel, strides, dilations)
+    strides = clamp_strides(x.shape[2:], strides, pb, pe)
     try:
         prim = Conv(x.shape, w, bias, strides, pb, pe, dilations, a.get("group", 1))
     except ValueError as e:

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from boundprop.ops.affine import check_window, resolve_pads
+from boundprop.ops.affine import check_window, clamp_strides, resolve_pads
 from boundprop.ops.base import (
     AffinePrimitive,
     ConversionContext,
@@ -374,7 +374,10 @@ def _window_args(ctx: ConversionContext, node, x: Tensor):
         raise ctx.fail("pooling with auto_pad SAME_* and dilations is ambiguous (the ONNX spec "
                        "and onnxruntime disagree on its pads); export with explicit pads")
     pb, pe = resolve_pads(a, x.shape[2:], kernel, strides, dilations)
-    return a, kernel, strides, dilations, pb, pe, bool(a.get("ceil_mode", 0))
+    ceil = bool(a.get("ceil_mode", 0))
+    if not ceil:  # (with ceil_mode a second window may start in the padding: keep it exact)
+        strides = clamp_strides(x.shape[2:], strides, pb, pe)
+    return a, kernel, strides, dilations, pb, pe, ceil
 
 
 @onnx_converter("MaxPool", "AveragePool")
