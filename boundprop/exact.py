@@ -23,30 +23,209 @@ from fractions import Fraction
 
 import sympy as sp
 
+from boundprop.errors import BoundpropError
+
 Number = Fraction | float  # a float here is only ever ±inf
 Interval = tuple[Number, Number]
 SQRT_BITS = 256
-_FUNCTIONS = {"Min", "Max", "sqrt", "log", "oo", "Rational", "Integer", "Float", "zoo", "nan",
-              "pi", "E"}
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_FORMULA_CHARS = 1_000_000  # the longest formula a shipped model writes has ~2,000
+MAX_FORMULA_DEPTH = 100  # nested parentheses, calls and powers (real formulas: < 15)
+MAX_NUMBER_DIGITS = 400  # digits of one number (a double needs 17)
+MAX_EXPONENT = 1000  # |e| of a decimal exponent (doubles lie within 1e±324)
+MAX_POWER = 64  # |p| of an integer power x**p the checker evaluates
+_FUNCTIONS = {"Min": 0, "Max": 0, "sqrt": 1, "log": 1}  # name -> number of arguments (0: ≥ 1)
+_CONSTANTS = {"oo": sp.oo}
+_REFUSED = {"nan", "zoo"}  # sympy's NaN / complex infinity: no claim to check
+_TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>\*\*|[-+*/(),]))")
+_EXPONENT = re.compile(r"[eE]([-+]?\d+)\Z")
 
 
-class FormulaError(ValueError):
-    """A formula the checker cannot read or evaluate."""
+class FormulaError(BoundpropError):
+    """A formula the checker cannot read or evaluate (one line)."""
+
+
+def _tokens(text: str) -> list[tuple[str, str, int]]:
+    """``(kind, text, offset)`` for each token; kind is "num", "name" or "op"."""
+    out, pos, n = [], 0, len(text)
+    while pos < n:
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            if text[pos:].strip() == "":
+                break
+            raise FormulaError(f"formula '{_cut(text)}': unexpected character "
+                               f"{text[pos]!r} at offset {pos}")
+        kind = m.lastgroup
+        if kind is None:  # trailing white space
+            break
+        out.append((kind, m.group(kind), m.start(kind)))
+        pos = m.end()
+    return out
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _number(tok: str) -> sp.Expr:
+    """An Integer, or a Float from its decimal text (as sympy's parser makes them)."""
+    digits = sum(ch.isdigit() for ch in tok)
+    e = _EXPONENT.search(tok)
+    if digits > MAX_NUMBER_DIGITS or (e and abs(int(e.group(1))) > MAX_EXPONENT):
+        raise FormulaError(f"number '{_cut(tok)}' is too large (over {MAX_NUMBER_DIGITS} digits "
+                           f"or exponent over {MAX_EXPONENT})")
+    if tok.isdigit():
+        return sp.Integer(int(tok))
+    return sp.Float(tok)
+
+
+class _FormulaParser:
+    """Recursive descent over the tokens, Python's precedence: ``+ -`` < ``* /`` < unary
+    ``+ -`` < ``**`` (right-associative, its exponent may carry a sign). Builds sympy
+    expressions unevaluated (as ``parse_expr(..., evaluate=False)`` does): ``a - b`` is
+    ``Add(a, Mul(-1, b))``, ``a/b`` is ``Mul(a, Pow(b, -1))``, chains of + and of * are flat."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.toks = _tokens(text)
+        self.i = 0
+        self.symbols: dict[str, sp.Symbol] = {}
+        self.negations: set[int] = set()  # ids of the Mul(-1, e) of unary minus: kept whole
+
+    def error(self, msg: str) -> FormulaError:
+        at = self.toks[self.i][2] if self.i < len(self.toks) else len(self.text)
+        return FormulaError(f"formula '{_cut(self.text)}': {msg} at offset {at}")
+
+    def peek(self) -> str | None:
+        return self.toks[self.i][1] if self.i < len(self.toks) else None
+
+    def expect(self, op: str) -> None:
+        if self.peek() != op or self.toks[self.i][0] != "op":
+            raise self.error(f"expected '{op}'")
+        self.i += 1
+
+    def parse(self) -> sp.Expr:
+        if not self.toks:
+            raise FormulaError("empty formula")
+        e = self.sum(0)
+        if self.i != len(self.toks):
+            raise self.error(f"unexpected '{_cut(self.toks[self.i][1])}'")
+        return e
+
+    def sum(self, depth: int) -> sp.Expr:
+        terms = [self.product(depth)]
+        while self.peek() in ("+", "-"):
+            sign = self.toks[self.i][1]
+            self.i += 1
+            t = self.product(depth)
+            terms.append(t if sign == "+" else sp.Mul(sp.S.NegativeOne, t, evaluate=False))
+        if len(terms) == 1:
+            return terms[0]
+        flat = [a for t in terms for a in (t.args if t.is_Add else (t,))]
+        return sp.Add(*flat, evaluate=False)
+
+    def product(self, depth: int) -> sp.Expr:
+        factors = [self.unary(depth)]
+        while self.peek() in ("*", "/"):
+            op = self.toks[self.i][1]
+            self.i += 1
+            f = self.unary(depth)
+            factors.append(f if op == "*" else sp.Pow(f, sp.S.NegativeOne, evaluate=False))
+        if len(factors) == 1:
+            return factors[0]
+        flat = [a for f in factors
+                for a in (f.args if f.is_Mul and id(f) not in self.negations else (f,))]
+        return sp.Mul(*flat, evaluate=False)
+
+    def unary(self, depth: int) -> sp.Expr:
+        negative = False
+        while self.peek() in ("+", "-"):
+            negative ^= self.toks[self.i][1] == "-"
+            self.i += 1
+        e = self.power(depth)
+        if not negative:
+            return e
+        if e.is_Number:  # exact: -2, -1.5, -oo
+            return -e
+        neg = sp.Mul(sp.S.NegativeOne, e, evaluate=False)
+        self.negations.add(id(neg))
+        return neg
+
+    def power(self, depth: int) -> sp.Expr:
+        base = self.atom(depth)
+        if self.peek() != "**":
+            return base
+        self.i += 1
+        if depth + 1 > MAX_FORMULA_DEPTH:
+            raise self.error(f"powers nested deeper than {MAX_FORMULA_DEPTH}")
+        return sp.Pow(base, self.unary(depth + 1), evaluate=False)
+
+    def atom(self, depth: int) -> sp.Expr:
+        if self.i >= len(self.toks):
+            raise self.error("the formula ends early")
+        kind, tok, _ = self.toks[self.i]
+        if kind == "num":
+            self.i += 1
+            return _number(tok)
+        if kind == "name":
+            self.i += 1
+            if self.peek() == "(":
+                return self.call(tok, depth)
+            return self.name(tok)
+        if tok != "(":
+            raise self.error(f"unexpected '{tok}'")
+        if depth + 1 > MAX_FORMULA_DEPTH:
+            raise self.error(f"parentheses nested deeper than {MAX_FORMULA_DEPTH}")
+        self.i += 1
+        e = self.sum(depth + 1)
+        self.expect(")")
+        return e
+
+    def name(self, tok: str) -> sp.Expr:
+        if tok in _CONSTANTS:
+            return _CONSTANTS[tok]
+        if tok in _REFUSED or tok in _FUNCTIONS:
+            raise self.error(f"'{tok}' is not a value the checker evaluates")
+        if tok not in self.symbols:
+            self.symbols[tok] = sp.Symbol(tok, nonnegative=True)
+        return self.symbols[tok]
+
+    def call(self, fname: str, depth: int) -> sp.Expr:
+        arity = _FUNCTIONS.get(fname)
+        if arity is None:
+            raise self.error(f"unknown function '{_cut(fname)}' (Min, Max, sqrt, log are "
+                             "supported)")
+        if depth + 1 > MAX_FORMULA_DEPTH:
+            raise self.error(f"calls nested deeper than {MAX_FORMULA_DEPTH}")
+        self.expect("(")
+        args = [self.sum(depth + 1)]
+        while self.peek() == ",":
+            self.i += 1
+            args.append(self.sum(depth + 1))
+        self.expect(")")
+        if arity and len(args) != arity:
+            raise self.error(f"{fname} takes {arity} argument, got {len(args)}")
+        if fname in ("Min", "Max"):
+            # Unevaluated: sympy's Min/Max simplification is slow and not needed to evaluate.
+            return (sp.Min if fname == "Min" else sp.Max)(*args, evaluate=False)
+        if fname == "sqrt":
+            return sp.Pow(args[0], sp.S.Half, evaluate=False)
+        return sp.log(args[0], evaluate=False)
 
 
 def parse(text: str) -> sp.Expr:
-    """Parse a formula written by ``str(expr)``; every name other than the few functions is a
-    nonnegative symbol (so names such as ``gamma_x`` or ``E`` never become sympy objects)."""
-    names = {n for n in _NAME.findall(text) if n not in _FUNCTIONS or n == "E"}
-    local: dict = {n: sp.Symbol(n, nonnegative=True) for n in names}
-    # Unevaluated: sympy's Min/Max simplification is slow and not needed to evaluate.
-    local["Min"] = lambda *a: sp.Min(*a, evaluate=False)
-    local["Max"] = lambda *a: sp.Max(*a, evaluate=False)
-    try:
-        return sp.parse_expr(text, local_dict=local, evaluate=False)
-    except Exception as e:  # sympy raises many kinds on garbage
-        raise FormulaError(f"unreadable formula '{text[:80]}' ({type(e).__name__})") from None
+    """Parse a formula as ``str(expr)`` writes it, by a whitelist grammar (nothing is ever
+    evaluated as code): + − × / ** and parentheses over integers, decimal floats, ``oo``,
+    ``Min(…)``, ``Max(…)``, ``sqrt(…)``, ``log(…)`` and names. Every name is a nonnegative
+    symbol (so ``gamma_x``, ``E``, ``I`` or ``pi`` never become sympy objects). Anything else,
+    nesting deeper than ``MAX_FORMULA_DEPTH``, text over ``MAX_FORMULA_CHARS`` or a number over
+    ``MAX_NUMBER_DIGITS`` digits is a one-line :class:`FormulaError`."""
+    if not isinstance(text, str):
+        raise FormulaError(f"a formula must be text, not {type(text).__name__}")
+    if len(text) > MAX_FORMULA_CHARS:
+        raise FormulaError(f"formula of {len(text):,} characters, over the "
+                           f"{MAX_FORMULA_CHARS:,} limit")
+    return _FormulaParser(text).parse()
 
 
 def _isqrt_bounds(q: Fraction) -> Interval:
@@ -103,6 +282,8 @@ def _pow(x: Interval, e: sp.Rational) -> Interval:
     p, q = int(e.p), int(e.q)
     if q not in (1, 2):
         raise FormulaError(f"power {e} is not supported")
+    if abs(p) > MAX_POWER:
+        raise FormulaError(f"power {e} is over the {MAX_POWER} the checker evaluates")
     base = _sqrt(x) if q == 2 else x
     if p < 0:
         base, p = _recip(base), -p
