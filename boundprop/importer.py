@@ -372,7 +372,8 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
                 outs = CONVERTERS[node.op_type](ctx, node, args)
             except BoundpropError:
                 raise
-            except (ValueError, IndexError, KeyError, TypeError) as e:
+            except (ValueError, IndexError, KeyError, TypeError, ArithmeticError,
+                    RuntimeError) as e:  # numpy's, on hostile attributes (e.g. rank > 32)
                 raise UnsupportedModelError(
                     f"node '{node.name or node.output[0]}' ({node.op_type}): cannot convert "
                     f"({type(e).__name__}: {e})") from None

@@ -287,6 +287,9 @@ HOSTILE = {
     "GlobalAveragePool of rank 2": (
         lambda p: _save(p, [helper.make_node("GlobalAveragePool", ["x"], ["y"], name="g")], {}),
         "rank >= 3"),
+    "Expand to rank 64": (
+        lambda p: _save(p, [helper.make_node("Expand", ["x", "s"], ["y"], name="e")],
+                        {"s": np.ones(64, np.int64)}), "node 'e' (Expand): cannot convert"),
     "reduction over a repeated axis": (
         lambda p: _save(p, [helper.make_node("ReduceSum", ["x", "ax"], ["y"], name="r")],
                         {"ax": np.array([1, -1], np.int64)}), "name an axis twice"),
