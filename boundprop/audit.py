@@ -1606,7 +1606,7 @@ def register(sub) -> None:
                    help=f"random points of the set (default {DEFAULT_SAMPLES})")
     p.add_argument("--steps", type=_positive, default=DEFAULT_STEPS, metavar="K",
                    help=f"iterations of each ascent / random search (default {DEFAULT_STEPS})")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_positive, default=0, help="random seed ≥ 0 (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON document of every row")
     p.add_argument("--quiet", action="store_true", help="print nothing; exit status only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

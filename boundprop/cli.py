@@ -89,7 +89,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace):
     import boundprop as bp
+    from boundprop.safe_io import check_input_file
 
+    # Regular files only (a FIFO would hang), and a 5,000-character path is a one-line error.
+    check_input_file(args.model, "model", 2**62, "give an ONNX file")
     return bp.load(args.model, input_shape=args.input_shape, input_name=args.input_name,
                    output_name=args.output_name)
 
@@ -458,6 +461,13 @@ def _run(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as e:  # a path the user gave that the OS refuses (name too long, ...)
+        from boundprop.safe_io import os_reason, short_path
+
+        where = f" {short_path(e.filename)}" if e.filename else ""
+        print(f"boundprop: error: cannot use{where}: {os_reason(e)}; check the path",
+              file=sys.stderr)
+        return 2
     except RecursionError:
         print("boundprop: error: the input is nested too deeply to process; simplify it",
               file=sys.stderr)

@@ -32,13 +32,14 @@ MAX_TEXT_INPUT_BYTES = 256 * 2**20  # certificates, properties, text arrays
 MAX_ARRAY_INPUT_BYTES = 2**30  # .npy / .txt arrays (input sets, data batches, targets)
 
 
-def _os_reason(e: OSError) -> str:
+def os_reason(e: OSError) -> str:
+    """The OS's reason for ``e`` in words, one line."""
     if e.errno == errno.ENAMETOOLONG:
         return "the path or a name in it is too long"
     return e.strerror or str(e)
 
 
-def _short(path: str | os.PathLike) -> str:
+def short_path(path: str | os.PathLike) -> str:
     """A path as shown in a one-line message (a 5,000-character path is cut)."""
     text = os.fspath(path)
     if isinstance(text, bytes):
@@ -52,7 +53,7 @@ def check_input_file(path: str | os.PathLike, what: str,
     missing, not a regular file (folder, FIFO, device, socket), unreadable or over
     ``max_bytes``. ``what`` names it ("certificate", "--vnnlib property"…)."""
     tail = f"; {hint}" if hint else ""
-    where = f"{what} {_short(path)}"
+    where = f"{what} {short_path(path)}"
     if os.fspath(path) in ("", b""):
         raise BoundpropError(f"{what}: empty path{tail}")
     try:
@@ -60,7 +61,7 @@ def check_input_file(path: str | os.PathLike, what: str,
     except FileNotFoundError:
         raise BoundpropError(f"{where}: no such file{tail}") from None
     except (OSError, ValueError) as e:
-        reason = _os_reason(e) if isinstance(e, OSError) else str(e)
+        reason = os_reason(e) if isinstance(e, OSError) else str(e)
         raise BoundpropError(f"cannot read {where}: {reason}{tail}") from None
     if stat.S_ISDIR(st.st_mode):
         raise BoundpropError(f"{where} is a folder, not a file{tail}")
@@ -83,10 +84,10 @@ def read_input_bytes(path: str | os.PathLike, what: str,
             data = f.read(max_bytes + 1)
     except OSError as e:
         tail = f"; {hint}" if hint else ""
-        raise BoundpropError(f"cannot read {what} {_short(path)}: {_os_reason(e)}{tail}") \
+        raise BoundpropError(f"cannot read {what} {short_path(path)}: {os_reason(e)}{tail}") \
             from None
     if len(data) > max_bytes:
-        raise BoundpropError(f"{what} {_short(path)} is over the {max_bytes / 2**20:.0f} MiB "
+        raise BoundpropError(f"{what} {short_path(path)} is over the {max_bytes / 2**20:.0f} MiB "
                              f"limit for a {what}")
     return data
 
@@ -99,7 +100,7 @@ def read_input_text(path: str | os.PathLike, what: str,
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         tail = f"; {hint}" if hint else ""
-        raise BoundpropError(f"{what} {_short(path)} is not UTF-8 text (byte {e.start})"
+        raise BoundpropError(f"{what} {short_path(path)} is not UTF-8 text (byte {e.start})"
                              f"{tail}") from None
 
 
@@ -112,7 +113,7 @@ def load_array(path: str | os.PathLike, what: str,
     :class:`BoundpropError`."""
     hint = "give a .npy file or a text file of numbers"
     data = read_input_bytes(path, what, max_bytes, hint)
-    where = f"{what} {_short(path)}"
+    where = f"{what} {short_path(path)}"
     try:
         if os.fspath(path).endswith(".npy") or data[:6] == b"\x93NUMPY":
             arr = np.load(io.BytesIO(data), allow_pickle=False)
@@ -182,35 +183,35 @@ def resolve_output_path(path: str | os.PathLike, what: str = "output",
         if os.path.islink(raw):
             target = os.path.realpath(raw)
             if not os.path.exists(target):
-                raise BoundpropError(f"{what} {_short(raw)} is a symlink to a missing file; "
+                raise BoundpropError(f"{what} {short_path(raw)} is a symlink to a missing file; "
                                      "give a plain file name")
         st = os.stat(target)
     except FileNotFoundError:
         st = None
     except OSError as e:
-        raise BoundpropError(f"cannot write {what} {_short(raw)}: {_os_reason(e)}; choose "
+        raise BoundpropError(f"cannot write {what} {short_path(raw)}: {os_reason(e)}; choose "
                              "another output path") from None
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
-            raise BoundpropError(f"{what} {_short(raw)} is a folder; give a file name in it")
+            raise BoundpropError(f"{what} {short_path(raw)} is a folder; give a file name in it")
         if not stat.S_ISREG(st.st_mode):
-            raise BoundpropError(f"{what} {_short(raw)} is not a regular file (a device, FIFO "
+            raise BoundpropError(f"{what} {short_path(raw)} is not a regular file (a device, FIFO "
                                  "or socket); it is left alone: give a file name")
         for p in protect:
             if p is not None and _same_file(target, p):
-                raise BoundpropError(f"{what} {_short(raw)} is the input {_short(p)}; it would "
-                                     "be overwritten: choose another output path")
+                raise BoundpropError(f"{what} {short_path(raw)} is the input {short_path(p)}; it "
+                                     "would be overwritten: choose another output path")
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
-        raise BoundpropError(f"cannot write {_short(raw)}: folder {_short(folder)} does not "
-                             "exist; create it or choose another output path")
+        raise BoundpropError(f"cannot write {short_path(raw)}: folder {short_path(folder)} does "
+                             "not exist; create it or choose another output path")
     name = os.path.basename(target)
     try:
         max_name = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
         max_name = 255
     if len(os.fsencode(name)) > max_name:
-        raise BoundpropError(f"cannot write {_short(raw)}: the file name is longer than "
+        raise BoundpropError(f"cannot write {short_path(raw)}: the file name is longer than "
                              f"{max_name} bytes; choose a shorter name")
     return target
 
@@ -227,7 +228,7 @@ def write_atomic(path: str | os.PathLike, text: str | bytes, what: str = "output
     try:
         fd, tmp = tempfile.mkstemp(prefix=".boundprop-", suffix=".tmp", dir=folder)
     except OSError as e:
-        raise BoundpropError(f"cannot write {_short(path)}: {_os_reason(e)}; choose another "
+        raise BoundpropError(f"cannot write {short_path(path)}: {os_reason(e)}; choose another "
                              "output path") from None
     umask = os.umask(0)
     os.umask(umask)
@@ -240,7 +241,7 @@ def write_atomic(path: str | os.PathLike, text: str | bytes, what: str = "output
     except OSError as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise BoundpropError(f"cannot write {_short(path)}: {_os_reason(e)}; choose another "
+        raise BoundpropError(f"cannot write {short_path(path)}: {os_reason(e)}; choose another "
                              "output path") from None
     except BaseException:
         if os.path.exists(tmp):
