@@ -3,17 +3,30 @@ independent regex read of the bounds), synthetic round trips, and bad input with
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import boundprop as bp
+from boundprop.cli import main
+from boundprop.errors import BoundpropError
 from boundprop.sets import Box
-from boundprop.vnnlib import Property, VnnlibError, format_vnnlib, load_vnnlib, parse_vnnlib
+from boundprop.vnnlib import (
+    MAX_NESTING,
+    Property,
+    VnnlibError,
+    format_vnnlib,
+    load_vnnlib,
+    parse_vnnlib,
+)
 from tests.conftest import VNNCOMP, needs_vnncomp
 
 # (folder-relative glob, n_inputs, n_outputs, conjunctions, rows per conjunction)
@@ -311,8 +324,197 @@ def test_empty_box(tmp_path):
 
 
 def test_unreadable_file(tmp_path):
-    with pytest.raises(VnnlibError, match="missing.vnnlib:1: cannot read"):
+    with pytest.raises(VnnlibError, match="missing.vnnlib: no such file"):
         load_vnnlib(tmp_path / "missing.vnnlib", 1, 1)
+    with pytest.raises(VnnlibError, match="is a folder"):
+        load_vnnlib(tmp_path, 1, 1)
+    (tmp_path / "latin1.vnnlib").write_bytes(b"(declare-const X_0 Real) ; \xe9\n")
+    with pytest.raises(VnnlibError, match="not UTF-8"):
+        load_vnnlib(tmp_path / "latin1.vnnlib", 1, 1)
+
+
+_LOAD_IN_A_CHILD = """
+import sys
+from boundprop.errors import BoundpropError
+from boundprop.vnnlib import load_vnnlib
+try:
+    load_vnnlib(sys.argv[1], 1, 1)
+except BoundpropError as e:
+    print("refused:", e)
+"""
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_fifo_or_device_is_refused_without_hanging(tmp_path, kind):
+    """Reading a FIFO blocks until a writer comes, /dev/zero never ends: refused unread."""
+    if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs here")
+        path = tmp_path / "prop.vnnlib"
+        os.mkfifo(path)
+    else:
+        path = Path(kind)
+        if not path.exists():
+            pytest.skip("no /dev/zero here")
+    r = subprocess.run([sys.executable, "-c", _LOAD_IN_A_CHILD, str(path)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("refused:") and "not a regular file" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("wrap", [("(and ", ")"), ("(or ", ")"), ("(+ ", ")")])
+def test_deep_nesting_is_a_one_line_error(tmp_path, wrap):
+    n = 10**5
+    inner = "(<= X_0 1)" if wrap[0] != "(+ " else "(<= " + wrap[0] * n + "Y_0" + ")" * n + " 1)"
+    body = inner if wrap[0] == "(+ " else wrap[0] * n + inner + wrap[1] * n
+    msg = _error(tmp_path, HEAD + BOX + "\n(assert " + body + ")\n")
+    assert "bad.vnnlib:9:" in msg and f"nested more than {MAX_NESTING} deep" in msg, msg
+
+
+def test_nesting_within_the_limit_is_read():
+    depth = MAX_NESTING - 3
+    text = HEAD + BOX + "(assert " + "(and " * depth + "(<= Y_0 1)" + ")" * depth + ")\n"
+    (a, b), = parse_vnnlib(text, 2, 1).unsafe
+    assert a.tolist() == [[1.0]] and b.tolist() == [1.0]
+
+
+@pytest.mark.parametrize("number,needle", [
+    ("1e400", "beyond the float range"), ("-1e400", "beyond the float range"),
+    ("9" * 5000, "5000 characters"), ("0." + "1" * 5000, "5002 characters"),
+    ("nan", "unparsable token 'nan'"), ("inf", "unparsable token 'inf'"),
+    ("-inf", "unparsable token '-inf'"), ("1e99999999999999999999", "beyond the float range"),
+])
+def test_numbers_beyond_the_float_range(tmp_path, number, needle):
+    for text in (HEAD + BOX + f"(assert (<= Y_0 {number}))\n",
+                 HEAD + f"(assert (>= X_0 {number}))\n" + BOX):
+        msg = _error(tmp_path, text)
+        assert needle in msg, msg
+
+
+@pytest.mark.parametrize("constraint", [
+    "(<= (* 1e300 1e300 Y_0) 1)", "(<= (+ 1e308 1e308) Y_0)", "(<= (- Y_0 1e308 1e308) 0)",
+    "(<= (* 1e-300 X_0) 1e300)",
+])
+def test_arithmetic_overflow_is_refused(tmp_path, constraint):
+    msg = _error(tmp_path, HEAD + BOX + f"(assert {constraint})\n")
+    assert "bad.vnnlib:8:" in msg and "overflows the float range" in msg, msg
+
+
+def test_huge_but_finite_bounds_are_read():
+    text = HEAD + "(assert (>= X_0 -1e300))\n(assert (<= X_0 1e300))\n" \
+        "(assert (>= X_1 -1.7e308))\n(assert (<= X_1 1.7e308))\n(assert (<= Y_0 0))\n"
+    (box,) = parse_vnnlib(text, 2, 1).boxes
+    assert box.lower.tolist() == [-1e300, -1.7e308] and box.upper.tolist() == [1e300, 1.7e308]
+
+
+def test_huge_bounds_through_the_cli_say_it_in_words(tmp_path, capsys):
+    """The whole path: bounds of ±1e300 are accepted; the verdict is 'unknown' with an infinite
+    margin; stderr carries at most one plain-words note, never a RuntimeWarning."""
+    model = tmp_path / "m.onnx"
+    net = _tiny_model(model)
+    n_in, n_out = net.input_shape[-1], 1
+    text = "".join(f"(declare-const X_{i} Real)\n" for i in range(n_in))
+    text += "".join(f"(declare-const Y_{j} Real)\n" for j in range(n_out))
+    text += "".join(f"(assert (>= X_{i} -1e300))\n(assert (<= X_{i} 1e300))\n"
+                    for i in range(n_in))
+    prop = tmp_path / "huge.vnnlib"
+    prop.write_text(text + "(assert (>= Y_0 1e300))\n")
+    code = main(["certify", str(model), "--vnnlib", str(prop)])
+    out, err = capsys.readouterr()
+    assert code in (0, 1), err
+    assert "Warning" not in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 1, err
+    assert "unknown" in out or "verified" in out or "falsified" in out, out
+
+
+def _tiny_model(path: Path):
+    """A 3 → 4 → 1 ReLU network as an ONNX file."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.standard_normal((3, 4)), rng.standard_normal((4, 1))
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        [numpy_helper.from_array(w1.astype(np.float32), "w1"),
+         numpy_helper.from_array(w2.astype(np.float32), "w2")])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return bp.load(path)
+
+
+def test_variable_index_with_thousands_of_digits(tmp_path):
+    msg = _error(tmp_path, HEAD + "(declare-const X_" + "1" * 5000 + " Real)\n")
+    assert "bad.vnnlib:4:" in msg and "unsupported variable name" in msg, msg
+
+
+def _many_boxes(n: int, n_in: int = 5) -> str:
+    text = "".join(f"(declare-const X_{i} Real)\n" for i in range(n_in))
+    text += "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n(assert (or\n"
+    text += "".join("(and " + " ".join(f"(>= X_{i} {k * 1e-5:.6f}) (<= X_{i} {k * 1e-5 + .01:.6f})"
+                                       for i in range(n_in)) + ")\n" for k in range(n))
+    return text + "))\n(assert (<= Y_0 Y_1))\n"
+
+
+def test_many_input_boxes_parse_in_linear_time():
+    t0 = time.perf_counter()
+    prop = parse_vnnlib(_many_boxes(2000), 5, 2)
+    elapsed = time.perf_counter() - t0
+    assert len(prop.boxes) == 2000
+    assert elapsed < 10, f"2,000 boxes took {elapsed:.1f} s"
+
+
+@pytest.mark.slow
+def test_twenty_thousand_input_boxes_parse_in_seconds():
+    t0 = time.perf_counter()
+    prop = parse_vnnlib(_many_boxes(20_000), 5, 2)
+    assert len(prop.boxes) == 20_000
+    assert time.perf_counter() - t0 < 60
+
+
+def _competition_texts() -> list[tuple[str, int, int]]:
+    out = []
+    for pattern, n_in, n_out, _, _ in SPECS:
+        if n_in > 784:
+            continue  # the 3072-input files are slow to re-read hundreds of times
+        for p in sorted(VNNCOMP.glob(pattern))[:3] if VNNCOMP.is_dir() else []:
+            out.append((p.read_text(), n_in, n_out))
+    return out
+
+
+_ALPHABET = "()<>=+-*.eE0123456789 \n;XY_ andorsertdcl-Real\x00é"
+
+
+@needs_vnncomp()
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_competition_files_raise_only_vnnlib_errors(data):
+    texts = _cached_competition_texts()
+    text, n_in, n_out = texts[data.draw(st.integers(0, len(texts) - 1))]
+    for _ in range(data.draw(st.integers(1, 4))):
+        k = data.draw(st.integers(0, len(text)))
+        cut = data.draw(st.integers(0, 12))
+        insert = data.draw(st.one_of(
+            st.text(alphabet=_ALPHABET, max_size=10),
+            st.sampled_from(["nan", "inf", "-inf", "1e400", "9" * 5000, "X_" + "7" * 5000,
+                             "(or ", "(and ", ")", "(", "(+ ", "(* 1e300 ", "Y_99999"])))
+        text = text[:k] + insert + text[k + cut:]
+    try:
+        prop = parse_vnnlib(text, n_in, n_out, name="mutated.vnnlib")
+    except BoundpropError as e:
+        assert "\n" not in str(e)
+        return
+    assert isinstance(prop, Property)
+
+
+_texts: list = []
+
+
+def _cached_competition_texts() -> list[tuple[str, int, int]]:
+    if not _texts:
+        _texts.extend(_competition_texts())
+    return _texts
 
 
 def test_false_disjuncts_are_dropped():
