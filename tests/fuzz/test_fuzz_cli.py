@@ -207,7 +207,7 @@ def test_cli_argument_vectors(mode, seed_dir, tmp_path):
             shutil.rmtree(folder, ignore_errors=True)  # kept when something broke
         return kind, detail
 
-    fuzz("cli_argv", mode, argvs(), prop, smoke=100, scale=5)
+    fuzz("cli_argv", mode, argvs(), prop, smoke=100)
 
 
 def test_output_checks_can_fail(tmp_path):
