@@ -164,8 +164,13 @@ def spectral_bound_holds(a, u: float, entry_rel_error: float = 0.0) -> bool:
     u2 = Fraction(u) ** 2
     gh = _gamma(2 * n + 2)
     # Shift: what the rounding can cost, doubled; fails (rightly) when u is too tight.
+    if fro2 * (1 + e) ** 2 <= u2:
+        return True  # ‖A‖₂ ≤ ‖A‖_F ≤ (1 + e)‖a‖_F: no factorisation needed (huge claims too)
     shift = 2 * (gm + gh / (1 - gh) * n * u2) + u2 * Fraction(1, 2**40)
-    s = float(u2 - shift)
+    try:
+        s = float(u2 - shift)
+    except OverflowError:  # u² beyond float range while ‖a‖_F is too: not shown here
+        return False
     h = -g
     h[np.diag_indices(n)] = s - np.diag(g)
     try:

@@ -31,6 +31,9 @@ import tempfile
 import time
 from typing import Any
 
+from boundprop.safe_io import read_input_text, resolve_output_path
+from boundprop.strict_json import loads_strict
+
 PLOT_NOTE = "plot unavailable: pip install 'boundprop[plot]'"
 REPORT_FORMATS = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md",
                   ".txt": "text", ".json": "json"}
@@ -117,20 +120,9 @@ def _write_atomic(path: str, data: str | bytes, protect: tuple[str | None, ...] 
 
 
 def _read_json(path: str, what: str, hint: str) -> Any:
-    if not os.path.exists(path):
-        raise _error(f"{what} '{path}' not found; {hint}")
-    if os.path.isdir(path):
-        raise _error(f"{what} '{path}' is a folder, not a JSON file; {hint}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise _error(f"{what} '{path}' is not valid JSON (line {e.lineno}, column {e.colno}: "
-                     f"{e.msg}); {hint}") from None
-    except UnicodeDecodeError:
-        raise _error(f"{what} '{path}' is not a text (JSON) file; {hint}") from None
-    except OSError as e:
-        raise _error(f"cannot read {what} '{path}': {e.strerror or e}; {hint}") from None
+    """JSON of a regular file (a FIFO or device is refused before it is opened: reading one
+    would hang), read strictly (duplicate keys, NaN tokens and absurd nesting refused)."""
+    return loads_strict(read_input_text(path, what, hint=hint), f"{what} '{path}'", hint)
 
 
 def load_certificate(cert: str | os.PathLike | dict) -> dict:
@@ -1037,6 +1029,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise _error("--radius applies with --wrt params")
 
     quiet = args.json or args.quiet
+    # Refuse a bad -o / --plot before certifying every model, not after.
+    for out in (args.output, args.plot):
+        if out is not None:
+            resolve_output_path(out, "-o" if out == args.output else "--plot", args.models)
 
     def progress(r):
         if not quiet:
@@ -1050,11 +1046,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     elif not args.quiet:
         sys.stdout.write(render_comparison(rows, "text"))
     if args.output:
-        _write_atomic(args.output, render_comparison(rows, fmt))
+        _write_atomic(args.output, render_comparison(rows, fmt), tuple(args.models))
         if not quiet:
             print(f"table written to {args.output}")
     if args.plot:
-        _write_atomic(args.plot, comparison_plot_png(rows))
+        _write_atomic(args.plot, comparison_plot_png(rows), tuple(args.models))
         if not quiet:
             print(f"plot written to {args.plot}")
     return 0
