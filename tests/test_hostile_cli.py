@@ -212,9 +212,19 @@ LONG = "x" * 5000
     ["audit", "c.json", MODEL, "--seed", "-5"],
     ["audit", "c.json", LONG],
 ], ids=lambda a: " ".join(x[:12] for x in a))
-def test_bad_numbers_and_paths_exit_2(argv, capsys):
-    code, _, err = run(argv, capsys)
+def test_bad_numbers_and_paths_exit_2(argv, inputs, capsys):
+    code, _, err = run([inputs.get(a, a) for a in argv], capsys)
     one_line_error(code, err)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, str]:
+    """Real files for the placeholders y.npy (targets of mlp_relu) and c.json (a valid
+    certificate of it), so that the option under test is what gets refused."""
+    d = tmp_path_factory.mktemp("inputs")
+    np.save(d / "y.npy", np.zeros((1, 4)))
+    assert main(["certify", MODEL, "-o", str(d / "c.json"), "--quiet"]) == 0
+    return {"y.npy": str(d / "y.npy"), "c.json": str(d / "c.json")}
 
 
 # ---------------------------------------------- 10: negative numbers in scientific notation
