@@ -498,7 +498,9 @@ def test_mutated_competition_files_raise_only_vnnlib_errors(data):
         insert = data.draw(st.one_of(
             st.text(alphabet=_ALPHABET, max_size=10),
             st.sampled_from(["nan", "inf", "-inf", "1e400", "9" * 5000, "X_" + "7" * 5000,
-                             "(or ", "(and ", ")", "(", "(+ ", "(* 1e300 ", "Y_99999"])))
+                             "(or ", "(and ", ")", "(", "(+ ", "(* 1e300 ", "Y_99999",
+                             "\n(declare-const X_" + "7" * 5000 + " Real)\n", "(and " * 3000,
+                             "\n(assert (<= Y_0 1e308))\n(assert (<= (+ Y_0 1e308 1e308) 0))\n"])))
         text = text[:k] + insert + text[k + cut:]
     try:
         prop = parse_vnnlib(text, n_in, n_out, name="mutated.vnnlib")
