@@ -35,7 +35,7 @@ INTS = ["0", "-1", "1", "3", "1e3", "nan", "", "2147483648", "999999999999999999
 PATHS = ["@model", "@tanh", "@cert", "@cert_tanh", "@x_npy", "@y_npy", "@nan_npy", "@obj_npy",
          "@bad_npy", "@big_npy", "@txt", "@vnnlib", "@empty", "@folder", "@fifo", "@device",
          "@dangling", "@link_model", "@missing", "@long", "@deep", "", "-", "--", "-1e-3",
-         "nan", "/nonexistent/x.onnx"]
+         "nan", "/nonexistent/x.onnx", "/dev/null"]  # /dev/null only ever as an input
 OUTS = ["@new_json", "@old_json", "@model", "@cert", "@folder", "@fifo", "@device",
         "@dangling", "@link_old", "@in_missing_folder", "@new_html", "@new_md", "@new_npy",
         "@long", ""]
@@ -164,11 +164,17 @@ def _after(argv: list[str], real: list[str], pool: dict[str, str], folder: Path,
            before: dict[str, str | None], listing: set[str], o) -> tuple[str | None, str]:
     """What the run broke beyond the exit contract, if anything."""
     outs = {real[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-o", "--plot")}
+    written = {os.path.realpath(p) for p in outs}  # an output may be reached by a symlink too
+    ins = {os.path.realpath(real[i]) for i in range(1, len(argv))
+           if argv[i - 1] not in ("-o", "--plot") and real[i]}  # the command's own inputs
     for name, path in pool.items():
-        if path in outs or name in ("@new_json", "@new_html", "@new_md", "@new_npy"):
+        target = os.path.realpath(path)
+        if (target in written and target not in ins) or name in (
+                "@new_json", "@new_html", "@new_md", "@new_npy"):
             continue
         if before.get(name) is not None and _digest(path) != before[name]:
-            return f"{name} (not an output) was changed", " ".join(argv)
+            what = "an input" if target in ins else "not an output"
+            return f"{name} ({what}) was changed", " ".join(argv)
     if "@device" in pool and not stat.S_ISCHR(os.lstat(pool["@device"]).st_mode):
         return "device node replaced", " ".join(argv)
     for i, a in enumerate(argv[:-1]):
