@@ -25,11 +25,13 @@ import bisect
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from boundprop.errors import BoundpropError
 from boundprop.safe_io import read_input_text
@@ -39,6 +41,8 @@ from boundprop.sets import Box
 MAX_DISJUNCTS = 100_000
 # At most this many nested parentheses (VNN-COMP files nest 4 deep; the reader recurses).
 MAX_NESTING = 100
+# A property with at least this many input-box disjuncts shows a progress bar (on a terminal).
+PROGRESS_MIN_BOXES = 1000
 
 _TOKEN = re.compile(r";[^\n]*|(\()|(\))|([^\s();]+)")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
@@ -316,7 +320,7 @@ class _Parser:
 
         groups: dict[tuple[bytes, bytes], tuple[Box, list[Conjunction]]] = {}
         first_empty: VnnlibError | None = None
-        for extra in combos:
+        for extra in _progress(combos, self.name):
             clo, chi, clp, chp = lo.copy(), hi.copy(), lo_pos.copy(), hi_pos.copy()
             rows = self.apply(extra, clo, chi, clp, chp)
             if rows is None:  # a constant constraint is false: this disjunct is impossible
@@ -393,6 +397,15 @@ class _Parser:
                 a[k, j] += w
             b[k] = -c.const
         return a, b
+
+
+def _progress(combos: list, name: str):
+    """``combos``, with a progress bar on stderr when it is a terminal and the property has at
+    least ``PROGRESS_MIN_BOXES`` disjuncts (20,000 boxes take seconds to read)."""
+    if len(combos) < PROGRESS_MIN_BOXES or not sys.stderr.isatty():
+        return combos
+    return tqdm(combos, desc=f"reading {os.path.basename(name)}", unit="box", leave=False,
+                file=sys.stderr)
 
 
 def _add(terms, sign: float) -> tuple[dict[tuple[str, int], float], float]:

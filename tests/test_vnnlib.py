@@ -3,6 +3,7 @@ independent regex read of the bounds), synthetic round trips, and bad input with
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -21,6 +22,7 @@ from boundprop.errors import BoundpropError
 from boundprop.sets import Box
 from boundprop.vnnlib import (
     MAX_NESTING,
+    PROGRESS_MIN_BOXES,
     Property,
     VnnlibError,
     format_vnnlib,
@@ -524,3 +526,19 @@ def test_false_disjuncts_are_dropped():
     (a, b), = parse_vnnlib(text, 2, 1).unsafe
     np.testing.assert_array_equal(a, [[-1.0]])
     np.testing.assert_array_equal(b, [-2.0])
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_many_boxes_show_progress_on_a_terminal_only(monkeypatch, tty):
+    err = _Terminal() if tty else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    prop = parse_vnnlib(_many_boxes(PROGRESS_MIN_BOXES), 5, 2, name="many.vnnlib")
+    assert len(prop.boxes) == PROGRESS_MIN_BOXES
+    shown = err.getvalue()
+    assert (f"/{PROGRESS_MIN_BOXES}" in shown) == tty, shown[-200:]
+    assert ("reading many.vnnlib" in shown) == tty
