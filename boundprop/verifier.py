@@ -39,7 +39,7 @@ from boundprop.errors import BoundpropError
 from boundprop.ir import Network
 from boundprop.rounding import round_down
 from boundprop.sets import Box
-from boundprop.vnnlib import Conjunction, Property, load_vnnlib
+from boundprop.vnnlib import Conjunction, Property, load_vnnlib, progress
 
 STATUSES = ("verified", "falsified", "unknown")
 DEFAULT_METHOD = "linear"
@@ -303,7 +303,7 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     per_case: list[np.ndarray] = []
     open_cases: list[tuple[Box, list[Conjunction]]] = []
     timed_out = False
-    for box, unsafe in prop.cases:
+    for box, unsafe in progress(prop.cases, "bounding"):
         if time.perf_counter() > deadline:
             timed_out = True
             break

@@ -320,7 +320,7 @@ class _Parser:
 
         groups: dict[tuple[bytes, bytes], tuple[Box, list[Conjunction]]] = {}
         first_empty: VnnlibError | None = None
-        for extra in _progress(combos, self.name):
+        for extra in progress(combos, f"reading {os.path.basename(self.name)}"):
             clo, chi, clp, chp = lo.copy(), hi.copy(), lo_pos.copy(), hi_pos.copy()
             rows = self.apply(extra, clo, chi, clp, chp)
             if rows is None:  # a constant constraint is false: this disjunct is impossible
@@ -399,13 +399,12 @@ class _Parser:
         return a, b
 
 
-def _progress(combos: list, name: str):
-    """``combos``, with a progress bar on stderr when it is a terminal and the property has at
-    least ``PROGRESS_MIN_BOXES`` disjuncts (20,000 boxes take seconds to read)."""
-    if len(combos) < PROGRESS_MIN_BOXES or not sys.stderr.isatty():
-        return combos
-    return tqdm(combos, desc=f"reading {os.path.basename(name)}", unit="box", leave=False,
-                file=sys.stderr)
+def progress(items: list, desc: str, unit: str = "box"):
+    """``items``, with a progress bar on stderr when it is a terminal and there are at least
+    ``PROGRESS_MIN_BOXES`` of them (20,000 boxes take seconds to read, minutes to verify)."""
+    if len(items) < PROGRESS_MIN_BOXES or not sys.stderr.isatty():
+        return items
+    return tqdm(items, desc=desc, unit=unit, leave=False, file=sys.stderr)
 
 
 def _add(terms, sign: float) -> tuple[dict[tuple[str, int], float], float]:
