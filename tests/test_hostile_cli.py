@@ -291,3 +291,11 @@ def test_happy_paths_have_empty_stderr(tmp_path, capsys):
             err = "".join(ln for ln in err.splitlines(True) if not ln.startswith("  certified "))
         assert code in expected and err == "", (argv, code, err)
         assert out
+
+
+@pytest.mark.parametrize("option", [["--samples", "2147483648"], ["--steps", "2147483648"],
+                                    ["--seed", "-5"]], ids=" ".join)
+def test_audit_counts_are_bounded(option, inputs):
+    """--samples 2^31 ran for hours / until the OOM killer (fuzz F5/F6): refused at once."""
+    r = _cli(["audit", inputs["c.json"], MODEL, "--quiet", *option], timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
