@@ -413,3 +413,16 @@ def test_onnx_mutations_subprocess(mode, tmp_path):
 
     # a child process costs ~3 s (Python + onnxruntime start-up): 1/50 of the campaign
     fuzz("onnx_subprocess", mode, onnx_inputs(), prop, smoke=3, scale=50)
+
+
+def test_onnxruntime_oracle_can_fail(tmp_path):
+    """The soundness oracle: a genuine certificate passes it; the same certificate with an
+    upper bound below an attained output does not."""
+    path = corpus.save_model(corpus.tiny(0).proto(), tmp_path / "m.onnx")
+    cert = corpus.genuine_certificate(path)
+    assert _onnxruntime_beats(path, cert, np.random.default_rng(0)) is None
+    x = np.zeros((1, corpus.N_IN))
+    y = corpus.tiny(0).forward(x).ravel()
+    cert["input_set"]["lower"] = cert["input_set"]["upper"] = x.ravel().tolist()
+    cert["output_bounds"]["upper"][0] = float(y[0]) - 1.0
+    assert _onnxruntime_beats(path, cert, np.random.default_rng(0))
