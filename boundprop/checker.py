@@ -327,7 +327,7 @@ def _shrink_number_arrays(x):
     if isinstance(x, dict):
         return {k: _shrink_number_arrays(v) for k, v in x.items()}
     if isinstance(x, list):
-        if len(x) > 16 and all(type(e) in (int, float) for e in x):
+        if len(x) > 16 and all(type(e) in (int, float) or e in ("inf", "-inf") for e in x):
             return x[:1]
         return [_shrink_number_arrays(e) for e in x]
     return x

@@ -232,3 +232,26 @@ def test_audit_model_with_external_data(tmp_path):
         s = bp.Box(-1.0, 1.0).fit(net.input_shape)
     bp.certify(net, s).save(tmp_path / "c.json")
     assert bp.audit(tmp_path / "c.json", model, samples=100).ok
+
+
+def test_float32_overflow_certificate_checks_and_audits_clean(tmp_path, capsys):
+    """Issue 11: a float32 certificate whose outputs overflow float32 has ±inf bounds, written
+    "inf"/"-inf"; check must accept it and the audit must not call onnxruntime's inf a
+    disagreement (it is the overflow the bounds admit)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.full((2, 3), 1e30, dtype=np.float32), "W")
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w])
+    model = tmp_path / "big.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    cert = tmp_path / "c.json"
+    assert main(["certify", str(model), "--box", "0", "1e10", "--execution", "float32",
+                 "-o", str(cert), "--quiet"]) == 0
+    doc = json.loads(cert.read_text())
+    assert doc["output_bounds"]["upper"] == ["inf", "inf"]
+    assert main(["check", str(cert), str(model), "--quiet"]) == 0
+    assert main(["audit", str(cert), str(model), "--samples", "20", "--quiet"]) == 0
+    capsys.readouterr()
