@@ -112,10 +112,12 @@ class Certificate:
 
     def save(self, path: str | os.PathLike, protect: Iterable[str | os.PathLike] = ()) -> None:
         """Write the certificate as strict JSON atomically (a temporary file renamed into
-        place), never onto one of ``protect`` (e.g. the model it is about) nor onto a device,
-        FIFO or folder: see :func:`boundprop.safe_io.write_atomic`."""
+        place), never onto the model it is about nor one of ``protect`` (other inputs), nor
+        onto a device, FIFO or folder: see :func:`boundprop.safe_io.write_atomic`."""
         text = json_text(self.to_json(), indent=1)
-        write_atomic(path, text, "certificate", protect)
+        model = self.model.get("path") if isinstance(self.model, dict) else None
+        own = [model] if isinstance(model, str) and model else []
+        write_atomic(path, text, "certificate", [*own, *protect])
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Certificate:

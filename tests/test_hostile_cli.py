@@ -299,3 +299,16 @@ def test_audit_counts_are_bounded(option, inputs):
     """--samples 2^31 ran for hours / until the OOM killer (fuzz F5/F6): refused at once."""
     r = _cli(["audit", inputs["c.json"], MODEL, "--quiet", *option], timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_save_never_overwrites_its_model(tmp_path):
+    import boundprop as bp
+    from boundprop.errors import BoundpropError
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(MODEL, model)
+    before = model.read_bytes()
+    cert = bp.certify(bp.load(str(model)), Box(-1.0, 1.0))
+    with pytest.raises(BoundpropError, match="overwritten"):
+        cert.save(model)
+    assert model.read_bytes() == before
