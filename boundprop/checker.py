@@ -47,6 +47,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from boundprop.safe_io import check_input_file
+
 # Constants a formula decreases in: claimed values must not exceed the model's (re-derived) ones.
 LOWER_BOUND_STEMS = ("eps_bn", "vlo")
 
@@ -211,10 +213,13 @@ def _vector_norm_upper(v, norm: str) -> Fraction | float:
         return Fraction(float(mag.max()))
     if norm == "1":
         return _sum_upper(mag, mag.size)
-    sq = _sum_upper(mag * mag, mag.size) * (1 + Fraction(1, 2**51))
+    with np.errstate(over="ignore"):  # squares beyond float range: the norm is unbounded here
+        sq = _sum_upper(mag * mag, mag.size)
+    if sq == math.inf:
+        return math.inf
     from boundprop.exact import _isqrt_bounds
 
-    return _isqrt_bounds(sq)[1]
+    return _isqrt_bounds(sq * (1 + Fraction(1, 2**51)))[1]
 
 
 def _operator_matrix(op, norm: str):
@@ -455,11 +460,10 @@ def _check_header(ck: _Checker, doc: dict) -> None:
 def _load_model(ck: _Checker, doc: dict, model: Path):
     """The model, after its hash, shapes and node list (names, ops) match the certificate."""
     import boundprop as bp
-    from boundprop.errors import BoundpropError
     from boundprop.importer import model_digest
 
-    if not model.is_file():
-        raise BoundpropError(f"model file {model} not found")
+    # Size is the importer's memory guard's business; here: a regular file (a FIFO hangs).
+    check_input_file(model, "model file", 2**62, "give the .onnx file the certificate is about")
     digest = model_digest(model)  # covers external data files too
     ck.item("model sha256", digest == doc["model"]["sha256"], "independent",
             f"{digest[:16]}… matches" if digest == doc["model"]["sha256"] else

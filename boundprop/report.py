@@ -991,9 +991,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = args.output
     fmt = "json" if args.json else (_format_of(out, REPORT_FORMATS, "report") if out
                                     else "text")
-    if out and os.path.exists(args.cert) and os.path.exists(out) and \
-            os.path.samefile(out, args.cert):
-        raise _error(f"-o '{out}' is the certificate itself; choose another output file")
+    inputs = tuple(p for p in (args.cert, args.model, args.audit) if p)
+    if out is not None:  # checked before any work; never onto one of the inputs
+        resolve_output_path(out, "-o", inputs)
     doc = load_certificate(args.cert)
     audit = _load_audit(args.audit) if args.audit else None
     if args.model and not os.path.isfile(args.model):
@@ -1005,10 +1005,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if fmt == "md" and out:
         plot_path = os.path.join(os.path.dirname(out), os.path.splitext(os.path.basename(out))[0]
                                  + ".png")
+        resolve_output_path(plot_path, "plot", inputs)
     text = render_report(doc, fmt, audit=audit, check=check, plot_path=plot_path,
                          max_outputs=args.max_outputs)
     if out:
-        _write_atomic(out, text)
+        _write_atomic(out, text, inputs)
         print(f"report written to {out}"
               + (f" (plot: {plot_path})" if plot_path and os.path.exists(plot_path)
                  and f"]({os.path.basename(plot_path)})" in text else ""))

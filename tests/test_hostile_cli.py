@@ -320,3 +320,33 @@ def test_save_never_overwrites_its_model(tmp_path):
     with pytest.raises(BoundpropError, match="overwritten"):
         cert.save(model)
     assert model.read_bytes() == before
+
+
+def test_check_of_a_certificate_whose_bounds_overflow(tmp_path, capsys):
+    """--linf 0.5 1e308: every bound is infinite ("inf"); check said exit 3 (a float ∞ taken
+    for a Fraction in the input radius)."""
+    cert = tmp_path / "c.json"
+    code, _, _ = run(["certify", str(MODELS / "mlp_relu.onnx"), "--linf", "0.5", "1e308",
+                      "-o", str(cert), "--quiet"], capsys)
+    assert code == 0
+    code, out, err = run(["check", str(cert), str(MODELS / "mlp_relu.onnx")], capsys)
+    assert code == 0, (out, err)
+
+
+def test_check_refuses_a_device_as_model(tmp_path, capsys):
+    cert = tmp_path / "c.json"
+    assert run(["certify", str(MODELS / "mlp_relu.onnx"), "-o", str(cert), "--quiet"],
+               capsys)[0] == 0
+    code, _, err = run(["check", str(cert), "/dev/zero"], capsys)
+    assert code == 2 and "not a regular file" in err and err.count("\n") == 1, err
+
+
+def test_report_never_writes_onto_its_model(tmp_path, capsys):
+    model = tmp_path / "m.html"  # a model whose name looks like a report
+    shutil.copy(MODELS / "mlp_relu.onnx", model)
+    cert = tmp_path / "c.json"
+    assert run(["certify", str(model), "-o", str(cert), "--quiet"], capsys)[0] == 0
+    before = model.read_bytes()
+    code, _, err = run(["report", str(cert), "--model", str(model), "-o", str(model)], capsys)
+    assert code == 2 and "overwritten" in err, err
+    assert model.read_bytes() == before
