@@ -221,6 +221,8 @@ def cmd_certify(args: argparse.Namespace) -> int:
         b32 = output_bounds(net, s, args.method, "float32")
         cert.output_lower, cert.output_upper = b32.lower, b32.upper
         cert.execution = "float32"
+        if b32.note:  # which node may overflow float32: say it rather than a generic note
+            note(args, b32.note)
     doc = cert.to_json()  # a NaN anywhere is an error here, before anything is written
     if args.output is not None:
         cert.save(args.output, protect=inputs)
@@ -239,7 +241,7 @@ def _note_infinite_bounds(args: argparse.Namespace, cert) -> None:
     overflows): the certificate is sound ("inf" bounds) but bounds nothing there."""
     import numpy as np
 
-    if cert.output_lower is None:
+    if cert.output_lower is None or getattr(args, "fp_noted", False):
         return
     lo, hi = np.asarray(cert.output_lower), np.asarray(cert.output_upper)
     n = int(np.sum(~np.isfinite(lo)) + np.sum(~np.isfinite(hi)))

@@ -350,3 +350,18 @@ def test_report_never_writes_onto_its_model(tmp_path, capsys):
     code, _, err = run(["report", str(cert), "--model", str(model), "-o", str(model)], capsys)
     assert code == 2 and "overwritten" in err, err
     assert model.read_bytes() == before
+
+
+def test_float32_overflow_is_named_once(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.full((2, 3), 1e30, dtype=np.float32), "W")
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w])
+    model = tmp_path / "big.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    code, _, err = run(["certify", str(model), "--box", "0", "1e10", "--execution", "float32",
+                        "--quiet"], capsys)
+    assert code == 0 and err.count("\n") == 1 and "node 'y' (Gemm) may overflow float32" in err
