@@ -152,11 +152,14 @@ class Certificate:
         s = None if doc["input_set"] is None else input_set_from_json(
             doc["input_set"], tuple(m["input_shape"]))
         ob = doc["output_bounds"]
-        out_shape = tuple(m["output_shape"])
-        lower = None if ob is None else np.asarray(ob["lower"], dtype=np.float64).reshape(
-            out_shape)
-        upper = None if ob is None else np.asarray(ob["upper"], dtype=np.float64).reshape(
-            out_shape)
+        try:
+            out_shape = tuple(int(d) for d in m["output_shape"])
+            lower, upper = (None if ob is None else
+                            np.asarray(ob[k], dtype=np.float64).reshape(out_shape)
+                            for k in ("lower", "upper"))
+        except (ValueError, TypeError, OverflowError):
+            raise BoundpropError(f"not a valid boundprop certificate: output_bounds do not "
+                                 f"fit model.output_shape {m['output_shape']}") from None
         c = Constants(norm=doc["norm"], local=bool(doc.get("local", s is not None)),
                       lipschitz=float(doc["lipschitz"]),
                       lipschitz_product=float(doc.get("lipschitz_product", doc["lipschitz"])),

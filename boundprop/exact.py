@@ -273,9 +273,19 @@ def _recip(x: Interval) -> Interval:
     lo, hi = x
     if lo <= 0 <= hi:
         return -math.inf if lo < 0 else Fraction(0), math.inf  # 1/[0, h] ⊂ [1/h, ∞]
-    a = Fraction(0) if hi == math.inf else 1 / Fraction(hi)
-    b = Fraction(0) if lo == -math.inf else 1 / Fraction(lo)
+    a = Fraction(0) if abs(hi) == math.inf else 1 / Fraction(hi)
+    b = Fraction(0) if abs(lo) == math.inf else 1 / Fraction(lo)
     return min(a, b), max(a, b)
+
+
+def _add_ends(ends: list[Number], direction: int) -> Number:
+    """Sum of interval ends, rounded the safe way: a lower end (``direction`` −1) with a −∞
+    term is −∞ even if another term is +∞ (∞ − ∞ is unbounded, never NaN); likewise up."""
+    if direction * math.inf in ends:
+        return direction * math.inf
+    if -direction * math.inf in ends:
+        return -direction * math.inf
+    return sum(ends, Fraction(0))
 
 
 def _pow(x: Interval, e: sp.Rational) -> Interval:
@@ -327,9 +337,7 @@ def enclose(expr: sp.Expr, values: dict[str, Number]) -> Interval:
         return q - d, q + d
     args = [enclose(a, values) for a in expr.args] if not expr.is_Pow else None
     if expr.is_Add:
-        lo = sum((a[0] for a in args), Fraction(0))
-        hi = sum((a[1] for a in args), Fraction(0))
-        return lo, hi
+        return _add_ends([a[0] for a in args], -1), _add_ends([a[1] for a in args], 1)
     if expr.is_Mul:
         out: Interval = (Fraction(1), Fraction(1))
         for a in args:

@@ -121,15 +121,26 @@ def _check_external_data(model: onnx.ModelProto, path: Path) -> bool:
         has_external = True
         info = {e.key: e.value for e in t.external_data}
         loc = info.get("location", "")
-        target = (base / loc).resolve()
-        if not loc or Path(loc).is_absolute() or not target.is_relative_to(base):
+        try:
+            target = (base / loc).resolve() if "\0" not in loc else None
+        except (OSError, ValueError):
+            target = None
+        if not loc or target is None or Path(loc).is_absolute() \
+                or not target.is_relative_to(base):
             raise ModelLoadError(f"{path}: tensor '{t.name}' keeps its data at '{loc}', outside "
                                  "the model's folder; refused (external data must sit beside "
                                  "the model)")
         if not target.is_file():
             raise ModelLoadError(f"{path}: tensor '{t.name}' needs external data file '{loc}', "
                                  "which is missing; copy it beside the model")
-        offset, length = int(info.get("offset", 0)), int(info.get("length", -1) or -1)
+        try:
+            offset, length = int(info.get("offset", 0)), int(info.get("length", -1) or -1)
+        except ValueError:
+            raise ModelLoadError(f"{path}: tensor '{t.name}' has a non-integer external-data "
+                                 "offset or length; re-export the model") from None
+        if offset < 0:
+            raise ModelLoadError(f"{path}: tensor '{t.name}' has a negative external-data "
+                                 "offset; re-export the model")
         need = offset + (length if length >= 0 else 0)
         if need > target.stat().st_size:
             raise ModelLoadError(f"{path}: tensor '{t.name}' reads past the end of '{loc}'; the "
