@@ -225,7 +225,7 @@ def test_output_folder_missing_and_output_is_the_certificate(sigmoid_cert, tmp_p
     copy = tmp_path / "c.txt"
     copy.write_bytes(before)
     assert main(["report", str(copy), "-o", str(copy)]) == 2
-    assert "certificate itself" in one_error_line(capsys.readouterr().err)
+    assert "would be overwritten" in one_error_line(capsys.readouterr().err)
     assert copy.read_bytes() == before
 
 
