@@ -51,11 +51,7 @@ REPORT_DIR = os.environ.get("BOUNDPROP_FUZZ_REPORT")  # a folder for <target>.js
 # the default run's small share reports them but does not fail on them (their xfail(strict)
 # regression tests track the fix); the -m fuzz campaign fails on every kind. Remove an entry
 # when its finding is fixed.
-KNOWN_IN_SMOKE = {
-    "enclose returned an empty interval": "F4",
-    "escaped OverflowError": "F4",
-    "escaped AttributeError": "F4",
-}
+KNOWN_IN_SMOKE: dict[str, str] = {}  # kind -> finding id (F4's entries went with 34431bc)
 
 MODES = [pytest.param("smoke", id="smoke"),
          pytest.param("fuzz", marks=pytest.mark.fuzz, id="fuzz")]

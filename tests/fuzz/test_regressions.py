@@ -5,6 +5,7 @@ the lead removes the mark. Findings: /tmp/helpers/fuzz_findings.md (F<n> below).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -117,3 +118,14 @@ def test_f11_compare_checks_every_model_first(seed_dir):
     o = run_cli(["compare", str(seed_dir / "relu.onnx"), str(seed_dir / "relu_box_2.json"),
                  "--global"])
     assert o.code == 2 and contract_violation(o) is None, o.err
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: exact.enclose: log of a rational beyond "
+                   "float range raises OverflowError")
+def test_f12_log_of_huge_rational():
+    try:
+        lo, hi = enclose(parse("log(1e-300**-11)"), {})
+    except bp.BoundpropError:
+        return
+    true = 3300 * math.log(10)  # ln(10^3300) = 7598.53…
+    assert lo <= true * (1 + 1e-12) and hi >= true * (1 - 1e-12), (lo, hi)
