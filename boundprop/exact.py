@@ -304,17 +304,23 @@ def _pow(x: Interval, e: sp.Rational) -> Interval:
 
 
 def _log(x: Interval) -> Interval:
+    """log on [lo, hi] as log(p) − log(q) of each end p/q (Python's log of an integer of any
+    size is within an ulp or so), widened by an *absolute* 4(ulp(log p) + ulp(log q) + ulp(r)):
+    a relative widening of r alone would not cover the cancellation near v = 1."""
     lo, hi = x
     if lo <= 0:
         raise FormulaError("log of a nonpositive number")
-    def f(v, d):
+
+    def end(v: Number, sign: int) -> Number:
         if v == math.inf:
             return math.inf
-        r = math.log(Fraction(v)) if isinstance(v, Fraction) else math.log(v)
-        for _ in range(4):
-            r = math.nextafter(r, d)
-        return Fraction(r)
-    return f(lo, -math.inf), f(hi, math.inf)
+        v = Fraction(v)
+        lp, lq = math.log(v.numerator), math.log(v.denominator)
+        r = lp - lq
+        err = 4 * (math.ulp(lp) + math.ulp(lq) + math.ulp(r))
+        return Fraction(r) + sign * Fraction(err)
+
+    return end(lo, -1), end(hi, 1)
 
 
 def enclose(expr: sp.Expr, values: dict[str, Number]) -> Interval:

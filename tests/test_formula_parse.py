@@ -238,3 +238,17 @@ def test_any_text_parses_or_raises_formula_error(text):
         parse(text)
     except FormulaError:
         pass
+
+
+@pytest.mark.parametrize("tiny", [1e-20, 1e-30, 3e-17])
+def test_log_near_one_contains_the_true_value(tiny):
+    """log(1 + a) for tiny a: the end 1 + a is an exact rational whose float is 1.0; a relative
+    widening of log(1.0) = 0 gave [−2e-323, 2e-323], excluding the true value ≈ a."""
+    lo, hi = enclose(parse("log(1 + A)"), {"A": tiny})
+    truth = Fraction(tiny) - Fraction(tiny) ** 2 / 2  # log(1+a) > a − a²/2 for small a > 0
+    assert lo <= truth and hi >= Fraction(tiny) * (1 - Fraction(1, 10**6))
+
+
+def test_log_beyond_float_range():
+    lo, hi = enclose(parse("log(1e-300**-11)"), {})  # fuzz F12: OverflowError before
+    assert lo <= hi and abs(float(lo) - 3300 * math.log(10)) < 1e-9

@@ -112,16 +112,12 @@ def test_f10_compare_checks_output_first(seed_dir, tmp_path):
     assert o.code == 2 and contract_violation(o) is None, o.err
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: compare loads the second model only after "
-                   "certifying the first (progress line, then the error)")
 def test_f11_compare_checks_every_model_first(seed_dir):
     o = run_cli(["compare", str(seed_dir / "relu.onnx"), str(seed_dir / "relu_box_2.json"),
                  "--global"])
     assert o.code == 2 and contract_violation(o) is None, o.err
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: exact.enclose: log of a rational beyond "
-                   "float range raises OverflowError")
 def test_f12_log_of_huge_rational():
     try:
         lo, hi = enclose(parse("log(1e-300**-11)"), {})
