@@ -1040,7 +1040,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             resolve_output_path(out, "-o" if out == args.output else "--plot", args.models)
 
     def progress(r):
-        if not quiet:
+        # For a person watching a terminal; a script's stderr stays empty.
+        if not quiet and sys.stderr.isatty():
             print(f"  certified {r['model']} in {r['seconds']:.2f} s", file=sys.stderr,
                   flush=True)
 
