@@ -43,3 +43,19 @@ def model_id(p: Path) -> str:
         return str(p.relative_to(ROOT))
     except ValueError:
         return str(p.relative_to(VNNCOMP.parent))
+
+
+def gemm_onnx(path: Path, weight: np.ndarray) -> Path:
+    """A one-node ONNX model y = x·Wᵀ (x of shape [1, in], W = ``weight`` of shape [out, in],
+    float32), saved at ``path``: the smallest real model a test can give the CLI."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    n_out, n_in = weight.shape
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_out])],
+        [numpy_helper.from_array(weight.astype(np.float32), "W")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path

@@ -14,6 +14,7 @@ import boundprop as bp
 from boundprop.audit import AuditResult, audit
 from boundprop.cli import main
 from boundprop.sets import default_input_set
+from tests.conftest import gemm_onnx
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 FAST = {"samples": 400, "steps": 8}
@@ -238,15 +239,7 @@ def test_float32_overflow_certificate_checks_and_audits_clean(tmp_path, capsys):
     """Issue 11: a float32 certificate whose outputs overflow float32 has ±inf bounds, written
     "inf"/"-inf"; check must accept it and the audit must not call onnxruntime's inf a
     disagreement (it is the overflow the bounds admit)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = numpy_helper.from_array(np.full((2, 3), 1e30, dtype=np.float32), "W")
-    g = helper.make_graph([helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w])
-    model = tmp_path / "big.onnx"
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    model = gemm_onnx(tmp_path / "big.onnx", np.full((2, 3), 1e30))
     cert = tmp_path / "c.json"
     assert main(["certify", str(model), "--box", "0", "1e10", "--execution", "float32",
                  "-o", str(cert), "--quiet"]) == 0

@@ -16,7 +16,7 @@ import pytest
 
 from boundprop.cli import main
 from boundprop.sets import Box, InputSetError, L2Ball, LinfBall
-from tests.conftest import MODELS
+from tests.conftest import MODELS, gemm_onnx
 
 MODEL = str(MODELS / "mlp_relu.onnx")  # input 1x8, output 1x4, default set the box [-1, 1]
 TANH = str(MODELS / "mlp_tanh.onnx")
@@ -351,15 +351,7 @@ def test_report_never_writes_onto_its_model(tmp_path, capsys):
 
 
 def test_float32_overflow_is_named_once(tmp_path, capsys):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = numpy_helper.from_array(np.full((2, 3), 1e30, dtype=np.float32), "W")
-    g = helper.make_graph([helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w])
-    model = tmp_path / "big.onnx"
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    model = gemm_onnx(tmp_path / "big.onnx", np.full((2, 3), 1e30))
     code, _, err = run(["certify", str(model), "--box", "0", "1e10", "--execution", "float32",
                         "--quiet"], capsys)
     assert code == 0 and err.count("\n") == 1 and "node 'y' (Gemm) may overflow float32" in err

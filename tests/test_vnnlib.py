@@ -29,7 +29,7 @@ from boundprop.vnnlib import (
     load_vnnlib,
     parse_vnnlib,
 )
-from tests.conftest import VNNCOMP, needs_vnncomp
+from tests.conftest import VNNCOMP, gemm_onnx, needs_vnncomp
 
 # (folder-relative glob, n_inputs, n_outputs, conjunctions, rows per conjunction)
 SPECS = [
@@ -544,22 +544,10 @@ def test_many_boxes_show_progress_on_a_terminal_only(monkeypatch, tty):
     assert ("reading many.vnnlib" in shown) == tty
 
 
-def _gemm_5_to_2(path: Path) -> Path:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = numpy_helper.from_array(np.arange(10, dtype=np.float32).reshape(2, 5) / 10, "W")
-    g = helper.make_graph([helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
-
-
 @pytest.mark.parametrize("tty", [True, False])
 def test_verifying_many_boxes_shows_progress_on_a_terminal_only(monkeypatch, tmp_path, tty):
     """Issue 11 item 12: thousands of input boxes were bounded for minutes in silence."""
-    net = bp.load(_gemm_5_to_2(tmp_path / "gemm.onnx"))
+    net = bp.load(gemm_onnx(tmp_path / "gemm.onnx", np.arange(10.0).reshape(2, 5) / 10))
     prop = parse_vnnlib(_many_boxes(PROGRESS_MIN_BOXES), 5, 2, name="many.vnnlib")
     err = _Terminal() if tty else io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
