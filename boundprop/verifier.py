@@ -51,6 +51,7 @@ ASCENT_STARTS = 4  # best samples the ascent starts from
 FD_DIRECTIONS = 32  # random directions for the gradient estimate when the input is large
 ORT_CHECKS = 8  # best candidates confirmed by onnxruntime per round
 GN_MAX_ITER = 12  # Gauss-Newton iterations on the margin residual per start
+GN_MAX_CONJUNCTIONS = 16  # per start, GN fits the conjunctions closest to being met
 GN_FULL_INPUTS = 256  # above this input size, random-subspace GN with GN_SUBSPACE directions
 GN_SUBSPACE = 64
 
@@ -103,20 +104,49 @@ def _as_property(net: Network, property_or_path) -> Property:
                          f"{type(property_or_path).__name__}")
 
 
-def _scores(y: np.ndarray, conjs: list[Conjunction]) -> np.ndarray:
-    """Safety margin of each output row of y (S, n_out): min over conjunctions of
-    max_k (A_k·y − b_k); ≤ 0 iff y is in the unsafe region."""
-    s = np.full(y.shape[0], np.inf)
-    for a, b in conjs:
-        if len(b) == 0:
+class _Unsafe:
+    """The unsafe region ∪_j {y : A_j y ≤ b_j} of a box's open conjunctions, with every row
+    stacked into one matrix so that a margin costs one product, not a Python loop per
+    conjunction (a property with thousands of disjuncts made the search quadratic)."""
+
+    def __init__(self, conjs: list[Conjunction]) -> None:
+        self.always = any(len(b) == 0 for _, b in conjs)  # an empty conjunction: every y
+        rows = [(a, b) for a, b in conjs if len(b)]
+        self.rows = rows
+        self.a = np.vstack([a for a, _ in rows]) if rows else np.zeros((0, 0))
+        self.b = np.concatenate([b for _, b in rows]) if rows else np.zeros(0)
+        self.starts = np.cumsum([0] + [len(b) for _, b in rows[:-1]]) if rows else None
+
+    def scores(self, y: np.ndarray) -> np.ndarray:
+        """Safety margin of each output row of y (S, n_out): min over conjunctions of
+        max_k (A_k·y − b_k); ≤ 0 iff y is in the unsafe region."""
+        if self.always:
             return np.full(y.shape[0], -np.inf)
-        s = np.minimum(s, np.max(y @ a.T - b, axis=1))
-    return s
+        if self.starts is None:
+            return np.full(y.shape[0], np.inf)
+        per_row = y @ self.a.T - self.b
+        return np.maximum.reduceat(per_row, self.starts, axis=1).min(axis=1)
 
+    def closest(self, y: np.ndarray, k: int) -> list[Conjunction]:
+        """The k non-empty conjunctions whose margin at the output y (flat) is smallest."""
+        if self.starts is None or len(self.rows) <= k:
+            return self.rows
+        margins = np.maximum.reduceat(self.a @ y - self.b, self.starts)
+        return [self.rows[i] for i in np.argsort(margins, kind="stable")[:k]]
 
-def _in_unsafe(y: np.ndarray, conjs: list[Conjunction]) -> bool:
-    """y (flat, float64 holding ORT's float32 values) satisfies every row of some conjunction."""
-    return any(bool(np.all(a @ y <= b)) for a, b in conjs)
+    def contains(self, y: np.ndarray) -> bool:
+        """y (flat, float64 holding ORT's float32 values) satisfies every row of some
+        conjunction."""
+        if self.always:
+            return True
+        if self.starts is None:
+            return False
+        # Σ_k a_k y_k over the nonzero coefficients only (0·∞ is no term, not NaN); a NaN
+        # output satisfies no row.
+        with np.errstate(invalid="ignore", over="ignore"):
+            lhs = np.where(self.a != 0, self.a * y[None, :], 0.0).sum(axis=1)
+        violated = np.logical_or.reduceat(~(lhs <= self.b), self.starts)
+        return bool(not np.all(violated))
 
 
 def _to_float32_in_box(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
@@ -136,6 +166,7 @@ class _Search:
     def __init__(self, net: Network, ort_model, box: Box, conjs: list[Conjunction],
                  rng: np.random.Generator, deadline: float, batch: int) -> None:
         self.net, self.ort, self.conjs, self.rng = net, ort_model, conjs, rng
+        self.unsafe = _Unsafe(conjs)
         self.lo, self.hi = box.lower.reshape(-1), box.upper.reshape(-1)
         self.deadline, self.batch = deadline, batch
         self.best = np.inf
@@ -151,7 +182,7 @@ class _Search:
         for i in range(0, len(xs), self.batch):
             chunk = xs[i:i + self.batch]
             y = self.net(chunk.reshape(len(chunk), *self.net.input_shape))
-            out[i:i + self.batch] = _scores(y.reshape(len(chunk), -1), self.conjs)
+            out[i:i + self.batch] = self.unsafe.scores(y.reshape(len(chunk), -1))
         if len(out):
             self.best = min(self.best, float(out.min()))
         return out
@@ -172,9 +203,9 @@ class _Search:
                 continue
             x_model = x32.reshape(self.net.input_shape)
             y = np.asarray(self.ort(x_model), dtype=np.float64)
-            if _in_unsafe(y.reshape(-1), self.conjs):
+            if self.unsafe.contains(y.reshape(-1)):
                 self.found = (x_model, y)
-                self.best = min(self.best, float(_scores(y.reshape(1, -1), self.conjs)[0]))
+                self.best = min(self.best, float(self.unsafe.scores(y.reshape(1, -1))[0]))
                 return True
             if s[i] <= 0:
                 self.rejected += 1
@@ -269,9 +300,10 @@ class _Search:
         from boundprop.gn.uses import margin_search
 
         n = len(x)
-        for a, b in self.conjs:
-            if self.expired() or len(b) == 0:
-                continue
+        y = self.net(x.reshape(self.net.input_shape)).reshape(-1)
+        for a, b in self.unsafe.closest(y, GN_MAX_CONJUNCTIONS):
+            if self.expired():
+                break
             xg, _ = margin_search(self.net, self.lo, self.hi, a, b, x, max_iter=GN_MAX_ITER,
                                   subspace_dim=None if n <= GN_FULL_INPUTS else GN_SUBSPACE)
             sg = self.score(xg[None])

@@ -275,3 +275,35 @@ def test_without_onnxruntime_model_nothing_is_falsified(model2, tmp_path):
     net.source = ""
     v = bp.verify(net, spec)
     assert v.status == "unknown" and "onnxruntime" in v.note and v.search_margin < 0
+
+
+def _unsafe_reference(y, conjs):
+    """The plain reading: y satisfies every row of some conjunction (a NaN satisfies none)."""
+    for a, b in conjs:
+        rows = [sum(a[k, j] * y[j] for j in range(len(y)) if a[k, j] != 0)
+                for k in range(len(b))]
+        if all(r <= bk for r, bk in zip(rows, b)):
+            return True
+    return False
+
+
+def test_stacked_unsafe_region_matches_the_plain_reading():
+    """verifier._Unsafe stacks every conjunction's rows into one matrix; its margins and its
+    membership test must agree with one conjunction at a time, ±inf and NaN outputs included."""
+    from boundprop.verifier import _Unsafe
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n_out = int(rng.integers(1, 4))
+        conjs = [(rng.integers(-1, 2, (k, n_out)).astype(float), rng.normal(size=k))
+                 for k in rng.integers(1, 4, int(rng.integers(1, 6)))]
+        u = _Unsafe(conjs)
+        ys = rng.normal(size=(8, n_out)) * 3
+        ys[0, 0] = -np.inf
+        ys[1, -1] = np.nan
+        ys[2, 0] = np.inf
+        for y in ys:
+            assert u.contains(y) == _unsafe_reference(y, conjs), (y, conjs)
+        finite = ys[3:]
+        naive = np.min([np.max(finite @ a.T - b, axis=1) for a, b in conjs], axis=0)
+        np.testing.assert_allclose(u.scores(finite), naive)

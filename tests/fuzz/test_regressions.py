@@ -125,3 +125,18 @@ def test_f12_log_of_huge_rational():
         return
     true = 3300 * math.log(10)  # ln(10^3300) = 7598.53…
     assert lo <= true * (1 + 1e-12) and hi >= true * (1 - 1e-12), (lo, hi)
+
+
+def test_f13_thousands_of_disjuncts_do_not_hang(seed_dir, tmp_path):
+    """vnnlib_cli campaign (10^4 inputs): a property whose output constraint is a disjunction of
+    ~1,000 conjunctions ran > 20 s — every score and every Gauss-Newton start looped over all
+    conjunctions in Python (quadratic)."""
+    text = "".join(f"(declare-const X_{i} Real)\n" for i in range(corpus.N_IN))
+    text += "".join(f"(declare-const Y_{i} Real)\n" for i in range(corpus.N_OUT))
+    text += "".join(f"(assert (<= X_{i} {'1e308' if i == 1 else '1.0'}))\n"
+                    f"(assert (>= X_{i} -1.0))\n" for i in range(corpus.N_IN))
+    text += "(assert (or " + "(and (<= Y_0 0))" * 1000 + "))\n"
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(text)
+    o = run_cli(["certify", str(seed_dir / "relu.onnx"), "--vnnlib", str(prop), "--quiet"])
+    assert contract_violation(o) is None, (o.exception, o.err)
