@@ -37,8 +37,9 @@ _FUNCTIONS = {"Min": 0, "Max": 0, "sqrt": 1, "log": 1}  # name -> number of argu
 _CONSTANTS = {"oo": sp.oo}
 _REFUSED = {"nan", "zoo"}  # sympy's NaN / complex infinity: no claim to check
 _TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
-                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>\*\*|[-+*/(),]))")
-_EXPONENT = re.compile(r"[eE]([-+]?\d+)\Z")
+                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>\*\*|[-+*/(),]))",
+                    re.ASCII)  # \d: ASCII digits only (sympy cannot read '0.5١')
+_EXPONENT = re.compile(r"[eE]([-+]?\d+)\Z", re.ASCII)
 
 
 class FormulaError(BoundpropError):

@@ -14,6 +14,7 @@ Targets:
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -76,7 +77,9 @@ def field_mutations(draw, docs: dict[str, dict]):
         how = draw(st.sampled_from(["value", "value", "delete", "wrap", "scale"]))
         old = _get(doc, path)
         if how == "value":
-            new = draw(st.sampled_from(HOSTILE_VALUES))
+            # A copy: a later mutation may write inside it, which would change HOSTILE_VALUES
+            # itself and make hypothesis's draws differ between replays (FlakyStrategy).
+            new = copy.deepcopy(draw(st.sampled_from(HOSTILE_VALUES)))
         elif how == "delete":
             new = _DELETE
         elif how == "wrap":

@@ -140,3 +140,11 @@ def test_f13_thousands_of_disjuncts_do_not_hang(seed_dir, tmp_path):
     prop.write_text(text)
     o = run_cli(["certify", str(seed_dir / "relu.onnx"), "--vnnlib", str(prop), "--quiet"])
     assert contract_violation(o) is None, (o.exception, o.err)
+
+
+@pytest.mark.parametrize("text", ["0.5\u0661", "\u0661", "1 +\u00a02"])
+def test_f14_non_ascii_digits_and_spaces_are_refused(text):
+    """formula campaign (10^4): the tokenizer's \\d took Arabic-Indic digits, and sympy's Float
+    raised ValueError (escaping FormulaError)."""
+    with pytest.raises(bp.BoundpropError):
+        parse(text)
