@@ -114,8 +114,11 @@ def load_array(path: str | os.PathLike, what: str,
     hint = "give a .npy file or a text file of numbers"
     data = read_input_bytes(path, what, max_bytes, hint)
     where = f"{what} {short_path(path)}"
+    npy = os.fspath(path).endswith(".npy") or data[:6] == b"\x93NUMPY"
+    if npy:
+        _check_npy_size(data, where, hint)
     try:
-        if os.fspath(path).endswith(".npy") or data[:6] == b"\x93NUMPY":
+        if npy:
             arr = np.load(io.BytesIO(data), allow_pickle=False)
         else:
             with warnings.catch_warnings():
@@ -131,6 +134,24 @@ def load_array(path: str | os.PathLike, what: str,
     if arr.size == 0:
         raise BoundpropError(f"{where} holds no numbers; {hint}")
     return arr
+
+
+def _check_npy_size(data: bytes, where: str, hint: str) -> None:
+    """Refuse an .npy whose header declares more data than the file holds (np.load would
+    first try to allocate what the header says: 2⁴⁰ values from a 16-byte file)."""
+    f = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(f)
+    except (ValueError, EOFError, OSError):
+        return  # not a readable header: np.load says why
+    need = math.prod(shape) * dtype.itemsize
+    if need > len(data) - f.tell():
+        raise BoundpropError(f"{where} is truncated: its header declares {shape} "
+                             f"{dtype} values ({need} bytes), the file holds "
+                             f"{len(data) - f.tell()}; {hint}")
 
 
 def json_safe(obj: Any, where: str = "") -> Any:

@@ -355,3 +355,16 @@ def test_float32_overflow_is_named_once(tmp_path, capsys):
     code, _, err = run(["certify", str(model), "--box", "0", "1e10", "--execution", "float32",
                         "--quiet"], capsys)
     assert code == 0 and err.count("\n") == 1 and "node 'y' (Gemm) may overflow float32" in err
+
+
+def test_npy_whose_header_overstates_its_data_is_called_truncated(tmp_path, capsys):
+    """A 16-byte .npy declaring 2⁴⁰ values was reported as 'out of memory'."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(2))
+    bad = tmp_path / "lo.npy"
+    bad.write_bytes(buf.getvalue().replace(b"(2,)", b"(1099511627776,)"))
+    code, _, err = run(["certify", str(MODELS / "mlp_relu.onnx"), "--box", str(bad), "1"],
+                       capsys)
+    assert code == 2 and "truncated" in err and err.count("\n") == 1, err
