@@ -16,6 +16,14 @@ from collections.abc import Sequence
 
 from boundprop import __version__
 from boundprop.errors import BoundpropError
+from boundprop.safe_io import (
+    check_input_file,
+    json_text,
+    load_array,
+    os_reason,
+    resolve_output_path,
+    short_path,
+)
 
 EXAMPLES = """examples:
   boundprop certify models/mlp_784_100_100_10_relu.onnx
@@ -89,7 +97,6 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace):
     import boundprop as bp
-    from boundprop.safe_io import check_input_file
 
     # Regular files only (a FIFO would hang), and a 5,000-character path is a one-line error.
     check_input_file(args.model, "model", 2**62, "give an ONNX file")
@@ -119,8 +126,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _array_arg(text: str, what: str, files: list[str]):
     """A number, or a .npy / .txt file of numbers (read safely, its path added to
     ``files``: the inputs an output must not overwrite)."""
-    from boundprop.safe_io import load_array
-
     try:
         return float(text)
     except ValueError:
@@ -196,7 +201,6 @@ def _check_certify_options(args: argparse.Namespace) -> None:
 
 def cmd_certify(args: argparse.Namespace) -> int:
     from boundprop.certify import certify
-    from boundprop.safe_io import resolve_output_path
 
     _check_certify_options(args)
     inputs = [args.model] + ([args.vnnlib] if args.vnnlib else [])
@@ -223,12 +227,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
         cert.execution = "float32"
         if b32.note:  # which node may overflow float32: say it rather than a generic note
             note(args, b32.note)
-    doc = cert.to_json()  # a NaN anywhere is an error here, before anything is written
-    if args.output is not None:
+    if args.output is not None:  # strict JSON: a NaN is an error before anything is written
         cert.save(args.output, protect=inputs)
     _note_infinite_bounds(args, cert)
     if args.json:
-        print(json.dumps(doc, allow_nan=False))
+        print(json_text(cert.to_json()))
         return 0
     if args.quiet:
         return 0
@@ -314,8 +317,6 @@ def _certify_vnnlib(args: argparse.Namespace, net) -> int:
 
     v = verify(net, args.vnnlib, method=args.method)
     if args.json:
-        from boundprop.safe_io import json_text
-
         print(json_text(v.to_json()))
     elif not args.quiet:
         print(f"{net.source} with {args.vnnlib}: {v.status}"
@@ -464,8 +465,6 @@ def _run(args: argparse.Namespace) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except OSError as e:  # a path the user gave that the OS refuses (name too long, ...)
-        from boundprop.safe_io import os_reason, short_path
-
         where = f" {short_path(e.filename)}" if e.filename else ""
         print(f"boundprop: error: cannot use{where}: {os_reason(e)}; check the path",
               file=sys.stderr)

@@ -564,8 +564,6 @@ class RoundToFormat(Primitive):
 
     family: ClassVar[str] = "activation"
     FORMATS: ClassVar[dict[int, str]] = {10: "float16", 16: "bfloat16"}
-    MAX_FINITE: ClassVar[dict[str, float]] = {"float16": 65504.0,
-                                              "bfloat16": float(np.finfo(np.float32).max)}
 
     def __init__(self, in_shape: Shape, fmt: str) -> None:
         self.in_shapes, self.out_shape = (tuple(in_shape),), tuple(in_shape)
