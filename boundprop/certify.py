@@ -21,12 +21,6 @@ from boundprop.sets import InputSet
 SCHEMA = "boundprop.certificate/1"
 
 
-def _num(x: float | None) -> Any:
-    if x is None:
-        return None
-    return float(x) if np.isfinite(x) else "inf"
-
-
 @dataclass
 class Certificate:
     """Certified facts about one model on one input set, in one norm.

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from boundprop.errors import BoundpropError
+from boundprop.safe_io import json_safe
 
 METADATA_KEY = "boundprop.input_set"
 
@@ -71,11 +72,6 @@ def _clip_range(clip: Any) -> tuple[float, float] | None:
     if lo == -np.inf and hi == np.inf:
         return None
     return lo, hi
-
-
-def _json_number(x: float) -> float | str:
-    """A float for JSON: ±inf as the strings "inf" / "-inf" (JSON has no infinity)."""
-    return x if np.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
 def _uniform_in(lo: np.ndarray, hi: np.ndarray, n: int, shape: tuple[int, ...],
@@ -218,7 +214,7 @@ class LinfBall(InputSet):
         d = {"kind": "linf", "center": self.center.reshape(-1).tolist(), "eps": self.eps,
              "shape": list(self.shape)}
         if self.clip is not None:
-            d["clip"] = [_json_number(v) for v in self.clip]
+            d["clip"] = json_safe(list(self.clip))  # ±inf as "inf" / "-inf"
         return d
 
 
