@@ -303,15 +303,19 @@ def _conv_output_size(n: int, k: int, s: int, d: int, pb: int, pe: int, ceil: bo
 
 
 def check_window(ctx: ConversionContext, d: int, kernel: Shape, strides: Shape,
-                 dilations: Shape, node_attr: dict) -> None:
+                 dilations: Shape, node_attr: dict, weight_spatial: Shape | None = None) -> None:
     """Refuse window attributes onnxruntime refuses: one kernel size, stride and dilation per
-    spatial axis (d of them), each at least 1, and 2·d nonnegative pads."""
+    spatial axis (d of them), each at least 1, and 2·d nonnegative pads; for a convolution,
+    a kernel_shape equal to its weight's spatial shape ``weight_spatial``."""
     pads = list(node_attr.get("pads") or [0] * (2 * d))
     for what, v, n, least in (("kernel_shape", kernel, d, 1), ("strides", strides, d, 1),
                               ("dilations", dilations, d, 1), ("pads", pads, 2 * d, 0)):
         if len(v) != n or any(int(e) < least for e in v):
             raise ctx.fail(f"{what} {list(v)} is invalid for {d} spatial axes (need {n} "
                            f"value(s), each >= {least})")
+    if weight_spatial is not None and tuple(kernel) != weight_spatial:
+        raise ctx.fail(f"kernel_shape {list(kernel)} does not match the kernel's spatial shape "
+                       f"{list(weight_spatial)}")
 
 
 def clamp_strides(spatial: Shape, strides: Shape, pads_begin: list[int],
@@ -710,10 +714,7 @@ def convert_conv(ctx: ConversionContext, node, args: list[Value]) -> list[Value]
     kernel = tuple(a.get("kernel_shape") or w.shape[2:])
     strides = tuple(a.get("strides") or [1] * d)
     dilations = tuple(a.get("dilations") or [1] * d)
-    check_window(ctx, d, kernel, strides, dilations, a)
-    if kernel != tuple(w.shape[2:]):
-        raise ctx.fail(f"kernel_shape {list(kernel)} does not match the kernel's spatial shape "
-                       f"{list(w.shape[2:])}")
+    check_window(ctx, d, kernel, strides, dilations, a, weight_spatial=tuple(w.shape[2:]))
     pb, pe = resolve_pads(a, x.shape[2:], kernel, strides, dilations)
     strides = clamp_strides(x.shape[2:], strides, pb, pe)
     try:
@@ -737,10 +738,7 @@ def convert_conv_transpose(ctx: ConversionContext, node, args: list[Value]) -> l
     kernel = tuple(a.get("kernel_shape") or w.shape[2:])
     strides = tuple(a.get("strides") or [1] * d)
     dilations = tuple(a.get("dilations") or [1] * d)
-    check_window(ctx, d, kernel, strides, dilations, a)
-    if kernel != tuple(w.shape[2:]):
-        raise ctx.fail(f"kernel_shape {list(kernel)} does not match the kernel's spatial shape "
-                       f"{list(w.shape[2:])}")
+    check_window(ctx, d, kernel, strides, dilations, a, weight_spatial=tuple(w.shape[2:]))
     out_pad = list(a.get("output_padding") or [0] * d)
     group = a.get("group", 1)
     spatial = x.shape[2:]
