@@ -194,7 +194,7 @@ def test_bad_input_exit_2(tmp_path, capsys, what):
 
 def test_parameter_gradients_match_finite_differences():
     """The reverse pass that guides the wrt=params searches (dense and conv weights, biases)."""
-    from boundprop.audit import _Function
+    from boundprop.audit.function import AuditedFunction as _Function
 
     net = bp.load(_model("lenet"))
     layers = [k for k, n in enumerate(net.nodes) if hasattr(n.op, "param_structure")]
