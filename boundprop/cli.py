@@ -7,12 +7,16 @@ input or usage (one-line message on stderr, never a traceback), 3 internal error
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
+import os
 import re
 import sys
 import warnings
 from collections.abc import Sequence
+
+import numpy as np
 
 from boundprop import __version__
 from boundprop.errors import BoundpropError
@@ -24,6 +28,7 @@ from boundprop.safe_io import (
     resolve_output_path,
     short_path,
 )
+from boundprop.sets import Box, L2Ball, LinfBall, default_input_set
 
 EXAMPLES = """examples:
   boundprop certify models/mlp_784_100_100_10_relu.onnx
@@ -41,8 +46,20 @@ not verified), 2 bad input or usage, 3 internal error.
 """
 
 
-# Modules that register subcommands (check, audit, report/compare).
-PLUGGED_COMMANDS = ("checker", "audit", "report", "gn.command")
+# Subcommands that live with their own module: command -> (the module whose register(sub) adds
+# its parser, the one-line help `boundprop --help` lists). The module is imported only when the
+# command is parsed (it may import onnx, onnxruntime, sympy, scipy), so --help stays fast;
+# tests/test_cli.py checks that each help line is the one its module registers.
+DEFERRED_COMMANDS = {
+    "check": ("boundprop.checker",
+              "re-verify a certificate against a model (exit 0 valid, 1 invalid)"),
+    "audit": ("boundprop.audit.command",
+              "empirical lower bounds and tightness ratios of a certificate"),
+    "report": ("boundprop.report", "a readable report (html, md, text) of a certificate"),
+    "compare": ("boundprop.report",
+                "certify several models and compare their ℓ, L, B side by side"),
+    "gn": ("boundprop.gn.command", "Gauss-Newton fit of inputs or weights through onnxruntime"),
+}
 
 # Tokens that are numbers, not options: argparse alone takes only -1 and -0.5 for numbers, so
 # `--box -1e-3 1e-3` or `--clip -inf inf` were "expected 2 arguments" usage errors.
@@ -95,12 +112,54 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="graph output to analyse (default: the first)")
 
 
+class Commands(argparse._SubParsersAction):
+    """The subcommands' action; a command of :data:`DEFERRED_COMMANDS` is listed (name and help,
+    in ``boundprop --help`` and in the choices of a usage error) before its parser exists: the
+    parser is built by its module's ``register(sub)`` when it is first looked up (the command
+    is parsed, or ``choices[name]`` read)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._name_parser_map = self.choices = DeferredParsers(self)
+
+    def defer(self, name: str, module: str, help: str) -> None:
+        """List command ``name`` with ``help``; its parser comes from ``module``'s register."""
+        self._choices_actions.append(self._ChoicesPseudoAction(name, (), help))
+        dict.__setitem__(self._name_parser_map, name, module)
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        if not isinstance(dict.get(self._name_parser_map, name), str):
+            return super().add_parser(name, **kwargs)
+        # The deferred command's module registers it: it keeps its place in the listing.
+        kwargs.pop("help", None)
+        kwargs.setdefault("prog", f"{self._prog_prefix} {name}")
+        parser = self._parser_class(**kwargs)
+        dict.__setitem__(self._name_parser_map, name, parser)
+        return parser
+
+
+class DeferredParsers(dict):
+    """Command name -> parser, where a deferred command's value is its module's name until the
+    parser is looked up: then the module is imported and registers it."""
+
+    def __init__(self, commands: Commands) -> None:
+        super().__init__()
+        self.commands = commands
+
+    def __getitem__(self, name: str) -> argparse.ArgumentParser:
+        value = super().__getitem__(name)
+        if isinstance(value, str):
+            importlib.import_module(value).register(self.commands)
+            value = super().__getitem__(name)
+        return value
+
+
 def _load(args: argparse.Namespace):
-    import boundprop as bp
+    from boundprop.importer import load  # lazy: onnx (--help stays fast)
 
     # Regular files only (a FIFO would hang), and a 5,000-character path is a one-line error.
     check_input_file(args.model, "model", 2**62, "give an ONNX file")
-    return bp.load(args.model, input_shape=args.input_shape, input_name=args.input_name,
+    return load(args.model, input_shape=args.input_shape, input_name=args.input_name,
                    output_name=args.output_name)
 
 
@@ -135,8 +194,6 @@ def _array_arg(text: str, what: str, files: list[str]):
 
 
 def _input_set(args: argparse.Namespace, net, files: list[str]):
-    from boundprop.sets import Box, L2Ball, LinfBall, default_input_set
-
     if args.box:
         s = Box(_array_arg(args.box[0], "--box lower", files),
                 _array_arg(args.box[1], "--box upper", files))
@@ -200,7 +257,7 @@ def _check_certify_options(args: argparse.Namespace) -> None:
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
-    from boundprop.certify import certify
+    from boundprop.certify import certify  # lazy: sympy, onnx (--help stays fast)
 
     _check_certify_options(args)
     inputs = [args.model] + ([args.vnnlib] if args.vnnlib else [])
@@ -220,7 +277,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
                    param_radius=args.radius, loss=args.loss, targets=targets,
                    free=tuple(args.free or ()), symbolic=True)
     if args.execution == "float32" and s is not None:
-        from boundprop.analysis import output_bounds
+        from boundprop.analysis import output_bounds  # lazy: onnx
 
         b32 = output_bounds(net, s, args.method, "float32")
         cert.output_lower, cert.output_upper = b32.lower, b32.upper
@@ -242,8 +299,6 @@ def cmd_certify(args: argparse.Namespace) -> int:
 def _note_infinite_bounds(args: argparse.Namespace, cert) -> None:
     """Say once, in words, when output bounds are infinite (the set is so large that float64
     overflows): the certificate is sound ("inf" bounds) but bounds nothing there."""
-    import numpy as np
-
     if cert.output_lower is None or getattr(args, "fp_noted", False):
         return
     lo, hi = np.asarray(cert.output_lower), np.asarray(cert.output_upper)
@@ -293,7 +348,7 @@ def _print_certificate(args: argparse.Namespace, net, cert, s) -> None:
         print(f"objective ({o.loss}, {o.reduction}): ℓ_F = {_fmt(o.lipschitz)}, "
               f"L_F = {_fmt(o.smoothness)}, certified step 1/L_F = {o.step_size:.6g}")
     if args.symbolic or args.latex:
-        import sympy as sp
+        import sympy as sp  # lazy: heavy, only for the formulas
 
         for which in ("lipschitz", "smoothness", "bound"):
             expr = c.formula(which, tuple(args.free)) if args.free else getattr(
@@ -313,7 +368,7 @@ def _print_certificate(args: argparse.Namespace, net, cert, s) -> None:
 
 
 def _certify_vnnlib(args: argparse.Namespace, net) -> int:
-    from boundprop.verifier import verify
+    from boundprop.verifier import verify  # lazy: onnx, onnxruntime
 
     v = verify(net, args.vnnlib, method=args.method)
     if args.json:
@@ -326,7 +381,7 @@ def _certify_vnnlib(args: argparse.Namespace, net) -> int:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
-    from boundprop.ops import supported_onnx_ops
+    from boundprop.ops import supported_onnx_ops  # lazy: onnx
 
     ops = supported_onnx_ops()
     print(json.dumps(ops) if args.json else "\n".join(ops))
@@ -339,8 +394,16 @@ def build_parser() -> argparse.ArgumentParser:
         "for ONNX neural networks.", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"boundprop {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", action=Commands)
+    _add_inspect(sub)
+    _add_certify(sub)
+    _add_ops(sub)
+    for name, (module, help_line) in DEFERRED_COMMANDS.items():
+        sub.defer(name, module, help_line)
+    return parser
 
+
+def _add_inspect(sub: Commands) -> None:
     p = sub.add_parser(
         "inspect", help="print the IR of a model, one line per node",
         epilog="examples:\n  boundprop inspect models/lenet.onnx\n"
@@ -350,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
 
+
+def _add_certify(sub: Commands) -> None:
     p = sub.add_parser(
         "certify", help="certified output bounds over an input set (default: the model's own)",
         description="Certified bounds on every output of the model over an input set. Without "
@@ -402,17 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing; exit status only")
     p.set_defaults(func=cmd_certify)
 
+
+def _add_ops(sub: Commands) -> None:
     p = sub.add_parser("ops", help="list the supported ONNX op types")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_ops)
-
-    # Commands that live with their own module: each module's register(sub) adds its
-    # parser(s) and sets func; its imports stay light so --help is fast.
-    import importlib
-
-    for module in PLUGGED_COMMANDS:
-        importlib.import_module(f"boundprop.{module}").register(sub)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -459,8 +518,6 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error of ours; silence the flush at exit.
-        import os
-
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0

@@ -3,12 +3,14 @@ code contract (0 ok, 1 negative verdict, 2 bad input)."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 
 import pytest
 
 from boundprop import __version__
-from boundprop.cli import build_parser, main
+from boundprop.cli import DEFERRED_COMMANDS, build_parser, main
 from tests.conftest import MODELS
 
 COMMANDS = ["certify", "check", "audit", "report", "compare", "inspect"]
@@ -48,3 +50,20 @@ def test_ops_and_inspect_json(capsys):
     assert "Gemm" in json.loads(capsys.readouterr().out)
     assert main(["inspect", str(MODELS / "mlp_relu.onnx"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["nodes"]
+
+
+def test_deferred_commands_are_listed_as_their_modules_register_them():
+    """`boundprop --help` lists a deferred command before importing its module: the listed
+    help line is the one the module's register(sub) gives, for every command it adds."""
+    sub = argparse.ArgumentParser().add_subparsers()
+    for module in {module for module, _ in DEFERRED_COMMANDS.values()}:
+        importlib.import_module(module).register(sub)
+    registered = {action.dest: action.help for action in sub._get_subactions()}
+    assert registered == {name: line for name, (_, line) in DEFERRED_COMMANDS.items()}
+
+
+def test_deferred_command_parses_like_a_registered_one(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["audit", "c.json", "m.onnx", "--samples", "-3"])
+    assert e.value.code == 2
+    assert "boundprop audit: error: argument --samples: '-3' must be ≥ 0" in capsys.readouterr().err
