@@ -7,7 +7,7 @@ and the 784-100-100-10 MLP, each measurement in a fresh subprocess (peak RSS =
 
 * ``forward``   onnxruntime float32 forward pass of the model: session creation, median of N
                 runs after one warmup (CPUExecutionProvider, default threads and optimisations);
-* ``interval``  ``boundprop.fast_interval``: graph build and session creation (one-time, reported
+* ``interval``  ``boundprop.domains.interval_ort``: graph build and session creation (one-time, reported
                 separately), then the interval pass (output bounds) — median of N after one
                 warmup — and, in the same process after its peak RSS is taken, N *paired* runs
                 alternating forward and interval (the ratio of those medians is robust to other
@@ -126,7 +126,7 @@ def worker_interval(args) -> dict:
     import numpy as np
 
     import boundprop as bp
-    from boundprop.fast_interval import OrtIntervalEngine, down32
+    from boundprop.domains.interval_ort import OrtIntervalEngine, down32
 
     tag, path = args.tag, MODELS[args.tag]
     t0 = time.perf_counter()

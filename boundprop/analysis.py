@@ -118,12 +118,12 @@ def _interval_engine(net: Network, s: InputSet, execution: str, engine: str) -> 
         return "numpy"
     if engine == "onnxruntime":
         if execution != "real":
-            from boundprop.fast_interval import FastIntervalUnavailable
+            from boundprop.domains.interval_ort import FastIntervalUnavailable
 
             raise FastIntervalUnavailable("the onnxruntime engine bounds real arithmetic only "
                                           "(execution='real')")
         return "onnxruntime"
-    from boundprop.fast_interval import multiply_adds, unsupported_primitives
+    from boundprop.domains.interval_ort import multiply_adds, unsupported_primitives
 
     ok = (execution == "real" and not isinstance(s, L2Ball) and not unsupported_primitives(net)
           and multiply_adds(net) > AUTO_ORT_MULTIPLY_ADDS)
@@ -149,7 +149,7 @@ def interval_bounds(net: Network, input_set: InputSet, execution: str = "real",
     s = input_set.fit(net.input_shape)
     net.check_memory("interval")
     if _interval_engine(net, s, execution, engine) == "onnxruntime":
-        from boundprop.fast_interval import FastIntervalUnavailable, interval_bounds_ort
+        from boundprop.domains.interval_ort import FastIntervalUnavailable, interval_bounds_ort
 
         try:
             return [sanitize(lo, hi) for lo, hi in interval_bounds_ort(net, s)]

@@ -1,4 +1,4 @@
-"""The onnxruntime interval engine (``boundprop.fast_interval``): sound and close to numpy.
+"""The onnxruntime interval engine (``boundprop.domains.interval_ort``): sound and close to numpy.
 
 * every shipped model whose primitives all have an ONNX interval rule: the float32 onnxruntime
   bounds of every node contain 2,000 sampled float64 IR values and are within a few percent of
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import boundprop as bp
 from boundprop.analysis import interval_bounds, output_bounds
 from boundprop.errors import BoundpropError
-from boundprop.fast_interval import (
+from boundprop.domains.interval_ort import (
     FastIntervalUnavailable,
     OrtIntervalEngine,
     interval_bounds_ort,
@@ -512,7 +512,7 @@ def test_engine_is_reused_across_boxes():
     net = bp.load("models/lenet.onnx")
     s = default_input_set(net)
     b1 = interval_bounds_ort(net, s, nodes="output")
-    from boundprop.fast_interval import get_engine
+    from boundprop.domains.interval_ort import get_engine
 
     e1 = get_engine(net, "output", nonneg_input=True)
     b2 = interval_bounds_ort(net, s, nodes="output")

@@ -629,7 +629,7 @@ class LeakyRelu(Activation):
         max(1, α)tau, so eps' = (1+eps)(1+U1) − 1, tau' = max(1, α)·tau + ETA."""
         from dataclasses import replace
 
-        from boundprop.fast_interval import ETA, SLACK64, U1, FastIntervalUnavailable
+        from boundprop.domains.interval_ort import ETA, SLACK64, U1, FastIntervalUnavailable
 
         a = self.params["alpha"]
         if a < 0 or float(np.float32(a)) != a:
@@ -1029,7 +1029,7 @@ class Clip(Activation):
     def emit_interval_onnx(self, b, x):
         """Clip is exact and nondecreasing in x and in both limits: lo through (↓min, ↓max),
         hi through (↑min, ↑max)."""
-        from boundprop.fast_interval import down32, up32
+        from boundprop.domains.interval_ort import down32, up32
 
         mn, mx = self.params["lo"], self.params["hi"]
 

@@ -64,7 +64,7 @@ class Sum(Primitive):
         Add may be fused into the convolution producing r₁, see ``gamma_fused``; centres feed
         a guard too, so they are never fused); so the sum is ``cr`` with rho = 1/(1−γf),
         eps = U1, tau = tau₁ + tau₂ + 3·ETA."""
-        from boundprop.fast_interval import ETA, SLACK64, U1, FastIntervalUnavailable, IValue
+        from boundprop.domains.interval_ort import ETA, SLACK64, U1, FastIntervalUnavailable, IValue
 
         if any(c not in (1.0, -1.0) for c in self.coefficients):
             raise FastIntervalUnavailable("Sum with coefficients other than +-1")

@@ -228,7 +228,7 @@ class AveragePool(_Window, AffinePrimitive):
 
     def emit_interval_onnx(self, b, x):
         """ONNX AveragePool: a nonnegative linear map with row sums ≤ 1."""
-        from boundprop.fast_interval import FastIntervalUnavailable
+        from boundprop.domains.interval_ort import FastIntervalUnavailable
 
         if any(d != 1 for d in self.dilations):
             raise FastIntervalUnavailable("dilated AveragePool needs opset 19")

@@ -43,7 +43,7 @@ class Reshape(PermutationPrimitive):
 
     def emit_interval_onnx(self, b, x):
         if 0 in self.out_shape:
-            from boundprop.fast_interval import FastIntervalUnavailable
+            from boundprop.domains.interval_ort import FastIntervalUnavailable
             raise FastIntervalUnavailable("empty tensors")
         shape = b.const(np.array(self.out_shape, np.int64))
         return b.both(x, lambda n: b.op("Reshape", [n, shape]), self.out_shape)
@@ -145,7 +145,7 @@ class Pad(PermutationPrimitive):
     def emit_interval_onnx(self, b, x):
         """ONNX Pad of both tensors. Zero padding (and copying modes) keep the centre/radius
         form exactly; a nonzero constant v pads lo with ↓v and hi with ↑v."""
-        from boundprop.fast_interval import FastIntervalUnavailable, down32, up32
+        from boundprop.domains.interval_ort import FastIntervalUnavailable, down32, up32
 
         if self.mode == "wrap":
             raise FastIntervalUnavailable("Pad mode 'wrap' needs opset 19")
@@ -268,7 +268,7 @@ class ConcatConst(PermutationPrimitive):
 
     def emit_interval_onnx(self, b, x):
         """Concat lo with ↓constants and hi with ↑constants."""
-        from boundprop.fast_interval import down32, up32
+        from boundprop.domains.interval_ort import down32, up32
 
         v = b.lh(x)
 

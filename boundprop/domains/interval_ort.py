@@ -523,7 +523,7 @@ class OrtIntervalEngine:
             [helper.make_tensor_value_info(n, f32, None) for n in outputs],
             initializer=b.initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="boundprop.fast_interval")
+                                  producer_name="boundprop.domains.interval_ort")
         model.ir_version = min(model.ir_version, 9)
         self.graph_nodes = len(b.nodes)
         self.build_s = time.perf_counter() - t0

@@ -1,0 +1,1 @@
+"""The abstract domains, one module each; see docs/architecture.md."""
