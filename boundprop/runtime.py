@@ -23,7 +23,7 @@ class OrtModel:
     def __init__(self, path: str | os.PathLike, input_name: str | None = None,
                  output_name: str | None = None, input_shape: tuple[int, ...] | None = None,
                  threads: int = 0) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: heavy, and only the sessions need it
 
         # Fatal messages only: onnxruntime's errors arrive as exceptions (turned into one-line
         # errors here); its coloured multi-line log would only repeat them.

@@ -36,8 +36,10 @@ import numpy as np
 
 from boundprop.analysis import linear_function_bounds
 from boundprop.errors import BoundpropError
+from boundprop.gn.uses import margin_search
 from boundprop.ir import Network
 from boundprop.rounding import round_down
+from boundprop.runtime import OrtModel
 from boundprop.sets import Box
 from boundprop.vnnlib import Conjunction, Property, load_vnnlib, progress
 
@@ -297,8 +299,6 @@ class _Search:
     def gauss_newton(self, x: np.ndarray, s: float) -> bool:
         """Gauss-Newton on the hinge residual of each open conjunction (``MarginProblem``),
         from x: fits all rows of the conjunction at once where the ascent follows one score."""
-        from boundprop.gn.uses import margin_search
-
         n = len(x)
         y = self.net(x.reshape(self.net.input_shape)).reshape(-1)
         for a, b in self.unsafe.closest(y, GN_MAX_CONJUNCTIONS):
@@ -329,44 +329,8 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     t0 = time.perf_counter()
     deadline = t0 + (np.inf if timeout is None else float(timeout))
     prop = _as_property(net, property_or_path)
-
-    # 1. Certified bounds: one call per box, every row of every conjunction at once.
-    margin = np.inf
-    per_case: list[np.ndarray] = []
-    open_cases: list[tuple[Box, list[Conjunction]]] = []
-    timed_out = False
-    for box, unsafe in progress(prop.cases, "bounding"):
-        if time.perf_counter() > deadline:
-            timed_out = True
-            break
-        rows = [a for a, _ in unsafe if len(a)]
-        lower = np.empty(0)
-        if rows:
-            # one ulp outwards: covers the file's decimal bounds however they were rounded
-            wide = Box(np.nextafter(box.lower, -np.inf), np.nextafter(box.upper, np.inf))
-            lower, _ = linear_function_bounds(net, wide.fit(net.input_shape), np.vstack(rows),
-                                              method=method, execution=execution)
-        conj_margin = np.empty(len(unsafe))
-        still_open = []
-        k0 = 0
-        for j, (a, b) in enumerate(unsafe):
-            lo_k = lower[k0:k0 + len(b)]
-            k0 += len(b)
-            refuted = bool(np.any(lo_k > b))  # certified: A_k·y ≥ lo_k > b_k on the box
-            conj_margin[j] = float(np.max(round_down(lo_k - b))) if len(b) else -np.inf
-            if refuted:
-                conj_margin[j] = max(conj_margin[j], np.nextafter(0.0, 1.0))
-            else:
-                conj_margin[j] = min(conj_margin[j], 0.0)
-                still_open.append((a, b))
-        per_case.append(conj_margin)
-        if len(conj_margin):
-            margin = min(margin, float(conj_margin.min()))
-        if still_open:
-            open_cases.append((box, still_open))
-
-    if timed_out:
-        margin = -np.inf  # some box was never bounded: nothing is certified
+    margin, per_case, open_cases, timed_out = _certified_margins(net, prop, method, execution,
+                                                                 deadline)
 
     def done(status: str, **kw) -> Verdict:
         return Verdict(status=status, margin=margin, method=method, conjunction_margins=per_case,
@@ -374,26 +338,14 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
 
     if not timed_out and not open_cases:
         return done("verified")
-
-    # 2. Counterexample search on what the bounds left open.
     if ort_model is None and net.source:
-        from boundprop.runtime import OrtModel
-
         ort_model = OrtModel(net.source, net.input_name, net.output_name)
     rng = np.random.default_rng(seed)
-    best, rejected = np.inf, 0
     searches = [_Search(net, ort_model, box, conjs, rng, deadline, batch)
                 for box, conjs in open_cases]
-    while True:  # one round without a timeout; rounds until the deadline with one
-        for search in searches:
-            if time.perf_counter() > deadline:
-                break
-            hit = search.run(n_samples)
-            best = min(best, search.best)
-            if hit:
-                return done("falsified", search_margin=best, counterexample=search.found)
-        if timeout is None or time.perf_counter() > deadline:
-            break
+    hit, best = _search_counterexamples(searches, n_samples, deadline, timeout is None)
+    if hit is not None:
+        return done("falsified", search_margin=best, counterexample=hit.found)
     rejected = sum(s.rejected for s in searches)
     note = "timed out" if time.perf_counter() > deadline or timed_out else ""
     if ort_model is None:
@@ -401,3 +353,72 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     elif rejected:
         note = f"{rejected} IR candidate(s) not confirmed by onnxruntime"
     return done("unknown", search_margin=best, note=note)
+
+
+def _certified_margins(net: Network, prop: Property, method: str, execution: str,
+                       deadline: float
+                       ) -> tuple[float, list[np.ndarray], list[tuple[Box, list[Conjunction]]],
+                                  bool]:
+    """Step 1, certified bounds: one call per box, every row of every conjunction at once.
+    Returns the property's margin (min over conjunctions; −∞ if a box was never bounded), the
+    per-box conjunction margins, the boxes with conjunctions left open, and whether the
+    deadline passed before every box was bounded."""
+    margin = np.inf
+    per_case: list[np.ndarray] = []
+    open_cases: list[tuple[Box, list[Conjunction]]] = []
+    for box, unsafe in progress(prop.cases, "bounding"):
+        if time.perf_counter() > deadline:
+            return -np.inf, per_case, open_cases, True  # nothing is certified
+        rows = [a for a, _ in unsafe if len(a)]
+        lower = np.empty(0)
+        if rows:
+            # one ulp outwards: covers the file's decimal bounds however they were rounded
+            wide = Box(np.nextafter(box.lower, -np.inf), np.nextafter(box.upper, np.inf))
+            lower, _ = linear_function_bounds(net, wide.fit(net.input_shape), np.vstack(rows),
+                                              method=method, execution=execution)
+        conj_margin, still_open = _conjunction_margins(lower, unsafe)
+        per_case.append(conj_margin)
+        if len(conj_margin):
+            margin = min(margin, float(conj_margin.min()))
+        if still_open:
+            open_cases.append((box, still_open))
+    return margin, per_case, open_cases, False
+
+
+def _conjunction_margins(lower: np.ndarray, unsafe: list[Conjunction]
+                         ) -> tuple[np.ndarray, list[Conjunction]]:
+    """Per conjunction A_k·y ≤ b_k of one box, given certified lower bounds ``lower`` of all
+    rows A·y stacked: its margin max_k(lo_k − b_k) rounded down (> 0: refuted on the box,
+    at least the smallest positive float; else ≤ 0), and the conjunctions not refuted."""
+    conj_margin = np.empty(len(unsafe))
+    still_open = []
+    k0 = 0
+    for j, (a, b) in enumerate(unsafe):
+        lo_k = lower[k0:k0 + len(b)]
+        k0 += len(b)
+        refuted = bool(np.any(lo_k > b))  # certified: A_k·y ≥ lo_k > b_k on the box
+        conj_margin[j] = float(np.max(round_down(lo_k - b))) if len(b) else -np.inf
+        if refuted:
+            conj_margin[j] = max(conj_margin[j], np.nextafter(0.0, 1.0))
+        else:
+            conj_margin[j] = min(conj_margin[j], 0.0)
+            still_open.append((a, b))
+    return conj_margin, still_open
+
+
+def _search_counterexamples(searches: list[_Search], n_samples: int, deadline: float,
+                            one_round: bool) -> tuple[_Search | None, float]:
+    """Step 2, counterexample search on what the bounds left open: the search that found a
+    confirmed counterexample (or None) and the best score seen. One round without a timeout;
+    rounds until the deadline with one."""
+    best = np.inf
+    while True:
+        for search in searches:
+            if time.perf_counter() > deadline:
+                break
+            hit = search.run(n_samples)
+            best = min(best, search.best)
+            if hit:
+                return search, best
+        if one_round or time.perf_counter() > deadline:
+            return None, best
