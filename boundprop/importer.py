@@ -7,10 +7,11 @@ Steps (``load``):
 3. one pass over the nodes in topological order: values known at import time (initializers,
    Constant nodes, Shape of a static tensor, and everything computed from those: the
    Shape→Gather→Unsqueeze→Concat→Reshape chains exporters emit) are folded with the ONNX
-   reference evaluator; every other node goes to its registered converter, which emits IR
+   reference evaluator (``boundprop.constant_folding``); every other node goes to its registered converter, which emits IR
    primitives; Identity/Dropout disappear;
-4. cross-check the IR shapes with ONNX shape inference, fuse biases into the affine node before
-   them, merge chained scale-shifts, drop dead nodes, and refuse non-finite parameters.
+4. cross-check the IR shapes with ONNX shape inference, then (``boundprop.ir_passes``) refuse
+   non-finite parameters, fuse biases into the affine node before them, merge chained
+   scale-shifts and drop dead nodes.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import numpy_helper, version_converter
 
+from boundprop.constant_folding import fold
 from boundprop.errors import (
     BoundpropError,
     InputShapeError,
@@ -32,12 +34,11 @@ from boundprop.errors import (
     UnsupportedModelError,
 )
 from boundprop.ir import InputPrimitive, Network, Node, check_node_memory, memory_budget
+from boundprop.ir_passes import check_finite, simplify
 from boundprop.ops import CONVERTERS, supported_onnx_ops
-from boundprop.ops.affine import ElementwiseAffine
-from boundprop.ops.base import AffinePrimitive, Const, ConversionContext, Primitive, Tensor
+from boundprop.ops.base import Const, ConversionContext, Primitive, Tensor
 
 MIN_OPSET = 9  # older models are upgraded to this opset first
-MAX_FOLDED_ELEMENTS = 50_000_000  # a folded constant larger than this is refused (memory)
 _FLOAT_ELEM_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
                      onnx.TensorProto.BFLOAT16}
 
@@ -200,8 +201,6 @@ def _opset(model: onnx.ModelProto) -> int:
 
 
 def _upgrade(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
-    from onnx import version_converter
-
     try:
         return version_converter.convert_version(model, MIN_OPSET)
     except Exception as e:
@@ -251,48 +250,6 @@ def _check_declarations(model: onnx.ModelProto, path: Path) -> None:
                                  "the model is corrupt")
 
 
-def _fold(node: onnx.NodeProto, args: list[Any], opset: int) -> list[Const]:
-    """Evaluate a node whose inputs are all known, with the ONNX reference evaluator."""
-    from onnx.reference import ReferenceEvaluator
-
-    vals = [None if a is None else a.value for a in args]
-    _guard_fold_size(node, vals)
-    feeds = {name: np.asarray(v) for name, v in zip(node.input, vals) if name}
-    try:
-        # A one-node model, so that the evaluator uses the op version of the model's opset.
-        g = onnx.helper.make_graph(
-            [node], "fold",
-            [onnx.helper.make_tensor_value_info(
-                n, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-             for n, v in feeds.items()],
-            [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
-             for o in node.output if o])
-        m = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", opset)])
-        outs = ReferenceEvaluator(m).run(None, feeds)
-    except Exception as e:
-        raise UnsupportedModelError(
-            f"node '{node.name or node.output[0]}' ({node.op_type}): could not fold its constant "
-            f"inputs ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
-        ) from None
-    return [Const(np.asarray(o)) for o in outs]
-
-
-def _guard_fold_size(node: onnx.NodeProto, vals: list[Any]) -> None:
-    n = None
-    if node.op_type == "ConstantOfShape" and vals and vals[0] is not None:
-        n = float(np.prod(vals[0].astype(np.float64)))
-    elif node.op_type == "Expand" and len(vals) > 1:
-        n = float(np.prod(np.maximum(vals[1], 1).astype(np.float64))) * max(1, np.size(vals[0]))
-    elif node.op_type == "Tile" and len(vals) > 1:
-        n = float(np.size(vals[0])) * float(np.prod(vals[1].astype(np.float64)))
-    elif node.op_type == "Range" and len(vals) > 2:
-        n = abs(float(vals[1]) - float(vals[0])) / max(abs(float(vals[2])), 1e-300)
-    if n is not None and n > MAX_FOLDED_ELEMENTS:
-        raise UnsupportedModelError(
-            f"node '{node.name or node.output[0]}' ({node.op_type}) would build a constant of "
-            f"{n:.3g} elements; refused (limit {MAX_FOLDED_ELEMENTS:,})")
-
-
 class _Builder:
     """Collects IR nodes while the ONNX graph is walked."""
 
@@ -318,6 +275,7 @@ class _Builder:
 def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
                    input_shape: tuple[int, ...], constants: dict[str, np.ndarray],
                    output_name: str) -> tuple[list[Node], int]:
+    """Step 3: the IR nodes of the graph (in its topological order) and the output's index."""
     graph = model.graph
     opset = _opset(model)
     builder = _Builder(input_shape, input_name, f"{path}: ")
@@ -326,6 +284,32 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
         ctx.node.name or ctx.node.output[0], ctx.node.op_type, shape, builder.budget,
         builder.where)
     ctx.graph_nodes = builder.nodes
+    values = _initial_values(graph, path, input_name, input_shape, constants)
+    unsupported: list[str] = []
+    for node in graph.node:
+        args = [values.get(n, UNKNOWN) if n else None for n in node.input]
+        missing = [n for n, a in zip(node.input, args) if a is UNKNOWN and n not in values]
+        if missing and not unsupported:
+            later = {o for n in graph.node for o in n.output} & set(missing)
+            raise ModelLoadError(
+                f"{path}: node '{node.name or node.output[0]}' ({node.op_type}) reads undefined "
+                f"value(s) {missing}"
+                + ("; they are computed later: the graph has a cycle or is not in topological "
+                   "order" if later else ""))
+        outs = _node_values(node, args, ctx, builder, path, unsupported)
+        for name, v in zip(node.output, outs):
+            if name:
+                values[name] = UNKNOWN if v is None else v
+                if isinstance(v, Tensor) and not builder.nodes[v.node].onnx_output:
+                    builder.nodes[v.node].onnx_output = name
+    return builder.nodes, _output_node(values, path, input_name, output_name, unsupported)
+
+
+def _initial_values(graph: onnx.GraphProto, path: Path, input_name: str,
+                    input_shape: tuple[int, ...], constants: dict[str, np.ndarray]
+                    ) -> dict[str, Any]:
+    """Value name -> what is known before the first node: initializers and the given
+    constants (Const), the analysed input (the IR's node 0); "" is an omitted input."""
     values: dict[str, Any] = {"": None}
     for init in graph.initializer:
         try:
@@ -337,69 +321,70 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
     for name, arr in constants.items():
         values[name] = Const(np.asarray(arr))
     values[input_name] = Tensor(0, input_shape)
-    unsupported: list[str] = []
+    return values
 
-    for node in graph.node:
-        args = [values.get(n, UNKNOWN) if n else None for n in node.input]
-        missing = [n for n, a in zip(node.input, args) if a is UNKNOWN and n not in values]
-        if missing and not unsupported:
-            later = {o for n in graph.node for o in n.output} & set(missing)
-            raise ModelLoadError(
-                f"{path}: node '{node.name or node.output[0]}' ({node.op_type}) reads undefined "
-                f"value(s) {missing}"
-                + ("; they are computed later: the graph has a cycle or is not in topological "
-                   "order" if later else ""))
-        outs: list[Any]
-        if node.domain not in ("", "ai.onnx"):
-            unsupported.append(f"{node.domain}.{node.op_type} (node '{node.name}')")
-            outs = [UNKNOWN] * len(node.output)
-        elif any(a is UNKNOWN for a in args):
-            if node.op_type not in _PASS_THROUGH and node.op_type not in CONVERTERS:
-                unsupported.append(f"{node.op_type} (node '{node.name or node.output[0]}')")
-            outs = [UNKNOWN] * len(node.output)
-        elif node.op_type in ("Identity", "Dropout"):
-            if node.op_type == "Dropout" and len(args) > 2 and isinstance(args[2], Const) and \
-                    bool(np.asarray(args[2].value)):
-                raise UnsupportedModelError(f"node '{node.name}' (Dropout) runs in training mode "
-                                            "(random); export the model in inference mode")
-            outs = [args[0]] + [UNKNOWN] * (len(node.output) - 1)
-        elif node.op_type in ("Shape", "Size") and isinstance(args[0], Tensor):
-            shape = np.array(args[0].shape, dtype=np.int64)
-            if node.op_type == "Size":
-                outs = [Const(np.array(int(np.prod(shape)), dtype=np.int64))]
-            else:
-                start = attr_int(node, "start", 0)
-                end = attr_int(node, "end", len(shape))
-                outs = [Const(shape[start:end])]
-        elif all(a is None or isinstance(a, Const) for a in args):
-            outs = _fold(node, args, opset)
-        elif node.op_type not in CONVERTERS:
+
+def _node_values(node: onnx.NodeProto, args: list[Any], ctx: ConversionContext,
+                 builder: _Builder, path: Path, unsupported: list[str]) -> list[Any]:
+    """The values of one ONNX node's outputs: UNKNOWN downstream of an unsupported node (which
+    is added to ``unsupported``), the input itself for Identity/Dropout, Const for Shape/Size
+    of a tensor and for nodes of constant inputs (folded), else the converter's IR tensors."""
+    if node.domain not in ("", "ai.onnx"):
+        unsupported.append(f"{node.domain}.{node.op_type} (node '{node.name}')")
+        return [UNKNOWN] * len(node.output)
+    if any(a is UNKNOWN for a in args):
+        if node.op_type not in _PASS_THROUGH and node.op_type not in CONVERTERS:
             unsupported.append(f"{node.op_type} (node '{node.name or node.output[0]}')")
-            outs = [UNKNOWN] * len(node.output)
-        else:
-            ctx.node = node
-            first_new = len(builder.nodes)
-            try:
-                outs = CONVERTERS[node.op_type](ctx, node, args)
-            except BoundpropError:
-                raise
-            except (ValueError, IndexError, KeyError, TypeError, ArithmeticError,
-                    RuntimeError) as e:  # numpy's, on hostile attributes (e.g. rank > 32)
-                raise UnsupportedModelError(
-                    f"node '{node.name or node.output[0]}' ({node.op_type}): cannot convert "
-                    f"({type(e).__name__}: {e})") from None
-            except MemoryError:
-                raise UnsupportedModelError(
-                    f"{path}: node '{node.name or node.output[0]}' ({node.op_type}) does not fit "
-                    "in memory; use a smaller model or input shape") from None
-            for n in builder.nodes[first_new:]:  # refuse nodes whose bounds cannot fit
-                check_node_memory(n.name, n.onnx_op, n.shape, builder.budget, builder.where)
-        for name, v in zip(node.output, outs):
-            if name:
-                values[name] = UNKNOWN if v is None else v
-                if isinstance(v, Tensor) and not builder.nodes[v.node].onnx_output:
-                    builder.nodes[v.node].onnx_output = name
+        return [UNKNOWN] * len(node.output)
+    if node.op_type in ("Identity", "Dropout"):
+        if node.op_type == "Dropout" and len(args) > 2 and isinstance(args[2], Const) and \
+                bool(np.asarray(args[2].value)):
+            raise UnsupportedModelError(f"node '{node.name}' (Dropout) runs in training mode "
+                                        "(random); export the model in inference mode")
+        return [args[0]] + [UNKNOWN] * (len(node.output) - 1)
+    if node.op_type in ("Shape", "Size") and isinstance(args[0], Tensor):
+        shape = np.array(args[0].shape, dtype=np.int64)
+        if node.op_type == "Size":
+            return [Const(np.array(int(np.prod(shape)), dtype=np.int64))]
+        start = attr_int(node, "start", 0)
+        end = attr_int(node, "end", len(shape))
+        return [Const(shape[start:end])]
+    if all(a is None or isinstance(a, Const) for a in args):
+        return fold(node, args, ctx.opset)
+    if node.op_type not in CONVERTERS:
+        unsupported.append(f"{node.op_type} (node '{node.name or node.output[0]}')")
+        return [UNKNOWN] * len(node.output)
+    return _convert_node(node, args, ctx, builder, path)
 
+
+def _convert_node(node: onnx.NodeProto, args: list[Any], ctx: ConversionContext,
+                  builder: _Builder, path: Path) -> list[Any]:
+    """The node's registered converter, its errors as one-line UnsupportedModelError; the IR
+    nodes it emits are refused if their bounds could not fit in memory."""
+    ctx.node = node
+    first_new = len(builder.nodes)
+    try:
+        outs = CONVERTERS[node.op_type](ctx, node, args)
+    except BoundpropError:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, ArithmeticError,
+            RuntimeError) as e:  # numpy's, on hostile attributes (e.g. rank > 32)
+        raise UnsupportedModelError(
+            f"node '{node.name or node.output[0]}' ({node.op_type}): cannot convert "
+            f"({type(e).__name__}: {e})") from None
+    except MemoryError:
+        raise UnsupportedModelError(
+            f"{path}: node '{node.name or node.output[0]}' ({node.op_type}) does not fit "
+            "in memory; use a smaller model or input shape") from None
+    for n in builder.nodes[first_new:]:  # refuse nodes whose bounds cannot fit
+        check_node_memory(n.name, n.onnx_op, n.shape, builder.budget, builder.where)
+    return outs
+
+
+def _output_node(values: dict[str, Any], path: Path, input_name: str, output_name: str,
+                 unsupported: list[str]) -> int:
+    """The IR index of the analysed output, once every node is converted; the unsupported ops
+    (all of them, in one message) or an output that is not a function of the input refused."""
     if unsupported:
         shown = ", ".join(unsupported[:12]) + (" ..." if len(unsupported) > 12 else "")
         raise UnsupportedModelError(
@@ -413,7 +398,7 @@ def _convert_graph(model: onnx.ModelProto, path: Path, input_name: str,
     if not isinstance(out, Tensor):
         raise UnsupportedModelError(f"{path}: output '{output_name}' could not be computed "
                                     "(it comes from an unused auxiliary output of a node)")
-    return builder.nodes, out.node
+    return out.node
 
 
 def attr_int(node: onnx.NodeProto, name: str, default: int) -> int:
@@ -421,73 +406,6 @@ def attr_int(node: onnx.NodeProto, name: str, default: int) -> int:
         if a.name == name:
             return int(onnx.helper.get_attribute_value(a))
     return default
-
-
-# --------------------------------------------------------------------------------------------
-# IR clean-up passes
-
-
-def _simplify(nodes: list[Node], output: int) -> tuple[list[Node], int]:
-    """Fuse ``+ shift`` into the affine node before it, merge chained scale-shifts, drop dead
-    nodes. Both fusions only apply where the earlier node has no other consumer."""
-    nodes = list(nodes)
-    users: dict[int, int] = {}
-    for n in nodes:
-        for i in n.inputs:
-            users[i] = users.get(i, 0) + 1
-    for k, n in enumerate(nodes):
-        if not isinstance(n.op, ElementwiseAffine) or not n.inputs:
-            continue
-        j = n.inputs[0]
-        prev = nodes[j]
-        if users.get(j, 0) != 1 or j == output or j == 0:
-            continue
-        fused: Primitive | None = None
-        if n.op.scale_raw is None and isinstance(prev.op, AffinePrimitive):
-            fused = prev.op.with_extra_offset(n.op.shift_raw)
-        elif isinstance(prev.op, ElementwiseAffine) and prev.op.out_shape == prev.op.in_shapes[0] \
-                and n.op.out_shape == n.op.in_shapes[0]:
-            fused = _compose_scale_shift(prev.op, n.op)
-        if fused is not None and fused.out_shape == n.op.out_shape:
-            nodes[k] = Node(prev.name, fused, prev.inputs, f"{prev.onnx_op}+{n.onnx_op}",
-                            n.onnx_output)
-            nodes[j] = Node(prev.name + "#dead", prev.op, (), prev.onnx_op)
-    return _prune(nodes, output)
-
-
-def _compose_scale_shift(first: ElementwiseAffine, second: ElementwiseAffine) -> ElementwiseAffine:
-    s1 = 1.0 if first.scale_raw is None else first.scale_raw
-    b1 = 0.0 if first.shift_raw is None else first.shift_raw
-    s2 = 1.0 if second.scale_raw is None else second.scale_raw
-    b2 = 0.0 if second.shift_raw is None else second.shift_raw
-    scale = None if first.scale_raw is None and second.scale_raw is None else np.asarray(s1 * s2)
-    shift = None if first.shift_raw is None and second.shift_raw is None else np.asarray(
-        b1 * s2 + b2)
-    label = first.label or second.label
-    return ElementwiseAffine(first.in_shapes[0], scale, shift, label)
-
-
-def _prune(nodes: list[Node], output: int) -> tuple[list[Node], int]:
-    live = {output}
-    for k in range(output, -1, -1):
-        if k in live:
-            live.update(nodes[k].inputs)
-    live.add(0)
-    keep = sorted(live)
-    index = {old: new for new, old in enumerate(keep)}
-    out = [Node(nodes[k].name, nodes[k].op, tuple(index[i] for i in nodes[k].inputs),
-                nodes[k].onnx_op, nodes[k].onnx_output) for k in keep]
-    return out, index[output]
-
-
-def _check_finite(nodes: list[Node], path: Path) -> None:
-    for n in nodes:
-        for pname, p in n.op.parameters().items():
-            bad = int(np.size(p) - np.count_nonzero(np.isfinite(p)))
-            if bad:
-                raise ModelLoadError(f"{path}: node '{n.name}' ({n.onnx_op or n.op.kind}) has "
-                                     f"{bad} NaN/Inf value(s) in its {pname}; the weights are "
-                                     "corrupt or overflowed")
 
 
 _LOW_PRECISION = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
@@ -556,6 +474,30 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
         ModelLoadError, UnsupportedModelError, InputShapeError: with a one-line message.
     """
     path = Path(path)
+    model = _read_checked(path)
+    opset = _opset(model)
+    if opset < MIN_OPSET:
+        model = _upgrade(model, path)
+        opset = _opset(model)
+    constants = dict(constants or {})
+    chosen = _choose_input(model.graph, path, input_name, constants)
+    shape = _input_shape(chosen, path, input_shape)
+    output_name = _choose_output(model.graph, path, output_name)
+    nodes, out = _convert_graph(model, path, chosen.name, shape, constants, output_name)
+    check_finite(nodes, path)
+    structure = _structure_only(model)
+    low_precision = _low_precision(structure, _check_shapes(structure, nodes, path))
+    nodes, out = simplify(nodes, out)
+    digest = model_digest(path)
+    meta = {p.key: p.value for p in model.metadata_props}
+    return Network(nodes=nodes, output=out, input_name=chosen.name, output_name=output_name,
+                   source=str(path), sha256=digest, opset=opset, metadata=meta,
+                   low_precision=low_precision)
+
+
+def _read_checked(path: Path) -> onnx.ModelProto:
+    """Step 1: the model read (external data beside it, parameters that fit in memory) and
+    validated by ``onnx.checker``."""
     model = _read_model(path)
     _check_declarations(model, path)
     has_external = _check_external_data(model, path)
@@ -575,15 +517,15 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
         # boundprop computes every shape itself.
         if not msg or "Field 'shape' of 'type' is required" not in msg[0]:
             raise ModelLoadError(f"{path}: invalid ONNX model: {msg[0] if msg else e}") from None
-    opset = _opset(model)
-    if opset < MIN_OPSET:
-        model = _upgrade(model, path)
-        opset = _opset(model)
+    return model
 
-    graph = model.graph
+
+def _choose_input(graph: onnx.GraphProto, path: Path, input_name: str | None,
+                  constants: dict[str, np.ndarray]) -> onnx.ValueInfoProto:
+    """The analysed graph input: the only one without an initializer or a given constant, or
+    the one named ``input_name`` (the others must then have constants); a float tensor."""
     init_names = {t.name for t in graph.initializer} | {
         t.values.name for t in graph.sparse_initializer}
-    constants = dict(constants or {})
     inputs = [vi for vi in graph.input if vi.name not in init_names and vi.name not in constants]
     if input_name is None:
         if len(inputs) != 1:
@@ -605,6 +547,13 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
     if chosen.type.tensor_type.elem_type not in _FLOAT_ELEM_TYPES:
         raise UnsupportedModelError(f"{path}: input '{chosen.name}' is not a float tensor; "
                                     "boundprop analyses real-valued inputs")
+    return chosen
+
+
+def _input_shape(chosen: onnx.ValueInfoProto, path: Path,
+                 input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The static input shape: the declared one, or ``input_shape`` where it fits the declared
+    dims (required when some are dynamic)."""
     dims, names = _static_shape(chosen)
     if 0 in dims:
         raise InputShapeError(f"{path}: input '{chosen.name}' is declared with shape "
@@ -616,34 +565,26 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
                 s <= 0 for s in input_shape):
             raise InputShapeError(f"{path}: input_shape {list(input_shape)} does not fit the "
                                   f"model input '{chosen.name}' of shape [{', '.join(names)}]")
-        shape = input_shape
-    elif any(d is None for d in dims):
+        return input_shape
+    if any(d is None for d in dims):
         guess = ", ".join("1" if d is None else str(d) for d in dims)
         raise InputShapeError(
             f"{path}: input '{chosen.name}' has dynamic dims [{', '.join(names)}]; give "
             f"--input-shape {guess.replace(' ', '')} (Python: input_shape=({guess}))")
-    else:
-        shape = tuple(int(d) for d in dims)
+    return tuple(int(d) for d in dims)
 
+
+def _choose_output(graph: onnx.GraphProto, path: Path, output_name: str | None) -> str:
+    """The analysed graph output: ``output_name``, or the first one."""
     outputs = [o.name for o in graph.output]
     if not outputs:
         raise ModelLoadError(f"{path}: the graph declares no outputs; nothing to analyse")
     if output_name is None:
-        output_name = outputs[0]
-    elif output_name not in outputs:
+        return outputs[0]
+    if output_name not in outputs:
         raise InputShapeError(f"{path}: no graph output named '{output_name}'; outputs are "
                               f"{outputs}")
-
-    nodes, out = _convert_graph(model, path, chosen.name, shape, constants, output_name)
-    _check_finite(nodes, path)
-    structure = _structure_only(model)
-    low_precision = _low_precision(structure, _check_shapes(structure, nodes, path))
-    nodes, out = _simplify(nodes, out)
-    digest = model_digest(path)
-    meta = {p.key: p.value for p in model.metadata_props}
-    return Network(nodes=nodes, output=out, input_name=chosen.name, output_name=output_name,
-                   source=str(path), sha256=digest, opset=opset, metadata=meta,
-                   low_precision=low_precision)
+    return output_name
 
 
 __all__ = ["load"]
