@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import boundprop as bp
-from boundprop.norms import (
+from boundprop.conv_norms import (
     _check_conv_args,
     _fourier_upper,
     conv_matrix,

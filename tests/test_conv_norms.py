@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import boundprop.norms as norms
-from boundprop.norms import (
+import boundprop.conv_norms as norms
+from boundprop.conv_norms import (
     conv_matrix,
     conv_norm1inf_upper,
     conv_spectral_norm_lower,
