@@ -19,18 +19,30 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy import special
 
 import boundprop as bp
 from boundprop.analysis import interval_bounds, output_bounds
-from boundprop.errors import BoundpropError
 from boundprop.domains.interval_ort import (
     FastIntervalUnavailable,
     OrtIntervalEngine,
     interval_bounds_ort,
+    multiply_adds,
     unsupported_primitives,
 )
+from boundprop.errors import BoundpropError
 from boundprop.ir import InputPrimitive, Network, Node
-from boundprop.ops.activation import Clip, LeakyRelu, Relu, Sigmoid
+from boundprop.ops.activation import (
+    ORT_KERNEL_ERROR,
+    Clip,
+    Erf,
+    Gelu,
+    LeakyRelu,
+    Relu,
+    Sigmoid,
+    Softplus,
+    Tanh,
+)
 from boundprop.ops.affine import Conv, ConvTranspose, Dense, ElementwiseAffine
 from boundprop.ops.join import Concat, Sum
 from boundprop.ops.pooling import AveragePool, MaxPool, Reduce, ReduceExtreme
@@ -480,11 +492,11 @@ def test_engine_selection_and_errors(monkeypatch):
         interval_bounds(net, s, execution="float32", engine="onnxruntime")
     # float32 execution and unsupported primitives stay on numpy under "auto"
     interval_bounds(net, s, execution="float32")
-    sig = bp.load("models/mlp_sigmoid.onnx")
-    assert "Sigmoid" in unsupported_primitives(sig)
-    with pytest.raises(NotImplementedError, match="Sigmoid"):
-        interval_bounds(sig, model_set(sig), engine="onnxruntime")
-    interval_bounds(sig, model_set(sig))
+    gelu = bp.load("models/mlp_gelu.onnx")
+    assert "Gelu" in unsupported_primitives(gelu)
+    with pytest.raises(NotImplementedError, match="Gelu"):
+        interval_bounds(gelu, model_set(gelu), engine="onnxruntime")
+    interval_bounds(gelu, model_set(gelu))
 
 
 def test_overflow_is_detected_and_auto_falls_back(monkeypatch):
@@ -525,7 +537,104 @@ def test_engine_is_reused_across_boxes():
 
 
 def test_unsupported_list():
-    net = make_net((1, 3), (Sigmoid((1, 3)), (0,)))
-    assert unsupported_primitives(net) == ["Sigmoid"]
+    net = make_net((1, 3), (Gelu((1, 3)), (0,)))
+    assert unsupported_primitives(net) == ["Gelu"]
     with pytest.raises(NotImplementedError):
         interval_bounds_ort(net, Box(np.zeros((1, 3)), np.ones((1, 3))))
+
+
+# ---------------------------------------------------------------- smooth monotone activations
+SMOOTH = {"Sigmoid": Sigmoid, "Tanh": Tanh, "Softplus": Softplus, "Erf": Erf}
+REFERENCE = {"Sigmoid": special.expit, "Tanh": np.tanh, "Erf": special.erf,
+             "Softplus": lambda x: np.logaddexp(0.0, x)}
+
+
+@pytest.mark.parametrize("op", list(ORT_KERNEL_ERROR))
+def test_ort_kernel_obeys_its_error_model(op):
+    """The assumption of the smooth activations' emission rules, on the installed onnxruntime:
+    |σ̂(x) − σ(x)| ≤ rel·|σ(x)| + absolute on every 1024th float32 bit pattern (±∞, zeros and
+    subnormals included), 2²⁰ points of [−20, 20] and the integers around saturation."""
+    rng = np.random.default_rng(3)
+    bits = np.arange(int(rng.integers(1024)), 2**32, 1024, dtype=np.uint64).astype(np.uint32)
+    x = bits.view(np.float32)
+    x = np.concatenate([x[~np.isnan(x)], np.linspace(-20, 20, 2**20, dtype=np.float32),
+                        np.arange(-120, 121, dtype=np.float32),
+                        np.array([np.inf, -np.inf, 0.0, -0.0], np.float32)])
+    got = _ort_single(op, [], {}, x)
+    ref = REFERENCE[op](x.astype(np.float64))
+    rel, absolute = ORT_KERNEL_ERROR[op]
+    finite = np.isfinite(ref)
+    assert np.array_equal(got[~finite], ref[~finite])  # Softplus(∞) = ∞
+    err = np.abs(got[finite] - ref[finite])
+    bound = rel * np.abs(ref[finite]) + absolute
+    assert np.all(err <= bound), f"{op}: error {np.max(err - bound):.3g} above the model"
+
+
+def _smooth_mlp(rng, acts, width, depth, scale=1.0):
+    """Dense → activation layers (``acts`` cycled), Gaussian weights scaled by ``scale``."""
+    shape = (1, width)
+    layers, cur = [], shape
+    for i in range(depth):
+        d = Dense(cur, scale * rng.standard_normal((width, cur[1])) / np.sqrt(cur[1]),
+                  rng.standard_normal(width))
+        layers.append((d, (len(layers),)))
+        cur = d.out_shape
+        layers.append((SMOOTH[acts[i % len(acts)]](cur), (len(layers),)))
+    return shape, layers
+
+
+@pytest.mark.parametrize("acts", [["Sigmoid"], ["Tanh"], ["Softplus"], ["Erf"],
+                                  ["Tanh", "Sigmoid", "Softplus", "Erf"]])
+@pytest.mark.parametrize("box", ["unit", "saturating", "extreme", "tiny", "point"])
+def test_smooth_activation_nets(acts, box):
+    """Sampled float64 values at every node lie in the onnxruntime bounds, which contain the
+    numpy engine's (up to numpy's 1e-14 margin) — on moderate boxes, saturating ones (|x| up to
+    1e3, weights ×30), boxes of radius 1e-7 and points; within a few percent of numpy where
+    widths are far above float32's resolution."""
+    rng = np.random.default_rng(len(box) * 7 + len(acts[0]))
+    scale = 30.0 if box in ("saturating", "extreme") else 1.0
+    shape, layers = _smooth_mlp(rng, acts, 48, 4, scale)
+    net = make_net(shape, *layers)
+    c = rng.standard_normal(shape) * (1e3 if box == "extreme" else 3.0)
+    r = {"unit": 1.0, "saturating": 1.0, "extreme": 50.0, "tiny": 1e-7, "point": 0.0}[box]
+    lower, upper = c - r * rng.random(shape), c + r * rng.random(shape)
+    ort_b = check_sound(net, lower, upper, rng, n=400, what=f"{acts} {box}")
+    np_b = interval_bounds(net, Box(lower, upper), engine="numpy")
+    for k, ((lo, hi), (nlo, nhi)) in enumerate(zip(ort_b, np_b)):
+        tiny = 1e-9 * (1.0 + np.maximum(np.abs(nlo), np.abs(nhi)))
+        assert np.all(lo <= nlo + tiny) and np.all(hi >= nhi - tiny), f"node {k} tighter"
+    if box == "unit":
+        assert_close_to_numpy(ort_b, np_b, f"{acts} {box}", absolute=1e-5)
+
+
+@pytest.mark.parametrize("act", list(SMOOTH))
+def test_smooth_activation_after_every_form(act):
+    """The rule from each value form: the exact input box (lh, no widening), after a Relu
+    (lh, pending widening), after an affine map (cr), twice in a row; on 4-D tensors too."""
+    rng = np.random.default_rng(11)
+    shape = (1, 8, 3, 3)
+    conv = Conv(shape, rng.standard_normal((8, 8, 1, 1)), rng.standard_normal(8), (1, 1),
+                [0, 0], [0, 0], (1, 1), 1)
+    f = SMOOTH[act]
+    net = make_net(shape, (f(shape), (0,)), (Relu(shape), (0,)), (f(shape), (2,)),
+                   (conv, (3,)), (f(shape), (4,)), (f(shape), (5,)),
+                   (MaxPool(shape, (2, 2), (1, 1), (1, 1), [0, 0], [0, 0], False), (6,)),
+                   (f((1, 8, 2, 2)), (7,)))
+    for c, r in ((0.0, 2.0), (-20.0, 1.0), (200.0, 300.0), (1.0, 0.0)):
+        lower = c - r * rng.random(shape)
+        check_sound(net, lower, lower + 2 * r * rng.random(shape), rng, what=act)
+
+
+def test_big_smooth_nets_take_onnxruntime_under_auto():
+    """A sigmoid/tanh/softplus MLP above AUTO_ORT_MULTIPLY_ADDS runs on onnxruntime."""
+    import boundprop.analysis as an
+
+    rng = np.random.default_rng(5)
+    shape, layers = _smooth_mlp(rng, ["Sigmoid", "Tanh", "Softplus"], 2048, 3)
+    net = make_net(shape, *layers)
+    assert multiply_adds(net) > an.AUTO_ORT_MULTIPLY_ADDS and not unsupported_primitives(net)
+    box = Box(-np.ones(shape), np.ones(shape))
+    assert an._interval_engine(net, box, "real", "auto") == "onnxruntime"
+    auto = interval_bounds(net, box)
+    ort_b = interval_bounds_ort(net, box)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(auto, ort_b))

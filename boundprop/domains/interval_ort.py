@@ -433,6 +433,52 @@ class IntervalGraphBuilder:
         self.guard(c1, len(out_shape))
         return IValue("cr", c1, r1, tuple(out_shape))
 
+    def outer(self, v: IValue) -> tuple[str, str]:
+        """Float32 tensors lo, hi with lo ≤ x ≤ hi for every x of the value's set: the pending
+        widening applied in the graph, its own roundings included (round to nearest:
+        |fl(z) − z| ≤ u|z|, exact for a subnormal sum, ≤ ETA for a subnormal product).
+
+        ``lh``: m = fl(fl(|a|·K) + T) ≥ (1−u)²K|a| + (1−u)T − (1−u)ETA, and fl(a − m) ≤
+        a + u|a| − (1−u)m, so K ≥ (eps + u)/(1−u)³ and T ≥ (tau + ETA)/(1−u)² give
+        fl(a − m) ≤ a − eps|a| − tau (and fl(b + m_b) ≥ b + eps|b| + tau the same way).
+        ``cr``: r' = fl(fl(r·P) + fl(fl(|c|·K) + T)) ≥ (1−u)²P·r + (1−u)³K|c| + (1−u)²T − 2ETA
+        and fl(c − r') ≤ c + u|c| − (1−u)r', so P ≥ rho/(1−u)³, K ≥ (eps + u)/(1−u)⁴ and
+        T ≥ (tau + 2ETA)/(1−u)³ give fl(c ∓ r') beyond c ∓ (rho·r + eps|c| + tau)."""
+        if v.kind == "lh":
+            if v.eps == 0.0 and v.tau == 0.0:
+                return v.a, v.b
+            k = self.const(up32((v.eps + U) / (1 - U) ** 3 * SLACK64))
+            t = self.const(up32((v.tau + ETA) / (1 - U) ** 2 * SLACK64))
+
+            def margin(end: str) -> str:
+                return self.op("Add", [self.op("Mul", [self.op("Abs", [end]), k]), t])
+
+            return self.op("Sub", [v.a, margin(v.a)]), self.op("Add", [v.b, margin(v.b)])
+        if not v.guarded:
+            self.guard(v.a, len(v.shape))
+        p = self.const(up32(v.rho / (1 - U) ** 3 * SLACK64))
+        k = self.const(up32((v.eps + U) / (1 - U) ** 4 * SLACK64))
+        t = self.const(up32((v.tau + 2 * ETA) / (1 - U) ** 3 * SLACK64))
+        spread = self.op("Add", [self.op("Mul", [self.op("Abs", [v.a]), k]), t])
+        r = self.op("Add", [self.op("Mul", [v.b, p]), spread])
+        return self.op("Sub", [v.a, r]), self.op("Add", [v.a, r])
+
+    def increasing_kernel(self, v: IValue, op_type: str, rel: float, absolute: float,
+                          nonneg: bool) -> IValue:
+        """y = σ(x) for a nondecreasing σ that onnxruntime computes with the kernel
+        ``op_type``, assumed to satisfy |σ̂(x) − σ(x)| ≤ rel·|σ(x)| + absolute for every
+        float32 x (±∞ included, with σ's limits there). On the exact bounds lo ≤ x ≤ hi of
+        :meth:`outer`: σ(x) ≥ σ(lo) ≥ σ̂(lo) − rel|σ(lo)| − absolute, and |σ(lo)| ≤
+        (|σ̂(lo)| + absolute)/(1 − rel), so the ``lh`` result has eps = rel/(1 − rel),
+        tau = absolute/(1 − rel). ``nonneg`` (σ ≥ 0 on ℝ): the lower tensor goes through
+        Relu — when σ̂(lo) < 0 the bound becomes −tau ≤ 0 ≤ σ(x), still sound."""
+        lo, hi = self.outer(v)
+        lo, hi = self.op(op_type, [lo]), self.op(op_type, [hi])
+        if nonneg:
+            lo = self.op("Relu", [lo])
+        return IValue("lh", lo, hi, v.shape, eps=rel / (1 - rel) * SLACK64,
+                      tau=absolute / (1 - rel) * SLACK64, nonneg=nonneg)
+
     def monotone(self, v: IValue, fn_lo, fn_hi=None, shape=None, nonneg=None,
                  activation: str | None = None) -> IValue:
         """An exact nondecreasing map applied to lo and hi (MaxPool, ReduceMax, Clip): the
