@@ -158,3 +158,16 @@ def test_cli_help_is_light():
         "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
         "    main(['--help'])")
     assert not [m for m in loaded if m.split(".")[0] in HEAVY]
+
+
+def test_public_names_load_on_first_use():
+    """Every name of ``__all__`` (and bp.gn) resolves; bp.audit, bp.certify and bp.constants
+    stay the functions when their submodules are imported first."""
+    subprocess.run([sys.executable, "-c", (
+        "import boundprop.audit.command, boundprop.certify, boundprop.constants\n"
+        "import boundprop as bp\n"
+        "assert all(hasattr(bp, name) for name in bp.__all__)\n"
+        "assert all(callable(f) for f in (bp.audit, bp.certify, bp.constants))\n"
+        "assert callable(bp.gn.solve) and {'load', 'gn'} <= set(dir(bp))\n"
+        "from boundprop import audit, certify\n"
+        "assert callable(audit) and callable(certify)")], check=True)
