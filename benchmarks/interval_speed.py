@@ -1,27 +1,35 @@
 """Interval (IBP) speed benchmark: the onnxruntime float32 interval engine vs a forward pass.
 
 For torch VGG16 at 224×224 (exported by ``benchmarks/vgg16_import.py`` into
-``benchmarks/_work/``; the export is skipped when the file exists), ``models/vgg_small_relu.onnx``
-and the 784-100-100-10 MLP, each measurement in a fresh subprocess (peak RSS =
-``resource.getrusage(...).ru_maxrss`` at its end, so it belongs to that measurement alone):
+``benchmarks/_work/``; the export is skipped when the file exists),
+``models/vgg_small_relu.onnx``, the 784-100-100-10 MLP and three smooth MLPs
+784-2048-2048-2048-2048-10 (Sigmoid, Tanh, Softplus; seeded Gaussian weights / √fan-in, written
+to ``benchmarks/_work/`` — 14 M multiply-adds, above ``analysis.AUTO_ORT_MULTIPLY_ADDS``), each
+measurement in a fresh subprocess (peak RSS = ``resource.getrusage(...).ru_maxrss`` at its end,
+so it belongs to that measurement alone):
 
 * ``forward``   onnxruntime float32 forward pass of the model: session creation, median of N
                 runs after one warmup (CPUExecutionProvider, default threads and optimisations);
-* ``interval``  ``boundprop.domains.interval_ort``: graph build and session creation (one-time, reported
-                separately), then the interval pass (output bounds) — median of N after one
-                warmup — and, in the same process after its peak RSS is taken, N *paired* runs
-                alternating forward and interval (the ratio of those medians is robust to other
-                load on the machine);
+* ``interval``  ``boundprop.domains.interval_ort``: graph build and session creation (one-time,
+                reported separately), then the interval pass (output bounds) — median of N
+                after one warmup — and, in the same process after its peak RSS is taken, N
+                *paired* runs alternating forward and interval (the ratio of those medians is
+                robust to other load on the machine);
 * ``all_nodes`` the same engine materialising every node's bounds (what
                 ``analysis.interval_bounds`` returns), median of N;
-* ``numpy``     ``analysis.interval_bounds(..., engine="numpy")``, float64, once.
+* ``numpy``     ``analysis.interval_bounds(..., engine="numpy")``, float64, once;
+* ``auto``      ``analysis.interval_bounds(...)`` with the default engine="auto", once: the
+                engine it chose is "numpy" when its output bounds equal the numpy ones bit for
+                bit, "onnxruntime" otherwise.
 
-The box is the model's input ± 2/255 clipped to [0, 1] for VGG16 (its saved random input), the
-model's default input set otherwise. The output bounds of both engines are compared (the
-onnxruntime ones must contain the numpy ones up to numpy's 1e-14 margin, and the width ratio is
-reported). Prints a Markdown table; writes ``benchmarks/results/interval_speed.json``.
+The box is the model's input ± 2/255 clipped to [0, 1] for VGG16 (its saved random input) and
+the smooth MLPs (a seeded uniform input), the model's default input set otherwise. The output
+bounds of both engines are compared (the onnxruntime ones must contain the numpy ones up to
+numpy's 1e-14 margin; the width ratio's mean, median and max are reported). Prints a Markdown
+table; writes ``benchmarks/results/interval_speed.json``.
 
-    python benchmarks/interval_speed.py                 # all three models
+    python benchmarks/interval_speed.py                 # every model
+    python benchmarks/interval_speed.py --models mlp_sigmoid_2048 mlp_tanh_2048 mlp_softplus_2048
     python benchmarks/interval_speed.py --models vgg16 --repeats 5
 """
 
@@ -48,6 +56,9 @@ MODELS = {
     "vgg_small_relu": REPO / "models" / "vgg_small_relu.onnx",
     "mlp_784_100_100_10": REPO / "models" / "mlp_784_100_100_10_relu.onnx",
 }
+SMOOTH_MLPS = {f"mlp_{act.lower()}_2048": act for act in ("Sigmoid", "Tanh", "Softplus")}
+MODELS.update({tag: WORK / f"{tag}.onnx" for tag in SMOOTH_MLPS})
+SMOOTH_WIDTHS = (784, 2048, 2048, 2048, 2048, 10)
 EPS = 2.0 / 255.0
 
 
@@ -63,8 +74,9 @@ def _box(tag: str, net=None):
     import boundprop as bp
     from boundprop.sets import Box, InputSetError, default_input_set
 
-    if tag == "vgg16":
-        x = np.load(WORK / "vgg16_input.npy").astype(np.float64)
+    if tag == "vgg16" or tag in SMOOTH_MLPS:
+        x = np.load(WORK / f"{'vgg16' if tag == 'vgg16' else 'mlp'}_input.npy").astype(
+            np.float64)
         return np.clip(x - EPS, 0.0, 1.0), np.clip(x + EPS, 0.0, 1.0)
     net = net or bp.load(str(MODELS[tag]))
     try:
@@ -85,9 +97,38 @@ def _forward_session(path: Path):
 def _forward_feed(sess, tag: str, lower):
     import numpy as np
 
-    x = np.load(WORK / "vgg16_input.npy") if tag == "vgg16" else lower
+    x = np.load(WORK / "vgg16_input.npy") if tag == "vgg16" else (
+        np.load(WORK / "mlp_input.npy") if tag in SMOOTH_MLPS else lower)
     return {sess.get_inputs()[0].name: np.asarray(x, np.float32).reshape(
         [d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape])}
+
+
+def write_smooth_mlp(tag: str) -> None:
+    """The smooth MLP ``tag`` (Gemm + activation layers, seeded) as ONNX, if not written yet."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    path = MODELS[tag]
+    if path.exists():
+        return
+    rng = np.random.default_rng(12)
+    nodes, inits, cur = [], [], "x"
+    for i, (n_in, n_out) in enumerate(zip(SMOOTH_WIDTHS[:-1], SMOOTH_WIDTHS[1:])):
+        w = (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(np.float32)
+        b = (0.1 * rng.standard_normal(n_out)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes.append(helper.make_node("Gemm", [cur, f"w{i}", f"b{i}"], [f"z{i}"], transB=1))
+        cur = f"z{i}"
+        if n_out != SMOOTH_WIDTHS[-1]:
+            nodes.append(helper.make_node(SMOOTH_MLPS[tag], [cur], [f"a{i}"]))
+            cur = f"a{i}"
+    graph = helper.make_graph(
+        nodes, tag, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 784])],
+        [helper.make_tensor_value_info(cur, TensorProto.FLOAT, [1, SMOOTH_WIDTHS[-1]])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
 
 
 def _timed(fn, repeats: int) -> list[float]:
@@ -180,8 +221,31 @@ def worker_numpy(args) -> dict:
     return {"numpy_s": dt}
 
 
+def worker_auto(args) -> dict:
+    """``interval_bounds`` with its default engine; which one ran is read off the bounds."""
+    import numpy as np
+
+    import boundprop as bp
+    from boundprop.analysis import interval_bounds
+    from boundprop.sets import Box
+
+    tag, path = args.tag, MODELS[args.tag]
+    net = bp.load(str(path))
+    lower, upper = _box(tag, net)
+    t0 = time.perf_counter()
+    b = interval_bounds(net, Box(lower, upper))
+    dt = time.perf_counter() - t0
+    out: dict = {"auto_s": dt}
+    if args.output and Path(args.output).exists():
+        lo, hi = b[net.output]
+        nlo, nhi = np.load(args.output)
+        same = bool(np.array_equal(lo, nlo) and np.array_equal(hi, nhi))
+        out["engine"] = "numpy" if same else "onnxruntime"
+    return out
+
+
 WORKERS = {"export": worker_export, "forward": worker_forward, "interval": worker_interval,
-           "numpy": worker_numpy}
+           "numpy": worker_numpy, "auto": worker_auto}
 
 
 def measure(kind: str, extra: list[str], timeout: float) -> dict:
@@ -228,26 +292,29 @@ def compare(ort_file: Path, np_file: Path) -> dict:
     pos = nw > 0
     return {"encloses_numpy": bool(np.all(lo <= nlo + tiny) and np.all(hi >= nhi - tiny)),
             "width_ratio_median": float(np.median(w[pos] / nw[pos])) if pos.any() else None,
+            "width_ratio_mean": float(np.mean(w[pos] / nw[pos])) if pos.any() else None,
             "width_ratio_max": float(np.max(w[pos] / nw[pos])) if pos.any() else None,
             "median_width": float(np.median(w))}
 
 
 def table(results: dict) -> str:
     rows = ["| model | forward (median) | interval (median) | ratio | paired ratio | "
-            "all nodes | build + session | numpy float64 | numpy / forward | width vs numpy | "
-            "peak RSS fwd / interval / numpy |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "all nodes | build + session | numpy float64 | numpy / forward | auto: engine, time "
+            "| width vs numpy | peak RSS fwd / interval / numpy |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for tag, r in results["models"].items():
-        f, i, a, n = (r.get(k, {}) for k in ("forward", "interval", "all_nodes", "numpy"))
+        f, i, a, n, au = (r.get(k, {}) for k in ("forward", "interval", "all_nodes", "numpy",
+                                                 "auto"))
         err = next((x["error"] for x in (f, i, a, n) if "error" in x), None)
         if err:
-            rows.append(f"| {tag} | error: {err} |" + " |" * 10)
+            rows.append(f"| {tag} | error: {err} |" + " |" * 11)
             continue
         fw, it = f.get("forward_s"), i.get("interval_s")
         ratio = f"{it / fw:.2f}×" if fw and it else "—"
         paired = i.get("paired_ratio")
         c = r.get("compare", {})
-        width = (f"×{c['width_ratio_median']:.4f} median, ×{c['width_ratio_max']:.4f} max"
+        width = (f"×{c['width_ratio_mean']:.4f} mean, ×{c['width_ratio_median']:.4f} median, "
+                 f"×{c['width_ratio_max']:.4f} max"
                  + ("" if c.get("encloses_numpy") else " (NOT enclosing)")
                  if c.get("width_ratio_median") else "—")
         npr = f"{n['numpy_s'] / fw:.0f}×" if n.get("numpy_s") and fw else "—"
@@ -255,7 +322,8 @@ def table(results: dict) -> str:
             f"| {tag} | {fmt_t(fw)} | {fmt_t(it)} | {ratio} | "
             f"{'—' if paired is None else f'{paired:.2f}×'} | {fmt_t(a.get('interval_s'))} | "
             f"{fmt_t(i.get('build_s'))} + {fmt_t(i.get('session_s'))} | "
-            f"{fmt_t(n.get('numpy_s'))} | {npr} | {width} | "
+            f"{fmt_t(n.get('numpy_s'))} | {npr} | "
+            f"{au.get('engine', '—')}, {fmt_t(au.get('auto_s'))} | {width} | "
             f"{fmt_mb(f.get('peak_mb'))} / {fmt_mb(i.get('peak_mb_engine'))} / "
             f"{fmt_mb(n.get('peak_mb'))} |")
     return "\n".join(rows)
@@ -289,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     if not inp.exists():  # the same input vgg16_import.py writes (seed 0)
         np.save(inp, np.random.default_rng(0).uniform(0.0, 1.0, (1, 3, 224, 224)).astype(
             np.float32))
+    if not (WORK / "mlp_input.npy").exists():
+        np.save(WORK / "mlp_input.npy", np.random.default_rng(1).uniform(0.0, 1.0, (1, 784))
+                .astype(np.float32))
     results: dict = {
         "benchmark": "interval_speed", "box": f"input ± {EPS:.6f} clipped to [0, 1] (vgg16); "
         "default input set (others)", "repeats": args.repeats,
@@ -306,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[export] failed: {entry['export']['error']}")
                 results["models"][tag] = entry
                 continue
+        if tag in SMOOTH_MLPS:
+            write_smooth_mlp(tag)
         ort_out, np_out = WORK / f"interval_{tag}_ort.npy", WORK / f"interval_{tag}_numpy.npy"
         for f in (ort_out, np_out):
             f.unlink(missing_ok=True)
@@ -321,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[measure] {tag}: numpy float64 interval")
             entry["numpy"] = measure("numpy", ["--tag", tag, "--output", str(np_out)],
                                      args.timeout)
+            print(f"[measure] {tag}: interval_bounds, engine=\"auto\"")
+            entry["auto"] = measure("auto", ["--tag", tag, "--output", str(np_out)],
+                                    args.timeout)
         entry["compare"] = compare(ort_out, np_out)
         for k, v in entry.items():
             if isinstance(v, dict) and "error" in v:
