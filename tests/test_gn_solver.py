@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
+from boundprop.gn.result import STATUS_CODES, Status, status_code
 from boundprop.gn.solver import (
     Result,
     ggn_direction,
@@ -511,3 +512,73 @@ def test_bad_arguments():
         gn_direction(np.eye(2), np.ones(2), -1.0)
     with pytest.raises(ValueError):
         gn_direction(np.eye(2), np.ones(2), 1.0, method="qr")
+
+
+# ---------------------------------------------------------------------------------------------
+# the result in scipy.optimize's vocabulary
+
+
+def _stops():
+    """(message prefix, result) of solves that stop for each reason."""
+    wrong = WrongSignJacobian(seed=9)
+    ridge = TanhWeightProblem(seed=5)
+    ridge.regularization = 1e-3
+    noisy = TanhInputProblem(seed=11)
+    noisy.eps = float(np.finfo(np.float32).eps)
+    return [
+        ("converged: relative cost <= tol", solve(TanhInputProblem(seed=1), max_iter=30,
+                                                   tol=1e-12)),
+        ("converged: stationary", solve(ridge, max_iter=100, tol=1e-14)),
+        ("converged: noise floor", solve(noisy, max_iter=50, tol=1e-30)),
+        ("converged: small step", solve(TanhInputProblem(seed=1), max_iter=30, tol=0,
+                                        step_tol=1e-2, noise_floor=False)),
+        ("max_iter", solve(TanhInputProblem(seed=1), max_iter=1, tol=0)),
+        ("stopped by callback", solve(TanhInputProblem(seed=1), callback=lambda h: True)),
+        ("stalled: no decrease", solve(wrong, max_iter=5)),
+    ]
+
+
+def test_result_speaks_scipy_least_squares():
+    # scipy.optimize.least_squares: 1 gtol, 2 ftol, 3 xtol, 0 evaluation limit, -2 callback;
+    # success = status > 0
+    expected = {"converged: relative cost <= tol": 2, "converged: stationary": 1,
+                "converged: noise floor": 2, "converged: small step": 3, "max_iter": 0,
+                "stopped by callback": -2, "stalled: no decrease": -3}
+    for prefix, res in _stops():
+        assert res.message.startswith(prefix), (prefix, res.message)
+        assert isinstance(res.status, int) and not isinstance(res.status, bool)
+        assert int(res.status) == expected[prefix], (prefix, int(res.status))
+        assert res.success is (int(res.status) > 0) is res.converged
+        assert res.x is res.w and res.x.ndim == 1
+        assert res.nit == res.iterations == len(res.history)
+        assert res.nfev == res.forward_passes > 0
+        d = json.loads(json.dumps(res.to_json()))
+        assert (d["nit"], d["nfev"], d["message"], d["success"], d["status_code"]) == (
+            res.nit, res.nfev, res.message, res.success, int(res.status))
+
+
+def test_status_is_an_int_that_still_reads_as_its_message():
+    status = Status("stalled: non-finite cost")
+    assert int(status) == -4 and status < 0 and status == -4 and status != -3
+    assert status == "stalled: non-finite cost" and status != "stalled"
+    assert status.startswith("stalled") and not status.startswith("converged")
+    assert str(status) == f"{status}" == "stalled: non-finite cost"
+    assert f"{status:d}" == "-4" and repr(status) == "Status(-4, 'stalled: non-finite cost')"
+    assert {status: 1}[-4] == 1
+    import copy
+    import pickle
+    for clone in (copy.deepcopy(status), pickle.loads(pickle.dumps(status))):
+        assert int(clone) == -4 and clone.message == status.message
+    assert status_code("converged: relative cost <= tol") == 2
+    assert status_code("stalled: no decrease in 9 trials") == -3
+    assert all(isinstance(code, int) for _, code in STATUS_CODES)
+    with pytest.raises(ValueError):
+        status_code("done")
+
+
+def test_result_fields_are_scipy_names_with_old_aliases():
+    res = Result(x=np.zeros(2), cost=0.0, cost0=1.0, nit=3, message="max_iter", nfev=7)
+    assert (res.w is res.x, res.iterations, res.forward_passes) == (True, 3, 7)
+    assert res.status == 0 and res.status == "max_iter" and not res.success
+    with pytest.raises(AttributeError):
+        res.w = np.ones(2)

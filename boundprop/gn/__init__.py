@@ -11,7 +11,7 @@ import importlib
 
 _WHERE = {
     "Problem": "oracle",
-    "Result": "solver", "gn_direction": "solver", "gn_directions_svd": "solver",
+    "Result": "result", "gn_direction": "steps", "gn_directions_svd": "steps",
     "solve": "solver",
     "certified_step": "uses", "fit_layers": "uses", "last_layer_names": "uses",
     "reconstruct_input": "uses",
