@@ -8,17 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special
 
-from boundprop.ops.activation import (
+from boundprop.ops.piecewise import Clip, HardSigmoid, HardSwish, LeakyRelu, PRelu, Relu
+from boundprop.ops.smooth import (
     Celu,
-    Clip,
     Elu,
     Erf,
     Gelu,
-    HardSigmoid,
-    HardSwish,
-    LeakyRelu,
-    PRelu,
-    Relu,
     Selu,
     Sigmoid,
     Softplus,
@@ -366,7 +361,7 @@ def test_tanh_gelu_curvature_brackets_hold_every_sign_change_of_the_third_deriva
     its zeros (0 and ±2.01348072462425793, from 40-digit mpmath), and σ⁽³⁾ = sign(x)·S'(z)·Q(|x|)
     keeps one sign between and beyond them (checked on Q, which does not underflow as S' does);
     each bracket's bound U is ≥ |σ''| across the bracket, and tight."""
-    from boundprop.ops import activation as mod
+    from boundprop.ops import smooth as mod
 
     brackets = mod._gelu_tanh_curvature_brackets()
     assert len(brackets) == 3 and all(b - a < 1e-9 for a, b, _ in brackets)

@@ -32,19 +32,9 @@ from boundprop.domains.interval_ort import (
 )
 from boundprop.errors import BoundpropError
 from boundprop.ir import InputPrimitive, Network, Node
-from boundprop.ops.activation import (
-    ORT_KERNEL_ERROR,
-    Clip,
-    Erf,
-    Gelu,
-    LeakyRelu,
-    Relu,
-    Sigmoid,
-    Softplus,
-    Tanh,
-)
 from boundprop.ops.affine import Conv, ConvTranspose, Dense, ElementwiseAffine
 from boundprop.ops.join import Concat, Sum
+from boundprop.ops.piecewise import Clip, LeakyRelu, Relu
 from boundprop.ops.pooling import AveragePool, MaxPool, Reduce, ReduceExtreme
 from boundprop.ops.shape import (
     ConcatConst,
@@ -56,6 +46,7 @@ from boundprop.ops.shape import (
     Tile,
     Transpose,
 )
+from boundprop.ops.smooth import ORT_KERNEL_ERROR, Erf, Gelu, Sigmoid, Softplus, Tanh
 from boundprop.sets import Box, InputSetError, default_input_set
 from tests.conftest import model_id, shipped_models
 

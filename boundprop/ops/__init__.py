@@ -8,7 +8,16 @@ node into that primitive is registered beside it with :func:`onnx_converter`.
 from __future__ import annotations
 
 # Importing the modules fills the registry.
-from boundprop.ops import activation, affine, join, normalization, pooling, shape  # noqa: E402,F401
+from boundprop.ops import (  # noqa: E402,F401
+    activation,
+    affine,
+    join,
+    normalization,
+    piecewise,
+    pooling,
+    shape,
+    smooth,
+)
 from boundprop.ops.base import (
     CONVERTERS,
     FAMILIES,

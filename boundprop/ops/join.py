@@ -254,7 +254,7 @@ def convert_sum(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
 def match_gelu_product(ctx: ConversionContext, a: Tensor, b: Tensor) -> Tensor | None:
     """Recognise x·α·(k + k·erf(x/√2)) — the product torch exports for exact GELU — and emit
     Gelu(x) scaled by 2αk instead. Returns None when the operands are not that pattern."""
-    from boundprop.ops.activation import Erf, Gelu
+    from boundprop.ops.smooth import Erf, Gelu
     from boundprop.ops.affine import ElementwiseAffine
 
     nodes = ctx.graph_nodes
