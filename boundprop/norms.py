@@ -21,6 +21,9 @@ import math
 
 import numpy as np
 
+# Transitional re-export, until ops/affine.py imports Conv's certified ℓ2 norm from
+# boundprop.conv_norms: then this line goes.
+from boundprop.conv_norms import conv_spectral_norm_upper  # noqa: F401
 from boundprop.rounding import gamma, round_up
 
 GRAM_STEPS = 6
@@ -93,8 +96,3 @@ def spectral_norm_lower(w: np.ndarray, iterations: int = 100, seed: int = 0) -> 
         sigma = float(np.linalg.norm(v))
         v /= sigma
     return sigma
-
-
-# Transitional, until ops/affine.py imports it from boundprop.conv_norms (owned by the op
-# contract's author): Conv's certified ℓ2 norm is still looked up here.
-from boundprop.conv_norms import conv_spectral_norm_upper  # noqa: E402, F401
