@@ -8,6 +8,7 @@ Each is y = A x + offset with A linear; ``linear`` applies A and ``abs_linear`` 
 from __future__ import annotations
 
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
@@ -65,6 +66,8 @@ class Dense(AffinePrimitive):
     "input times weights" product); with ``axis == -2`` the second-to-last (M @ x, a constant on
     the left of MatMul).
     """
+    rules: ClassVar[frozenset[str]] = (
+        AffinePrimitive.rules | {"ort_interval", "parametric", "row_norms"})
 
     kind = "dense"
 
@@ -184,6 +187,7 @@ class ElementwiseAffine(AffinePrimitive):
 
     Covers Add/Sub/Mul/Div with a constant, input normalisation, inference-mode batch norm.
     """
+    rules: ClassVar[frozenset[str]] = AffinePrimitive.rules | {"ort_interval", "row_norms"}
 
     kind = "scale-shift"
 
@@ -390,6 +394,8 @@ def _conv_scatter(src_cl: np.ndarray, w: np.ndarray, strides: Shape, dilations: 
 
 class Conv(AffinePrimitive):
     """N-d convolution (ONNX Conv: cross-correlation) with constant kernel and bias."""
+    rules: ClassVar[frozenset[str]] = (
+        AffinePrimitive.rules | {"ort_interval", "parametric", "row_norms"})
 
     kind = "conv"
 
@@ -538,6 +544,7 @@ class Conv(AffinePrimitive):
 
 class ConvTranspose(AffinePrimitive):
     """N-d transposed convolution (the adjoint of a strided convolution), constant kernel."""
+    rules: ClassVar[frozenset[str]] = AffinePrimitive.rules | {"ort_interval"}
 
     kind = "conv-transpose"
 

@@ -41,9 +41,15 @@ class Primitive:
 
     family: ClassVar[str] = "?"
     kind: ClassVar[str] = "?"  # short name shown in summaries
+    # The optional rules this class implements (names from boundprop.ops.contract.RULES).
+    rules: ClassVar[frozenset[str]] = frozenset()
 
     in_shapes: tuple[Shape, ...]
     out_shape: Shape
+
+    def has(self, rule: str) -> bool:
+        """Whether this op implements the optional rule ``rule`` (see ``ops.contract``)."""
+        return rule in self.rules
 
     def evaluate(self, *xs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -128,6 +134,8 @@ class AffinePrimitive(Primitive):
     """
 
     family: ClassVar[str] = "affine"
+    rules: ClassVar[frozenset[str]] = frozenset(
+        {"interval", "backward_linear", "constants", "jacobian", "materialize"})
     offset: np.ndarray | None = None
 
     def linear(self, x: np.ndarray) -> np.ndarray:

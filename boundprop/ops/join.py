@@ -24,6 +24,8 @@ class Sum(Primitive):
     """y = Σ_k c_k x_k with NumPy broadcasting (Add/Sub of computed tensors: residuals)."""
 
     family: ClassVar[str] = "join"
+    rules: ClassVar[frozenset[str]] = (
+        frozenset({"interval", "ort_interval", "backward_linear", "constants", "jacobian"}))
     kind = "sum"
 
     def __init__(self, in_shapes: tuple[Shape, ...], coefficients: tuple[float, ...]):
@@ -150,6 +152,8 @@ class Concat(Primitive):
     """Concatenation of computed tensors along an axis."""
 
     family: ClassVar[str] = "join"
+    rules: ClassVar[frozenset[str]] = (
+        frozenset({"interval", "ort_interval", "backward_linear", "constants", "jacobian"}))
     kind = "concat"
 
     def __init__(self, in_shapes: tuple[Shape, ...], axis: int):
@@ -254,8 +258,8 @@ def convert_sum(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
 def match_gelu_product(ctx: ConversionContext, a: Tensor, b: Tensor) -> Tensor | None:
     """Recognise x·α·(k + k·erf(x/√2)) — the product torch exports for exact GELU — and emit
     Gelu(x) scaled by 2αk instead. Returns None when the operands are not that pattern."""
-    from boundprop.ops.smooth import Erf, Gelu
     from boundprop.ops.affine import ElementwiseAffine
+    from boundprop.ops.smooth import Erf, Gelu
 
     nodes = ctx.graph_nodes
 

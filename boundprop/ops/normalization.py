@@ -99,6 +99,7 @@ class BatchNormTraining(Primitive):
     """
 
     family: ClassVar[str] = "normalising"
+    rules: ClassVar[frozenset[str]] = frozenset({"interval", "constants"})
     kind = "batchnorm-train"
 
     def __init__(self, in_shape: Shape, scale: np.ndarray, bias: np.ndarray, eps: float):
@@ -144,6 +145,7 @@ class LayerNorm(Primitive):
     """y = γ (x − μ) / sqrt(σ² + ε) + β, statistics over the trailing axes from ``axis``."""
 
     family: ClassVar[str] = "normalising"
+    rules: ClassVar[frozenset[str]] = frozenset({"interval", "constants"})
     kind = "layernorm"
 
     def __init__(self, in_shape: Shape, axis: int, scale: np.ndarray | None,
@@ -200,6 +202,7 @@ class Softmax(Primitive):
     """Softmax (or log-softmax) over ``axes`` jointly (several axes: ONNX < 13 semantics)."""
 
     family: ClassVar[str] = "normalising"
+    rules: ClassVar[frozenset[str]] = frozenset({"interval", "constants"})
 
     def __init__(self, in_shape: Shape, axes: tuple[int, ...], log: bool = False):
         self.in_shapes, self.out_shape = (tuple(in_shape),), tuple(in_shape)

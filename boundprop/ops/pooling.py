@@ -76,6 +76,8 @@ class _Window:
 
 class MaxPool(_Window, Primitive):
     family: ClassVar[str] = "pooling"
+    rules: ClassVar[frozenset[str]] = (
+        frozenset({"interval", "ort_interval", "backward_linear", "constants", "jacobian"}))
     kind = "maxpool"
 
     def __init__(self, in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode):
@@ -208,6 +210,7 @@ class AveragePool(_Window, AffinePrimitive):
     """Mean over each window; padding counts toward the divisor iff ``count_include_pad``."""
 
     family: ClassVar[str] = "pooling"
+    rules: ClassVar[frozenset[str]] = AffinePrimitive.rules | {"ort_interval"}
     kind = "avgpool"
 
     def __init__(self, in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode,
@@ -265,6 +268,7 @@ class Reduce(AffinePrimitive):
     """Sum or mean over axes (ReduceSum, ReduceMean, GlobalAveragePool): linear."""
 
     family: ClassVar[str] = "pooling"
+    rules: ClassVar[frozenset[str]] = AffinePrimitive.rules | {"ort_interval"}
 
     def __init__(self, in_shape: Shape, axes: tuple[int, ...], keepdims: bool, mean: bool):
         self.in_shapes = (tuple(in_shape),)
@@ -317,6 +321,7 @@ class ReduceExtreme(Primitive):
     """Max or min over axes (ReduceMax, ReduceMin, GlobalMaxPool): piecewise linear."""
 
     family: ClassVar[str] = "pooling"
+    rules: ClassVar[frozenset[str]] = frozenset({"interval", "ort_interval", "constants"})
 
     def __init__(self, in_shape: Shape, axes: tuple[int, ...], keepdims: bool, is_max: bool):
         self.in_shapes = (tuple(in_shape),)

@@ -30,6 +30,8 @@ from boundprop.ops.base import (
 
 class Reshape(PermutationPrimitive):
     """Same entries, new shape (row-major order, as ONNX Reshape)."""
+    rules: ClassVar[frozenset[str]] = (
+        PermutationPrimitive.rules | {"ort_interval", "entry_selection"})
 
     kind = "reshape"
 
@@ -57,6 +59,8 @@ class Reshape(PermutationPrimitive):
 
 
 class Transpose(PermutationPrimitive):
+    rules: ClassVar[frozenset[str]] = (
+        PermutationPrimitive.rules | {"ort_interval", "entry_selection"})
     kind = "transpose"
 
     def __init__(self, in_shape: Shape, perm: tuple[int, ...]) -> None:
@@ -82,6 +86,8 @@ class Transpose(PermutationPrimitive):
 
 class Slice(PermutationPrimitive):
     """Basic slicing, one Python slice per axis (already clamped as ONNX specifies)."""
+    rules: ClassVar[frozenset[str]] = (
+        PermutationPrimitive.rules | {"ort_interval", "entry_selection"})
 
     kind = "slice"
 
@@ -117,6 +123,7 @@ class Slice(PermutationPrimitive):
 class Pad(PermutationPrimitive):
     """ONNX Pad: constant (value may be nonzero: an offset), reflect, edge or wrap; negative
     pads crop."""
+    rules: ClassVar[frozenset[str]] = PermutationPrimitive.rules | {"ort_interval"}
 
     kind = "pad"
 
@@ -178,6 +185,7 @@ class Pad(PermutationPrimitive):
 
 class Gather(PermutationPrimitive):
     """np.take along an axis with constant (already non-negative) indices."""
+    rules: ClassVar[frozenset[str]] = PermutationPrimitive.rules | {"ort_interval"}
 
     kind = "gather"
 
@@ -204,6 +212,7 @@ class Gather(PermutationPrimitive):
 
 class Expand(PermutationPrimitive):
     """Broadcast to a larger shape (copies entries)."""
+    rules: ClassVar[frozenset[str]] = PermutationPrimitive.rules | {"ort_interval"}
 
     kind = "expand"
 
@@ -227,6 +236,7 @@ class Expand(PermutationPrimitive):
 
 
 class Tile(PermutationPrimitive):
+    rules: ClassVar[frozenset[str]] = PermutationPrimitive.rules | {"ort_interval"}
     kind = "tile"
 
     def __init__(self, in_shape: Shape, repeats: tuple[int, ...]) -> None:
@@ -250,6 +260,7 @@ class Tile(PermutationPrimitive):
 
 class ConcatConst(PermutationPrimitive):
     """Concatenation of one computed tensor with constants: embedding plus constant offset."""
+    rules: ClassVar[frozenset[str]] = PermutationPrimitive.rules | {"ort_interval"}
 
     kind = "concat-const"
 
@@ -563,6 +574,7 @@ class RoundToFormat(Primitive):
     function: not Lipschitz (its constants are infinite), no linear relaxation (boxed)."""
 
     family: ClassVar[str] = "activation"
+    rules: ClassVar[frozenset[str]] = frozenset({"interval", "constants"})
     FORMATS: ClassVar[dict[int, str]] = {10: "float16", 16: "bfloat16"}
 
     def __init__(self, in_shape: Shape, fmt: str) -> None:
