@@ -39,7 +39,7 @@ EXAMPLES = """examples:
   boundprop report cert.json -o report.html
   boundprop compare models/vgg_small_relu.onnx models/vgg_small_smooth.onnx --global
   boundprop inspect model.onnx --input-shape 1,3,32,32 --json
-  boundprop ops
+  boundprop ops --rules                                # which rules each IR primitive has
 
 exit status: 0 success / valid, 1 negative verdict (invalid certificate, violation, property
 not verified), 2 bad input or usage, 3 internal error.
@@ -381,6 +381,12 @@ def _certify_vnnlib(args: argparse.Namespace, net) -> int:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
+    if args.rules:
+        # lazy: onnx (importing the ops package registers every primitive class)
+        from boundprop.ops.contract import rules_matrix, rules_matrix_rows
+
+        print(json.dumps(rules_matrix_rows()) if args.json else rules_matrix())
+        return 0
     from boundprop.ops import supported_onnx_ops  # lazy: onnx
 
     ops = supported_onnx_ops()
@@ -470,6 +476,10 @@ def _add_certify(sub: Commands) -> None:
 
 def _add_ops(sub: Commands) -> None:
     p = sub.add_parser("ops", help="list the supported ONNX op types")
+    p.add_argument("--rules", action="store_true",
+                   help="the matrix IR primitive × rule: which optional rules (interval, "
+                   "back-substitution, constants, Jacobian, onnxruntime interval, ...) each "
+                   "primitive implements")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_ops)
 

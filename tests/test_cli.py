@@ -67,3 +67,22 @@ def test_deferred_command_parses_like_a_registered_one(capsys):
         main(["audit", "c.json", "m.onnx", "--samples", "-3"])
     assert e.value.code == 2
     assert "boundprop audit: error: argument --samples: '-3' must be ≥ 0" in capsys.readouterr().err
+
+
+def test_ops_rules_matrix(capsys):
+    """`boundprop ops --rules`: one row per IR primitive, one column per rule of the contract
+    (x where declared), a legend; --json gives the same as rows."""
+    from boundprop.ops.contract import RULES
+
+    assert main(["ops", "--rules"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["primitive", "family"]
+    assert len(lines[0].split()) == 2 + len(RULES)
+    dense = next(line.split() for line in lines if line.startswith("Dense "))
+    assert dense[1] == "affine" and set(dense[2:]) <= {"x", "."} and "x" in dense[2:]
+    assert all(any(f"{name}:" in line for line in lines) for name in RULES)
+    assert main(["ops", "--rules", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_name = {r["primitive"]: r for r in rows}
+    assert by_name["Dense"]["rules"]["interval"] is True
+    assert all(set(r["rules"]) == set(RULES) for r in rows)
