@@ -125,16 +125,16 @@ class Commands(argparse._SubParsersAction):
     def defer(self, name: str, module: str, help: str) -> None:
         """List command ``name`` with ``help``; its parser comes from ``module``'s register."""
         self._choices_actions.append(self._ChoicesPseudoAction(name, (), help))
-        dict.__setitem__(self._name_parser_map, name, module)
+        self._name_parser_map[name] = module
 
     def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
-        if not isinstance(dict.get(self._name_parser_map, name), str):
+        if not isinstance(self._name_parser_map.get(name), str):  # .get: no registering
             return super().add_parser(name, **kwargs)
         # The deferred command's module registers it: it keeps its place in the listing.
         kwargs.pop("help", None)
         kwargs.setdefault("prog", f"{self._prog_prefix} {name}")
         parser = self._parser_class(**kwargs)
-        dict.__setitem__(self._name_parser_map, name, parser)
+        self._name_parser_map[name] = parser
         return parser
 
 
