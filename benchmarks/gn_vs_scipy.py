@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import scipy.optimize
 
+from boundprop.gn.layers import last_layer_names
 from boundprop.gn.oracle import Problem
 from boundprop.gn.solver import solve
-from boundprop.gn.uses import last_layer_names
 from boundprop.sets import default_input_set
 
 ROOT = Path(__file__).resolve().parent.parent

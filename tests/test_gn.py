@@ -11,7 +11,8 @@ import pytest
 import boundprop as bp
 from boundprop.cli import main
 from boundprop.gn import Problem, certified_step, fit_layers, reconstruct_input, solve
-from boundprop.gn.uses import MarginProblem, last_layer_names, margin_search
+from boundprop.gn.layers import LAYER_OPS, last_layer_names, parameter_initializers
+from boundprop.gn.uses import MarginProblem, margin_search
 from boundprop.sets import default_input_set
 from tests.conftest import MODELS
 
@@ -181,3 +182,17 @@ def test_audit_uses_gauss_newton_for_output_bounds(tmp_path):
     assert result.ok
     hows = [r.how for r in result.rows if r.quantity.startswith("output[")]
     assert any("gauss-newton" in (h or "") for h in hows), hows
+
+
+def test_layer_table_matches_the_parametric_primitives():
+    # gn's one table of layer op types (LAYER_OPS) is the set of ONNX op types the importer
+    # turns into primitives with the "parametric" rule: no parametric node from another op
+    # type, no entry that never yields one
+    heads = set()
+    for name in ("mlp_tanh.onnx", "lenet.onnx", "mlp_784_100_100_10_relu.onnx",
+                 "resnet_block.onnx"):
+        net = bp.load(MODELS / name)
+        heads |= {node.onnx_op.split("+")[0] for node in net.nodes if node.op.has("parametric")}
+        # and the layers' weights are what the certified step accepts as parameters
+        assert set(last_layer_names(MODELS / name)) <= parameter_initializers(MODELS / name)
+    assert heads == set(LAYER_OPS), heads

@@ -13,7 +13,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from boundprop.errors import BoundpropError
-from boundprop.gn.oracle import Problem, _batch_weights, _free_batch
+from boundprop.gn.onnx_graph import free_batch as _free_batch
+from boundprop.gn.oracle import Problem
+from boundprop.gn.weight_batching import batch_weights as _batch_weights
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 D_IN, HID, D_OUT = 5, 7, 3
@@ -378,7 +380,7 @@ def data_for(path: Path, rows: int, seed: int = 0) -> np.ndarray:
 
 def mlp784_problem(**kw) -> Problem:
     import boundprop as bp
-    from boundprop.gn.uses import last_layer_names
+    from boundprop.gn.layers import last_layer_names
     from boundprop.sets import default_input_set
 
     path = MODELS / "mlp_784_100_100_10_relu.onnx"
@@ -402,7 +404,7 @@ def mlp784_problem(**kw) -> Problem:
 ])
 @pytest.mark.parametrize("dtype", ["auto", "float32"])
 def test_batched_weight_outputs_equal_looped(name, layer, rows, dtype):
-    from boundprop.gn.uses import last_layer_names
+    from boundprop.gn.layers import last_layer_names
 
     path = MODELS / f"{name}.onnx"
     if layer == "last":
@@ -502,7 +504,7 @@ def test_conv_weight_falls_back_to_the_loop():
     assert P.ort_calls == 3 and P.forward_passes == 3
     np.testing.assert_array_equal(Y, looped(P, W))
     # its last layer batches
-    from boundprop.gn.uses import last_layer_names
+    from boundprop.gn.layers import last_layer_names
 
     L = Problem(path, variables=last_layer_names(path), inputs=X)
     assert L.batched_weights

@@ -13,7 +13,7 @@ _WHERE = {
     "Problem": "oracle",
     "Result": "result", "gn_direction": "steps", "gn_directions_svd": "steps",
     "solve": "solver",
-    "certified_step": "uses", "fit_layers": "uses", "last_layer_names": "uses",
+    "certified_step": "uses", "fit_layers": "uses", "last_layer_names": "layers",
     "reconstruct_input": "uses",
 }
 __all__ = sorted(_WHERE)

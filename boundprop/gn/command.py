@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import io
+import math
 import sys
+
+import numpy as np
+
+from boundprop.errors import BoundpropError
+from boundprop.safe_io import json_text, load_array, resolve_output_path, write_atomic
 
 EPILOG = """examples:
   boundprop gn models/mlp_tanh.onnx --targets y.npy                  # reconstruct an input
@@ -54,21 +61,9 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _load_array(text: str, what: str):
-    """The array in the .npy / .txt file ``text`` (regular files only, size-capped, no
-    pickles: see :func:`boundprop.safe_io.load_array`)."""
-    from boundprop.safe_io import load_array
-
-    return load_array(text, what)
-
-
 def _check_numbers(args: argparse.Namespace) -> None:
     """One-line errors for numeric options out of range (a NaN λ or tolerance would make
     every step NaN; argparse's float() accepts 'nan')."""
-    import math
-
-    from boundprop.errors import BoundpropError
-
     for name, value in (("--regularization", args.regularization), ("--tol", args.tol),
                         ("--certified-radius", args.certified_radius)):
         if value is not None and not (math.isfinite(value) and value >= 0):
@@ -80,20 +75,20 @@ def _check_numbers(args: argparse.Namespace) -> None:
                              f"{args.subspace}")
 
 
-def run(args: argparse.Namespace) -> int:
-    import numpy as np
+def _progress_line(h: dict) -> None:
+    """One line of the iteration table (the solver's history entry ``h``)."""
+    damp = h.get("damping", h.get("gamma"))
+    print(f"{h.get('iteration', 0):>4} {h.get('cost', float('nan')):>12.5e} "
+          f"{h.get('step_norm', 0.0):>10.3e} "
+          f"{(damp if damp is not None else float('nan')):>10.3e} "
+          f"{'yes' if h.get('accepted', True) else 'no':>3} "
+          f"{h.get('forward_passes', 0):>7} {h.get('ort_calls', 0):>6} "
+          f"{h.get('seconds', 0.0):>7.2f}" + (f"  ({h['step_kind']})" if
+                                              h.get("step_kind") else ""), flush=True)
 
-    from boundprop.errors import BoundpropError
-    from boundprop.gn.oracle import Problem
-    from boundprop.gn.solver import solve
-    from boundprop.gn.uses import certified_step, last_layer_names
-    from boundprop.safe_io import json_text, resolve_output_path, write_atomic
 
-    _check_numbers(args)
-    inputs = [p for p in (args.model, args.targets, args.inputs, args.x0) if p]
-    if args.output is not None:  # refuse a bad -o before the fit, not after
-        resolve_output_path(args.output, "-o", inputs)
-    targets = _load_array(args.targets, "--targets")
+def _variables(args: argparse.Namespace, last_layer_names):
+    """(variables, data batch or None, start point or None) from the options."""
     variables = args.variables
     if variables == ["input"]:
         variables = "input"
@@ -102,10 +97,45 @@ def run(args: argparse.Namespace) -> int:
                                  "--variables input give the start point with --x0")
     elif variables == ["last"]:
         variables = last_layer_names(args.model)
-    inputs = _load_array(args.inputs, "--inputs") if args.inputs else None
-    x0 = _load_array(args.x0, "--x0") if args.x0 else None
+    inputs = load_array(args.inputs, "--inputs") if args.inputs else None
+    x0 = load_array(args.x0, "--x0") if args.x0 else None
     if variables != "input" and inputs is None:
         raise BoundpropError("fitting initializers needs the data batch: give --inputs X.npy")
+    return variables, inputs, x0
+
+
+def _report(args: argparse.Namespace, problem, result) -> None:
+    """The JSON summary (--json) or the closing line (verbose)."""
+    summary = result.to_json()
+    summary.pop("history", None)
+    summary.pop("w", None)
+    summary.update(model=str(args.model), p=problem.p, q=problem.q, dtype=problem.dtype)
+    if args.json:
+        print(json_text(summary))
+    elif not args.quiet:
+        print(f"{result.status}: cost {result.cost:.6e} (from {result.cost0:.6e}) in "
+              f"{result.iterations} iterations, {result.forward_passes} forward passes, "
+              f"{result.ort_calls} onnxruntime calls, {result.seconds:.2f} s", file=sys.stdout)
+        if args.output is not None:
+            print(f"variables written to {args.output}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command: load the arrays, build the problem, solve, write and report; exit 0 when
+    the solve converged, 1 when it stalled or hit the iteration limit."""
+    # onnx, onnxruntime and scipy come with these: imported on run so that `boundprop gn
+    # --help` stays light
+    from boundprop.gn.layers import last_layer_names
+    from boundprop.gn.oracle import Problem
+    from boundprop.gn.solver import solve
+    from boundprop.gn.uses import certified_step
+
+    _check_numbers(args)
+    given_files = [p for p in (args.model, args.targets, args.inputs, args.x0) if p]
+    if args.output is not None:  # refuse a bad -o before the fit, not after
+        resolve_output_path(args.output, "-o", given_files)
+    targets = load_array(args.targets, "--targets")
+    variables, inputs, x0 = _variables(args, last_layer_names)
     problem = Problem(args.model, variables=variables, targets=targets, inputs=inputs,
                       loss=args.loss, regularization=args.regularization, x0=x0,
                       dtype=args.dtype, difference=args.difference)
@@ -119,37 +149,13 @@ def run(args: argparse.Namespace) -> int:
               f"{args.loss} loss, {problem.dtype} graph", flush=True)
         print(f"{'iter':>4} {'cost':>12} {'step':>10} {'1/γ':>10} {'acc':>3} {'passes':>7} "
               f"{'ort':>6} {'s':>7}", flush=True)
-
-    def progress(h: dict) -> None:
-        if verbose:
-            damp = h.get("damping", h.get("gamma"))
-            print(f"{h.get('iteration', 0):>4} {h.get('cost', float('nan')):>12.5e} "
-                  f"{h.get('step_norm', 0.0):>10.3e} "
-                  f"{(damp if damp is not None else float('nan')):>10.3e} "
-                  f"{'yes' if h.get('accepted', True) else 'no':>3} "
-                  f"{h.get('forward_passes', 0):>7} {h.get('ort_calls', 0):>6} "
-                  f"{h.get('seconds', 0.0):>7.2f}" + (f"  ({h['step_kind']})" if
-                                                      h.get("step_kind") else ""), flush=True)
-
     result = solve(problem, max_iter=args.max_iter, tol=args.tol, damping=args.damping,
                    method="subspace" if args.subspace else "full",
-                   subspace_dim=args.subspace, callback=progress, certified_step=safeguard)
+                   subspace_dim=args.subspace, callback=_progress_line if verbose else None,
+                   certified_step=safeguard)
     if args.output is not None:
-        import io
-
         buf = io.BytesIO()
-        np.save(buf, np.asarray(result.w), allow_pickle=False)
-        write_atomic(args.output, buf.getvalue(), "-o", inputs)
-    summary = result.to_json()
-    summary.pop("history", None)
-    summary.pop("w", None)
-    summary.update(model=str(args.model), p=problem.p, q=problem.q, dtype=problem.dtype)
-    if args.json:
-        print(json_text(summary))
-    elif verbose:
-        print(f"{result.status}: cost {result.cost:.6e} (from {result.cost0:.6e}) in "
-              f"{result.iterations} iterations, {result.forward_passes} forward passes, "
-              f"{result.ort_calls} onnxruntime calls, {result.seconds:.2f} s", file=sys.stdout)
-        if args.output is not None:
-            print(f"variables written to {args.output}")
-    return 0 if str(result.status).startswith("converged") else 1
+        np.save(buf, np.asarray(result.x), allow_pickle=False)
+        write_atomic(args.output, buf.getvalue(), "-o", given_files)
+    _report(args, problem, result)
+    return 0 if result.success else 1

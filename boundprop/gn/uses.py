@@ -11,43 +11,26 @@ step ``w − t g`` with ``t = min(1/L_F, ρ/‖g‖)`` stays in the ball and dec
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import numpy_helper
 
+from boundprop.constants import constants, objective_constants
 from boundprop.errors import BoundpropError
-
-
-def _dense_conv_initializers(model_path: str | os.PathLike) -> set[str]:
-    """Initializer names used as the weight or bias of a Gemm/MatMul/Conv (or the bias Add
-    right after one): the parameters ``constants(wrt="params")`` covers."""
-    import onnx
-
-    g = onnx.load(str(model_path), load_external_data=False).graph
-    inits = {i.name for i in g.initializer}
-    out: set[str] = set()
-    producers = {o: n for n in g.node for o in n.output}
-    for n in g.node:
-        if n.op_type in ("Gemm", "MatMul", "Conv"):
-            out |= {i for i in n.input if i in inits}
-        elif n.op_type == "Add":
-            src = [producers.get(i) for i in n.input if i not in inits]
-            if len(src) == 1 and src[0] is not None and src[0].op_type in ("Gemm", "MatMul",
-                                                                           "Conv"):
-                out |= {i for i in n.input if i in inits}
-    return out
+from boundprop.gn.layers import LAYER_OPS, last_layer_names, parameter_initializers
+from boundprop.gn.oracle import Problem
+from boundprop.gn.solver import solve
+from boundprop.importer import load
+from boundprop.rounding import round_down, round_up
+from boundprop.sets import Box, L2Ball
 
 
 def _network_with(model: Path, names: list[str], w: np.ndarray):
     """The IR of ``model`` with the initializers ``names`` set to the flat values ``w``."""
-    import tempfile
-
-    import onnx
-    from onnx import numpy_helper
-
-    import boundprop as bp
-
     m = onnx.load(str(model))
     inits = {i.name: i for i in m.graph.initializer}
     k = 0
@@ -59,7 +42,7 @@ def _network_with(model: Path, names: list[str], w: np.ndarray):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / model.name
         onnx.save(m, str(path))
-        return bp.load(path)
+        return load(path)
 
 
 def certified_step(problem, radius: float) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -74,34 +57,30 @@ def certified_step(problem, radius: float) -> Callable[[np.ndarray, np.ndarray],
     parameters on balls of radius ρ around each layer's anchor weights (the problem's variables
     must be such weights or biases; a joint move of norm ≤ ρ moves each layer by ≤ ρ).
     Returns 0 where no finite smoothness constant exists (e.g. a reachable ReLU kink)."""
-    import boundprop as bp
-    from boundprop.constants import objective_constants
-    from boundprop.rounding import round_down, round_up
-
     if not radius > 0:
         raise BoundpropError(f"the certified step needs a ball radius > 0, got {radius}")
     model = Path(problem.model)
     variables = problem.variables
     if variables != "input":
-        allowed = _dense_conv_initializers(model)
+        allowed = parameter_initializers(model)
         bad = [v for v in variables if v not in allowed]
         if bad:
             raise BoundpropError(f"no certified step for '{bad[0]}': the parameter constants "
-                                 "cover weights and biases of Gemm/MatMul/Conv layers only")
-    net = bp.load(model)
+                                 f"cover weights and biases of {'/'.join(LAYER_OPS)} layers "
+                                 "only")
+    net = load(model)
     lam = float(problem.regularization)
     state: dict = {"anchor": None, "smooth": None}
 
     def smoothness_at(anchor: np.ndarray) -> float:
         if variables == "input":
             x = np.asarray(anchor, dtype=np.float64).reshape(net.input_shape)
-            c = bp.constants(net, bp.L2Ball(x, radius), norm="2", enclosure=False,
-                             symbolic=False)
+            c = constants(net, L2Ball(x, radius), norm="2", enclosure=False, symbolic=False)
         else:
             net_w = _network_with(model, list(variables), anchor)
             x = np.asarray(problem.inputs, dtype=np.float64).reshape(net_w.input_shape)
-            c = bp.constants(net_w, bp.Box(x, x), norm="2", wrt="params",
-                             param_radius=radius, symbolic=False)
+            c = constants(net_w, Box(x, x), norm="2", wrt="params", param_radius=radius,
+                          symbolic=False)
         if problem.loss == "squared":
             t = np.asarray(problem.targets, dtype=np.float64).reshape(c.output_box[0].shape)
         else:
@@ -130,42 +109,15 @@ def certified_step(problem, radius: float) -> Callable[[np.ndarray, np.ndarray],
 
 def reconstruct_input(model: str | os.PathLike, target, x0=None, **solve_options):
     """Find x with f(x) ≈ target (squared loss) by regularized GN through onnxruntime.
-    Returns the solver's Result (``result.w`` is the flattened input)."""
-    from boundprop.gn.oracle import Problem
-    from boundprop.gn.solver import solve
-
+    Returns the solver's Result (``result.x`` is the flattened input)."""
     problem = Problem(model, variables="input", targets=target, x0=x0)
     return solve(problem, **solve_options)
-
-
-def last_layer_names(model: str | os.PathLike) -> list[str]:
-    """The weight and bias initializers of the last Gemm/MatMul/Conv of the graph."""
-    import onnx
-
-    g = onnx.load(str(model), load_external_data=False).graph
-    inits = {i.name for i in g.initializer}
-    allowed = _dense_conv_initializers(model)
-    producers = {o: n for n in g.node for o in n.output}
-    last = None
-    for n in g.node:
-        if n.op_type in ("Gemm", "MatMul", "Conv") and any(i in inits for i in n.input):
-            last = n
-    if last is None:
-        raise BoundpropError(f"{model}: no Gemm/MatMul/Conv layer with constant weights")
-    names = [i for i in last.input if i in inits]
-    for n in g.node:  # a bias Add after it
-        if n.op_type == "Add" and any(producers.get(i) is last for i in n.input):
-            names += [i for i in n.input if i in inits and i in allowed]
-    return names
 
 
 def fit_layers(model: str | os.PathLike, inputs, targets, names: list[str] | None = None,
                loss: str = "squared", **solve_options):
     """Fit the given initializers (default: the last layer's weight and bias) so that the
     model maps ``inputs`` (one data batch, the model's input shape) to ``targets``."""
-    from boundprop.gn.oracle import Problem
-    from boundprop.gn.solver import solve
-
     problem = Problem(model, variables=names or last_layer_names(model), inputs=inputs,
                       targets=targets, loss=loss)
     return solve(problem, **solve_options)
@@ -230,7 +182,6 @@ def margin_search(net, lower, upper, a, b, x0, max_iter: int = 12,
     """Run GN on :class:`MarginProblem` from x0; returns (x, result). ``subspace_dim``: random
     subspace GN (for large inputs, where a full central-difference Jacobian costs 2n + 1
     evaluations per iteration)."""
-    from boundprop.gn.solver import solve
 
     problem = MarginProblem(net, lower, upper, a, b, x0)
     method = "subspace" if subspace_dim else "full"
