@@ -72,10 +72,10 @@ def run_boundprop(spec: dict, difference: str) -> dict:
                       inputs=spec.get("inputs"), x0=spec.get("x0"), difference=difference)
     t0 = time.perf_counter()
     r = solve(problem, max_iter=100, tol=TOL)
-    return {"iterations": r.iterations, "evaluations": problem.forward_passes,
+    return {"iterations": r.nit, "evaluations": problem.forward_passes,
             "ort_calls": problem.ort_calls, "seconds": time.perf_counter() - t0,
             "relative_cost": r.cost / r.cost0, "dtype": problem.dtype, "p": problem.p,
-            "q": problem.q, "status": r.status}
+            "q": problem.q, "status": r.message}
 
 
 def run_scipy(spec: dict, method: str) -> dict:

@@ -38,8 +38,8 @@ def main() -> None:
     y = net(x_hidden)
     print(f"1. reconstruct an input of {model.name} from its output {np.round(y, 3)}")
     r = reconstruct_input(model, y, x0=x_start, tol=1e-12, callback=line)
-    print(f"   {r.status}; |f(x) - y| = {np.linalg.norm(net(r.w.reshape(net.input_shape)) - y):.2e}"
-          f" in {r.seconds:.2f} s\n")
+    miss = np.linalg.norm(net(r.x.reshape(net.input_shape)) - y)
+    print(f"   {r.message}; |f(x) - y| = {miss:.2e} in {r.seconds:.2f} s\n")
 
     model = MODELS / "mlp_784_100_100_10_relu.onnx"
     net = bp.load(model)
@@ -47,7 +47,7 @@ def main() -> None:
     Y = np.eye(10)[rng.integers(0, 10, 16)] * 5.0  # new targets: scaled one-hot
     print(f"2. refit the last layer of {model.name} on 16 inputs to one-hot targets")
     r = fit_layers(model, X, Y, tol=1e-12, callback=line)
-    print(f"   {r.status}: cost {r.cost0:.3e} -> {r.cost:.3e}\n")
+    print(f"   {r.message}: cost {r.cost0:.3e} -> {r.cost:.3e}\n")
 
     model = MODELS / "mlp_tanh.onnx"
     net = bp.load(model)
@@ -55,7 +55,7 @@ def main() -> None:
     safeguard = certified_step(problem, radius=0.5)
     print("3. reconstruction with the certified gradient step as a safeguard (ρ = 0.5)")
     r = solve(problem, tol=1e-12, certified_step=safeguard, callback=line)
-    print(f"   {r.status}; certified L_F on the last ball: {safeguard.state['smooth']:.4g}")
+    print(f"   {r.message}; certified L_F on the last ball: {safeguard.state['smooth']:.4g}")
 
 
 if __name__ == "__main__":

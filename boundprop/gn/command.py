@@ -27,6 +27,7 @@ input."""
 
 
 def register(sub) -> None:
+    """Add the ``gn`` subcommand to the CLI's subparsers."""
     p = sub.add_parser(
         "gn", help="Gauss-Newton fit of inputs or weights through onnxruntime",
         description="Regularized Gauss-Newton / Levenberg-Marquardt on an ONNX model run by "

@@ -147,7 +147,23 @@ class ModelEvaluator:
         """Initializer variables: w0 their values concatenated, the data batch checked
         against the graph inputs; returns (the graph with the variables exposed as inputs,
         their numpy dtype)."""
+        names = self.variables
+        self._check_variable_names(path, inits, data_inputs)
+        values = [numpy_helper.to_array(inits[n]) for n in names]
+        natives = {v.dtype for v in values}
+        if len(natives) != 1:
+            raise BoundpropError(f"variables {names} mix dtypes {sorted(map(str, natives))}")
+        self.w0 = np.concatenate([v.astype(np.float64).reshape(-1) for v in values])
+        self._var_shapes = [v.shape for v in values]
+        offs = np.cumsum([0] + [v.size for v in values])
+        self._var_slices = [slice(int(a), int(b)) for a, b in zip(offs[:-1], offs[1:])]
+        if not np.all(np.isfinite(self.w0)):
+            raise BoundpropError(f"{path}: the chosen initializers have NaN/Inf entries")
+        self._set_data_batch(path, data_inputs, inputs)
+        return expose_initializers(proto, names), np.dtype(natives.pop()).type
 
+    def _check_variable_names(self, path, inits, data_inputs) -> None:
+        """Each variable names a float initializer, once."""
         names = self.variables
         float_names = [n for n, t in inits.items() if t.data_type in NP_OF_ELEM]
         if not names:
@@ -166,18 +182,9 @@ class ModelEvaluator:
                 raise BoundpropError(f"{path}: initializer '{name}' is not a float tensor (elem "
                                      f"type {inits[name].data_type}); only float weights can "
                                      "be fitted")
-        values = [numpy_helper.to_array(inits[n]) for n in names]
-        natives = {v.dtype for v in values}
-        if len(natives) != 1:
-            raise BoundpropError(f"variables {names} mix dtypes {sorted(map(str, natives))}")
-        self.w0 = np.concatenate([v.astype(np.float64).reshape(-1) for v in values])
-        self._var_shapes = [v.shape for v in values]
-        offs = np.cumsum([0] + [v.size for v in values])
-        self._var_slices = [slice(int(a), int(b)) for a, b in zip(offs[:-1], offs[1:])]
-        if not np.all(np.isfinite(self.w0)):
-            raise BoundpropError(f"{path}: the chosen initializers have NaN/Inf entries")
 
-        # the fixed data batch
+    def _set_data_batch(self, path, data_inputs, inputs) -> None:
+        """The fixed data batch: one finite array per graph input, of its shape (any batch)."""
         self._data_names = [vi.name for vi in data_inputs]
         if data_inputs and inputs is None:
             raise BoundpropError("fitting initializers needs the data batch: pass inputs= (an "
@@ -214,7 +221,6 @@ class ModelEvaluator:
         self.inputs = inputs
         self.input_name = data_inputs[0].name if data_inputs else None
         self.input_shape = tuple(self._data[self.input_name].shape) if data_inputs else ()
-        return expose_initializers(proto, names), np.dtype(natives.pop()).type
 
     def _session(self, proto):
         """An onnxruntime session of ``proto`` on the CPU with ``threads`` threads."""
@@ -288,9 +294,12 @@ class ModelEvaluator:
 
     @property
     def batched(self) -> bool:
+        """Whether several points share one onnxruntime run."""
         return self._batched
 
     def _use(self, proto, sess, native) -> None:
+        """Make ``proto``/``sess`` the current graph and session, of numpy dtype ``native``
+        (batching off until ``_setup_batching`` verifies it)."""
         self._sess = sess
         self._np_dtype = np.dtype(native)
         self.dtype = NAME_OF_NP[self._np_dtype]

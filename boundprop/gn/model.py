@@ -54,6 +54,7 @@ class Objective:
             self.y = y if y is not None and y.size == self.q else None
 
     def reg(self, W: np.ndarray) -> np.ndarray:
+        """(K,) ridge terms λ/2‖w − w0‖² of the points W (K, p)."""
         if self.lam == 0:
             return np.zeros(W.shape[0])
         return 0.5 * self.lam * np.sum((W - self.w0) ** 2, axis=1)
@@ -72,6 +73,7 @@ class Objective:
         return np.where(np.isfinite(c), c, np.inf)
 
     def cost(self, r: np.ndarray, w: np.ndarray) -> float:
+        """f at one point w with residuals r."""
         return float(self.costs(r[None], w[None])[0])
 
     def floor(self, r: np.ndarray) -> float:
@@ -114,13 +116,16 @@ class LocalModel:
         self._cache = None
 
     def gamma_init(self) -> float:
+        """γ0 = 1/(τ · max_j ‖(Jd)_:j‖²) (Madsen–Nielsen–Tingleff), 1 for a zero Jacobian."""
         m = float(np.max(np.sum(self.Jd0 * self.Jd0, axis=0), initial=0.0))
         return 1.0 / (INIT_TAU * m) if m > 0 and math.isfinite(m) else 1.0
 
     def gamma_max(self) -> float:
+        """γ_max = GAMMA_CAP/‖Jd‖²_F: the damping 1/γ stays above the rounding level."""
         return min(GAMMA_CAP / max(self.fro2, 1e-300), 1e300)
 
     def _cached(self):
+        """Jd Jdᵀ (dual), JdᵀJd (primal) or the thin SVD of Jd, computed once."""
         if self._cache is None:
             J = self.Jd0
             if self.form == "dual":
@@ -132,6 +137,9 @@ class LocalModel:
         return self._cache
 
     def direction(self, gamma: float):
+        """(y, predicted decrease): the damped step of the model in its n coordinates,
+        with the ridge folded into the scaling D' = √(λγ + D0²) (``boundprop.gn.steps``), and
+        the decrease −(rᵀJy + ½‖Jy‖²) − λ(aᵀy + ½‖y‖²) the undamped model predicts for it."""
         lam, a = self.lam, self.a
         D0sq = 1.0 if self.D0 is None else self.D0 ** 2
         if lam:

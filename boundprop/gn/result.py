@@ -125,10 +125,12 @@ class Result:
 
     @property
     def status(self) -> Status:
+        """scipy's int status, equal to ``message`` as a string too (:class:`Status`)."""
         return Status(self.message)
 
     @property
     def success(self) -> bool:
+        """status > 0: a convergence test was met."""
         return self.status > 0
 
     @property

@@ -73,6 +73,7 @@ def certified_step(problem, radius: float) -> Callable[[np.ndarray, np.ndarray],
     state: dict = {"anchor": None, "smooth": None}
 
     def smoothness_at(anchor: np.ndarray) -> float:
+        """L_F + λ on the ball of radius ρ around ``anchor``, rounded up."""
         if variables == "input":
             x = np.asarray(anchor, dtype=np.float64).reshape(net.input_shape)
             c = constants(net, L2Ball(x, radius), norm="2", enclosure=False, symbolic=False)
@@ -89,6 +90,7 @@ def certified_step(problem, radius: float) -> Callable[[np.ndarray, np.ndarray],
         return float(round_up(obj.smoothness + lam))
 
     def step(w: np.ndarray, g: np.ndarray) -> float:
+        """t = min(1/L_F, room/‖g‖) rounded down; re-anchors when w is past half the ball."""
         w = np.asarray(w, dtype=np.float64)
         gnorm = float(np.linalg.norm(g))
         if gnorm == 0.0 or not np.isfinite(gnorm):
@@ -150,9 +152,11 @@ class MarginProblem:
         self.ort_calls = 0
 
     def point(self, u: np.ndarray) -> np.ndarray:
+        """x = c + h·sin(u), always in the box."""
         return self.c + self.h * np.sin(u)
 
     def residuals(self, U: np.ndarray) -> np.ndarray:
+        """(K, q): max(0, A y(x) − b + δ) at the points x(u) of the rows of U."""
         U = np.atleast_2d(np.asarray(U, dtype=np.float64))
         xs = self.point(U)
         self.forward_passes += len(xs)
@@ -160,6 +164,7 @@ class MarginProblem:
         return np.maximum(0.0, y @ self.a.T - self.b + self.slack)
 
     def jacobian(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(J, r) at w: coordinate central differences with steps ε^(1/3)(1 + |w_j|), one batch."""
         w = np.asarray(w, dtype=np.float64)
         step = self.eps ** (1 / 3) * (1.0 + np.abs(w))
         pts = np.vstack([w[None], w + np.diag(step), w - np.diag(step)])
@@ -168,6 +173,7 @@ class MarginProblem:
         return jac, r[0]
 
     def jvp(self, w: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """(k, q) central differences along the rows of V, h = ε^(1/3)(1 + ‖w‖)/‖v‖."""
         w = np.asarray(w, dtype=np.float64)
         V = np.atleast_2d(V)
         norms = np.maximum(np.linalg.norm(V, axis=1), 1e-300)
