@@ -139,7 +139,7 @@ def test_robustness_specs(model, spec):
 @pytest.mark.parametrize("method", ["interval", "linear"])
 def test_every_instance_with_each_method(method):
     if method == "linear":
-        pytest.importorskip("boundprop.linear")
+        pytest.importorskip("boundprop.domains.backsub")
     instances = [(VNNCOMP / "test" / p.values[0], VNNCOMP / "test" / p.values[1])
                  for p in _test_instances()]
     instances += [(VNNCOMP / f"acasxu/ACASXU_run2a_{n}_batch_2000.onnx",

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from boundprop.ir import Network
+from boundprop.domains.walker import Box, input_boxes, sanitize, walk
+from boundprop.ir import Network, Node
 from boundprop.ops.base import AffinePrimitive, PermutationPrimitive
-from boundprop.rounding import UNIT_ROUNDOFF, gamma, round_down
+from boundprop.rounding import UNIT_ROUNDOFF, gamma, round_down, widen
 from boundprop.sets import InputSet, L2Ball
 
 # Work budget of one back-substitution, in (rows × node entries) summed over the path; past it
@@ -53,18 +54,16 @@ def _concretize_input(lam: np.ndarray, s: InputSet) -> tuple[np.ndarray, np.ndar
 
 
 class BackSubstitution:
-    """Linear bounds of a network over an input set, node by node."""
+    """Linear bounds of a network over an input set ``s`` (fitted to its input shape), node by
+    node, given the interval enclosures ``ibp`` of every node (the same execution)."""
 
-    def __init__(self, net: Network, input_set: InputSet, work_budget: float = DEFAULT_WORK_BUDGET,
-                 execution: str = "real"):
-        from boundprop.analysis import interval_bounds
-
-        net.check_memory("linear")
+    def __init__(self, net: Network, s: InputSet, ibp: list[Box],
+                 work_budget: float = DEFAULT_WORK_BUDGET, execution: str = "real"):
         self.net = net
-        self.set = input_set.fit(net.input_shape)
+        self.set = s
         self.work_budget = work_budget
         self.execution = execution
-        self.ibp = interval_bounds(net, self.set, execution)
+        self.ibp = ibp
         self.bounds: list[tuple[np.ndarray, np.ndarray]] = [self.ibp[0]]
         # float32 mode: |float32 − exact| at each node (node 0: rounding the input to float32).
         self.f32_error: dict[int, np.ndarray] = {}
@@ -74,9 +73,8 @@ class BackSubstitution:
         self.relax: dict[int, object] = {}
         self.linear_nodes: list[int] = []  # nodes whose bounds came from back-substitution
 
-    def _boxes(self, k: int):
-        return [(self.bounds[i][0][None], self.bounds[i][1][None])
-                for i in self.net.nodes[k].inputs]
+    def _boxes(self, k: int) -> list[Box]:
+        return input_boxes(self.bounds, self.net.nodes[k])
 
     def _relaxation(self, k: int):
         if k not in self.relax:
@@ -159,54 +157,61 @@ class BackSubstitution:
         for j in self.consumers[k]:
             op = net.nodes[j].op
             if isinstance(op, AffinePrimitive) or net.nodes[j].family not in (
-                    "activation", "pooling"):
+                    "activation", "pooling"):  # until the op contract lands
                 continue
             needs = getattr(op, "needs_tighter", None)
             mask |= needs(lo, hi) if needs is not None else True
         idx = np.flatnonzero(mask)
         return idx if idx.size else None
 
+    def _transfer(self, k: int, node: Node, boxes: list[Box]) -> Box:
+        """The node's interval rule on the (tightened) enclosures of its inputs; in float32
+        mode widened by its own float32 rounding δ_k (recorded: back-substitution bounds the
+        exact node function of the float32 inputs and injects δ_k into later steps)."""
+        lo, hi = node.op.interval(*boxes)
+        if self.execution == "float32":
+            self.f32_error[k] = node.op.float32_error(boxes, (lo, hi))[0]
+            lo, hi = widen(lo, hi, self.f32_error[k][None])
+        return lo, hi
+
+    def _settled(self, k: int) -> Box | None:
+        """float32 overflow possible at node k: its interval enclosure (−∞, ∞), no rows."""
+        return self.ibp[k] if self._overflows(k) else None
+
+    def _refine(self, k: int) -> None:
+        """Intersect node k's enclosure with its interval one, then tighten the entries that
+        matter (:meth:`_entries_to_tighten`) by back-substitution, within the work budget."""
+        node = self.net.nodes[k]
+        lo, hi = self.bounds[k]
+        lo, hi = np.maximum(lo, self.ibp[k][0]), np.minimum(hi, self.ibp[k][1])
+        self.bounds[k] = (lo, hi)
+        if not self.curved[k] or isinstance(node.op, PermutationPrimitive):
+            return
+        idx = self._entries_to_tighten(k, lo, hi)
+        if idx is None or self.work(k, 2 * idx.size) > self.work_budget:
+            return
+        rows = np.zeros((idx.size, lo.size))
+        rows[np.arange(idx.size), idx] = 1.0
+        # In float32 mode node_bounds injects δ_k at node k too: it bounds the float32 value.
+        l2, h2 = sanitize(*self.node_bounds(k, rows))
+        lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
+        lo[idx] = np.maximum(lo[idx], l2)
+        hi[idx] = np.minimum(hi[idx], h2)
+        self.bounds[k] = (lo.reshape(node.shape), hi.reshape(node.shape))
+        self.linear_nodes.append(k)
+
     def run(self, spec: np.ndarray | None = None):
-        """Enclosures of every node (intersection of interval and linear bounds)."""
+        """Enclosures of every node (intersection of interval and linear bounds), and the
+        bounds of spec·y (y the output) if ``spec`` is given."""
         net = self.net
         self.consumers = net.consumers()
         # A node reached from the input through affine maps only has exact interval bounds
         # (up to rounding) on a box: back-substitution cannot tighten it.
-        curved = [False] * len(net.nodes)
+        self.curved = [False] * len(net.nodes)
         for k, node in enumerate(net.nodes[1:], start=1):
-            curved[k] = (not isinstance(node.op, AffinePrimitive)) or any(
-                curved[i] for i in node.inputs)
-        from boundprop.analysis import sanitize
-        from boundprop.rounding import widen
-
-        for k, node in enumerate(net.nodes[1:], start=1):
-            if self._overflows(k):  # float32 overflow possible here: no enclosure, no rows
-                self.bounds.append(self.ibp[k])
-                continue
-            boxes = self._boxes(k)
-            lo, hi = node.op.interval(*boxes)
-            if self.execution == "float32":
-                # Back-substitution bounds the exact node function of the float32 inputs;
-                # the node's own float32 rounding is δ_k, injected into later steps.
-                self.f32_error[k] = node.op.float32_error(boxes, (lo, hi))[0]
-                lo, hi = widen(lo, hi, self.f32_error[k][None])
-            lo, hi = sanitize(lo[0], hi[0])
-            lo, hi = np.maximum(lo, self.ibp[k][0]), np.minimum(hi, self.ibp[k][1])
-            self.bounds.append((lo, hi))
-            if not curved[k] or isinstance(node.op, PermutationPrimitive):
-                continue
-            idx = self._entries_to_tighten(k, lo, hi)
-            if idx is None or self.work(k, 2 * idx.size) > self.work_budget:
-                continue
-            rows = np.zeros((idx.size, lo.size))
-            rows[np.arange(idx.size), idx] = 1.0
-            # In float32 mode node_bounds injects δ_k at node k too: it bounds the float32 value.
-            l2, h2 = sanitize(*self.node_bounds(k, rows))
-            lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
-            lo[idx] = np.maximum(lo[idx], l2)
-            hi[idx] = np.minimum(hi[idx], h2)
-            self.bounds[k] = (lo.reshape(node.shape), hi.reshape(node.shape))
-            self.linear_nodes.append(k)
+            self.curved[k] = (not isinstance(node.op, AffinePrimitive)) or any(
+                self.curved[i] for i in node.inputs)
+        walk(net, self.bounds, self._transfer, settled=self._settled, refine=self._refine)
         spec_bounds = None
         if spec is not None:
             spec = np.atleast_2d(np.asarray(spec, dtype=np.float64))
@@ -222,10 +227,3 @@ class BackSubstitution:
         lo, hi = self.ibp[k]
         return self.execution == "float32" and not np.all(np.isfinite(lo) & np.isfinite(hi))
 
-
-def linear_bounds(net: Network, input_set: InputSet, spec: np.ndarray | None = None,
-                  return_spec: bool = False, work_budget: float = DEFAULT_WORK_BUDGET,
-                  execution: str = "real"):
-    """Per-node enclosures by back-substitution (and bounds of spec·y if ``spec`` is given)."""
-    bounds, spec_bounds = BackSubstitution(net, input_set, work_budget, execution).run(spec)
-    return (bounds, spec_bounds) if return_spec else bounds
