@@ -10,7 +10,7 @@ import time
 from boundprop.audit.result import AuditResult
 from boundprop.audit.rows import audit_rows
 from boundprop.audit.searches import Auditor
-from boundprop.certify import read_certificate_json
+from boundprop.certificate import read_certificate_json
 from boundprop.errors import BoundpropError
 from boundprop.importer import load, model_digest
 from boundprop.safe_io import check_input_file

@@ -8,7 +8,7 @@ import math
 import os
 from typing import Any
 
-from boundprop.certify import read_certificate_json
+from boundprop.certificate import read_certificate_json
 from boundprop.errors import BoundpropError
 from boundprop.safe_io import read_input_text, write_atomic
 from boundprop.strict_json import loads_strict
