@@ -46,9 +46,9 @@ The decrease is only as good as g: g = Jᵀ∇ℓ is computed from the problem's
 subspace method g is the projected gradient QQᵀ∇f, for which the descent lemma holds as well
 (gᵀQQᵀg = ‖QQᵀg‖²).
 
-Stopping (``Result.status``): ``converged: relative cost <= tol`` (cost ≤ tol·cost0);
 Stopping (``Result.message``; ``Result.status`` is its scipy-style int code, see
 :class:`boundprop.gn.result.Result`): ``converged: relative cost <= tol`` (cost ≤ tol·cost0);
+``converged: noise floor`` (squared loss: cost ≤ ⅛ε² Σ_i (1 + |F_i|)², i.e. every residual is at
 the size of one rounding ½ε(1 + |F_i|) of the output in the graph's dtype ε = ``problem.eps`` —
 float32 graphs reach about this level, refs sec. 2); ``converged: small step`` (an accepted step
 with ‖d‖ ≤ step_tol·(1 + ‖w‖), default step_tol = ε: the graph cannot resolve smaller moves);

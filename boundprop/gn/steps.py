@@ -31,7 +31,6 @@ and r̂ (up to a constant), and the same dual/primal/SVD step applies. Rows with
 (a cross-entropy above 200 nats) use r̂ with log π_t clipped at −200 to stay finite; the ratio
 test still evaluates the exact objective. :func:`ggn_direction` also offers the unfactored
 (non-symmetric, LU) push-through form ``d = −γD⁻²Jᵀ(I + γ H J D⁻²Jᵀ)⁻¹(g − H J e) − e``.
-
 """
 
 from __future__ import annotations
