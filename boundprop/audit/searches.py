@@ -59,7 +59,7 @@ class Auditor:
         objective = None
         if self.wrt == "params":
             rho = float(self.doc.get("param_radius") or 0.0)
-            pnodes = [k for k, n in enumerate(net.nodes) if hasattr(n.op, "param_structure")]
+            pnodes = [k for k, n in enumerate(net.nodes) if n.op.has("parametric")]
             ctx = [xregion.center()]
             if xregion.scale > 0:
                 ctx.append(xregion.sample(7, self.rng))
