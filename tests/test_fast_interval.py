@@ -32,7 +32,8 @@ from boundprop.domains.interval_ort import (
 )
 from boundprop.errors import BoundpropError
 from boundprop.ir import InputPrimitive, Network, Node
-from boundprop.ops.affine import Conv, ConvTranspose, Dense, ElementwiseAffine
+from boundprop.ops.affine import Dense, ElementwiseAffine
+from boundprop.ops.conv import Conv, ConvTranspose
 from boundprop.ops.join import Concat, Sum
 from boundprop.ops.piecewise import Clip, LeakyRelu, Relu
 from boundprop.ops.pooling import AveragePool, MaxPool, Reduce, ReduceExtreme
@@ -46,7 +47,17 @@ from boundprop.ops.shape import (
     Tile,
     Transpose,
 )
-from boundprop.ops.smooth import ORT_KERNEL_ERROR, Erf, Gelu, Sigmoid, Softplus, Tanh
+from boundprop.ops.smooth import (
+    ORT_KERNEL_ERROR,
+    Celu,
+    Elu,
+    Erf,
+    Gelu,
+    Sigmoid,
+    Softplus,
+    Softsign,
+    Tanh,
+)
 from boundprop.sets import Box, InputSetError, default_input_set
 from tests.conftest import model_id, shipped_models
 
@@ -421,8 +432,8 @@ KERNELS = {
 def test_ort_kernels_obey_dot_product_bound(name):
     """|ORT − exact| ≤ γ_n·Σ|w||x| on adversarial data (huge alternating-sign inputs that cancel,
     mixed magnitudes): what summation in any order guarantees and Winograd/FFT would not."""
-    from boundprop.ops.affine import Conv as IRConv
-    from boundprop.ops.affine import ConvTranspose as IRConvT
+    from boundprop.ops.conv import Conv as IRConv
+    from boundprop.ops.conv import ConvTranspose as IRConvT
     from boundprop.ops.affine import Dense as IRDense
 
     xs, ws, attrs, n = KERNELS[name]
@@ -535,27 +546,51 @@ def test_unsupported_list():
 
 
 # ---------------------------------------------------------------- smooth monotone activations
-SMOOTH = {"Sigmoid": Sigmoid, "Tanh": Tanh, "Softplus": Softplus, "Erf": Erf}
-REFERENCE = {"Sigmoid": special.expit, "Tanh": np.tanh, "Erf": special.erf,
-             "Softplus": lambda x: np.logaddexp(0.0, x)}
+SMOOTH = {"Sigmoid": Sigmoid, "Tanh": Tanh, "Softplus": Softplus, "Erf": Erf,
+          "Softsign": Softsign, "Elu": lambda shape: Elu(shape, alpha=1.0),
+          "Elu0.3": lambda shape: Elu(shape, alpha=0.30000001192092896),
+          "Celu": lambda shape: Celu(shape, alpha=0.699999988079071)}
 
 
-@pytest.mark.parametrize("op", list(ORT_KERNEL_ERROR))
-def test_ort_kernel_obeys_its_error_model(op):
+def _expm1_part(x, alpha, scale=1.0):
+    return alpha * np.expm1(np.minimum(x, 0.0) / scale)
+
+
+# (op, attributes, float64 reference): several α for the kernels whose error scales with it
+KERNEL_CASES = [
+    ("Sigmoid", {}, special.expit), ("Tanh", {}, np.tanh), ("Erf", {}, special.erf),
+    ("Softplus", {}, lambda x: np.logaddexp(0.0, x)),
+    ("Softsign", {}, lambda x: x / (1 + np.abs(x))),
+    *[("Elu", {"alpha": a}, lambda x, a=a: np.where(x >= 0, x, _expm1_part(x, a)))
+      for a in (1.0, 0.30000001192092896, 2.5)],
+    *[("Celu", {"alpha": a}, lambda x, a=a: np.maximum(x, 0.0) + np.minimum(
+        0.0, _expm1_part(x, a, a))) for a in (1.0, 0.699999988079071, 3.0)],
+]
+
+
+@pytest.mark.parametrize("op, attrs, reference", KERNEL_CASES,
+                         ids=[f"{c[0]}{c[1] or ''}" for c in KERNEL_CASES])
+def test_ort_kernel_obeys_its_error_model(op, attrs, reference):
     """The assumption of the smooth activations' emission rules, on the installed onnxruntime:
-    |σ̂(x) − σ(x)| ≤ rel·|σ(x)| + absolute on every 1024th float32 bit pattern (±∞, zeros and
-    subnormals included), 2²⁰ points of [−20, 20] and the integers around saturation."""
+    |σ̂(x) − σ(x)| ≤ rel·|σ(x)| + absolute (× |α| for Elu/Celu) on every 1024th float32 bit
+    pattern (zeros and subnormals included; ±∞ too, but for Softsign, whose rule clips them),
+    2²⁰ points of [−20, 20] and the integers around saturation."""
     rng = np.random.default_rng(3)
     bits = np.arange(int(rng.integers(1024)), 2**32, 1024, dtype=np.uint64).astype(np.uint32)
     x = bits.view(np.float32)
-    x = np.concatenate([x[~np.isnan(x)], np.linspace(-20, 20, 2**20, dtype=np.float32),
+    x = np.concatenate([x[np.isfinite(x)], np.linspace(-20, 20, 2**20, dtype=np.float32),
                         np.arange(-120, 121, dtype=np.float32),
-                        np.array([np.inf, -np.inf, 0.0, -0.0], np.float32)])
-    got = _ort_single(op, [], {}, x)
-    ref = REFERENCE[op](x.astype(np.float64))
+                        np.array([0.0, -0.0] + [np.inf, -np.inf] * (op != "Softsign"),
+                                 np.float32)])
+    got = _ort_single(op, [], attrs, x)
+    with np.errstate(invalid="ignore"):
+        ref = reference(x.astype(np.float64))
+    ref = np.where(np.isinf(x) & np.isnan(ref), np.sign(x), ref)
     rel, absolute = ORT_KERNEL_ERROR[op]
+    if "alpha" in attrs:
+        absolute = absolute * attrs["alpha"] + 2.0**-120
     finite = np.isfinite(ref)
-    assert np.array_equal(got[~finite], ref[~finite])  # Softplus(∞) = ∞
+    assert np.array_equal(got[~finite], ref[~finite])  # Softplus(∞) = Elu(∞) = ∞
     err = np.abs(got[finite] - ref[finite])
     bound = rel * np.abs(ref[finite]) + absolute
     assert np.all(err <= bound), f"{op}: error {np.max(err - bound):.3g} above the model"
@@ -574,7 +609,8 @@ def _smooth_mlp(rng, acts, width, depth, scale=1.0):
     return shape, layers
 
 
-@pytest.mark.parametrize("acts", [["Sigmoid"], ["Tanh"], ["Softplus"], ["Erf"],
+@pytest.mark.parametrize("acts", [["Sigmoid"], ["Tanh"], ["Softplus"], ["Erf"], ["Softsign"],
+                                  ["Elu", "Celu", "Elu0.3"],
                                   ["Tanh", "Sigmoid", "Softplus", "Erf"]])
 @pytest.mark.parametrize("box", ["unit", "saturating", "extreme", "tiny", "point"])
 def test_smooth_activation_nets(acts, box):
@@ -629,3 +665,19 @@ def test_big_smooth_nets_take_onnxruntime_under_auto():
     auto = interval_bounds(net, box)
     ort_b = interval_bounds_ort(net, box)
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(auto, ort_b))
+
+
+def test_softsign_and_alpha_kernels_at_the_edges():
+    """Softsign's kernel gives NaN at ±∞: an overflowed bound (a box beyond float32's range)
+    is clipped first, so Softsign → Relu still encloses; Elu/Celu with an α the kernel cannot
+    take exactly (not a float32, or negative) are refused, and "auto" falls back to numpy."""
+    shape = (1, 4)
+    net = make_net(shape, (Softsign(shape), (0,)), (Relu(shape), (1,)))
+    lower, upper = np.full(shape, -1e39), np.array([[-1e39, 0.5, 1e39, 2.0]])
+    bounds = interval_bounds_ort(net, Box(lower, upper))
+    assert np.all(bounds[1][0] <= -1.0) and np.all(bounds[1][1] >= [[-1.0, 1 / 3, 1.0, 2 / 3]])
+    assert np.all(bounds[2][1] >= [[0.0, 1 / 3, 1.0, 2 / 3]])
+    box = Box(-np.ones(shape), np.ones(shape))
+    for op in (Elu(shape, alpha=0.1), Elu(shape, alpha=-0.5), Celu(shape, alpha=0.1)):
+        with pytest.raises(FastIntervalUnavailable, match="alpha"):
+            interval_bounds_ort(make_net(shape, (op, (0,))), box)

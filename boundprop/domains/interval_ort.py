@@ -381,16 +381,23 @@ class IntervalGraphBuilder:
         return self.op("Sub", [v.a, r]), self.op("Add", [v.a, r])
 
     def increasing_kernel(self, v: IValue, op_type: str, rel: float, absolute: float,
-                          nonneg: bool) -> IValue:
+                          nonneg: bool, finite_input: bool = False, **attrs) -> IValue:
         """y = σ(x) for a nondecreasing σ that onnxruntime computes with the kernel
-        ``op_type``, assumed to satisfy |σ̂(x) − σ(x)| ≤ rel·|σ(x)| + absolute for every
-        float32 x (±∞ included, with σ's limits there). On the exact bounds lo ≤ x ≤ hi of
-        :meth:`outer`: σ(x) ≥ σ(lo) ≥ σ̂(lo) − rel|σ(lo)| − absolute, and |σ(lo)| ≤
-        (|σ̂(lo)| + absolute)/(1 − rel), so the ``lh`` result has eps = rel/(1 − rel),
-        tau = absolute/(1 − rel). ``nonneg`` (σ ≥ 0 on ℝ): the lower tensor goes through
-        Relu — when σ̂(lo) < 0 the bound becomes −tau ≤ 0 ≤ σ(x), still sound."""
+        ``op_type`` (attributes ``attrs``), assumed to satisfy |σ̂(x) − σ(x)| ≤ rel·|σ(x)| +
+        absolute for every float32 x (±∞ included, with σ's limits there, unless
+        ``finite_input``). On the exact bounds lo ≤ x ≤ hi of :meth:`outer`: σ(x) ≥ σ(lo) ≥
+        σ̂(lo) − rel|σ(lo)| − absolute, and |σ(lo)| ≤ (|σ̂(lo)| + absolute)/(1 − rel), so the
+        ``lh`` result has eps = rel/(1 − rel), tau = absolute/(1 − rel). ``nonneg`` (σ ≥ 0 on
+        ℝ): the lower tensor goes through Relu — when σ̂(lo) < 0 the bound becomes −tau ≤ 0 ≤
+        σ(x), still sound. ``finite_input`` (a kernel that is wrong at ±∞, for a bounded σ
+        whose values beyond ±M, M the largest float32, are within rel·|σ(±M)| of σ(±M)):
+        lo and hi are first clipped to [−M, M] (exact), so an infinite bound is read as ±M."""
         lo, hi = self.outer(v)
-        lo, hi = self.op(op_type, [lo]), self.op(op_type, [hi])
+        if finite_input:
+            top = float(np.finfo(np.float32).max)
+            lims = [self.const(np.float32(-top)), self.const(np.float32(top))]
+            lo, hi = self.op("Clip", [lo, *lims]), self.op("Clip", [hi, *lims])
+        lo, hi = self.op(op_type, [lo], **attrs), self.op(op_type, [hi], **attrs)
         if nonneg:
             lo = self.op("Relu", [lo])
         return IValue("lh", lo, hi, v.shape, eps=rel / (1 - rel) * SLACK64,

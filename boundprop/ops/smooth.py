@@ -3,7 +3,8 @@ GELU (exact and tanh-approximated) and erf — σ' is continuous and monotone be
 of ``pieces()``, and σ'' is known in closed form (see
 :class:`~boundprop.ops.activation.Activation`); the tanh-GELU's curvature carries a certificate
 (``_gelu_tanh_curvature_brackets``). The monotone ones whose onnxruntime kernel has a measured
-error model (``ORT_KERNEL_ERROR``) also have an onnxruntime interval rule.
+error model (``ORT_KERNEL_ERROR``: all but SELU and the non-monotone GELU) also have an
+onnxruntime interval rule.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import numpy as np
 from scipy import special
 
+from boundprop.domains.interval_ort import FastIntervalUnavailable
 from boundprop.ops.activation import Activation
 from boundprop.ops.base import ConversionContext, Shape, Value, as_str, attr, onnx_converter
 from boundprop.rounding import (
@@ -50,15 +52,30 @@ _FAR = 1e3
 # to 1.8e-7 (0.5 + p/q loses σ's relative accuracy for x < 0: it returns 0 at x = −15.79, where
 # σ = 1.4e-7, and 3.0e-7 at −15.93, where σ = 1.2e-7), hence 2⁻²⁰ ≈ 9.5e-7; Tanh, Softplus
 # and Erf stay within 6 ulp of σ relative, with subnormal absolute errors (≤ 1.5e-43), hence
-# 2⁻¹²⁰. (Softsign's kernel is as accurate but gives NaN at ±∞, which a Relu after it could
-# hide: no emission.) Each kernel maps ±∞ to σ's limits. tests/test_fast_interval.py
+# 2⁻¹²⁰; Softsign within 4 ulp, but its kernel gives NaN at ±∞ (the rule clips its input to
+# the finite range first). Elu and Celu: α(eˣ − 1) has an absolute error ∝ |α| near x = 0,
+# measured 5.9e-8·|α| (Elu, α = 1 and 0.3; Celu, α = 0.7): the absolute term is per unit |α|
+# (plus 2⁻¹²⁰). Each kernel but Softsign's maps ±∞ to σ's limits. tests/test_fast_interval.py
 # re-checks these bounds on the installed onnxruntime.
 ORT_KERNEL_ERROR: dict[str, tuple[float, float]] = {
     "Sigmoid": (2.0**-18, 2.0**-20),
     "Tanh": (2.0**-18, 2.0**-120),
     "Softplus": (2.0**-18, 2.0**-120),
     "Erf": (2.0**-18, 2.0**-120),
+    "Softsign": (2.0**-18, 2.0**-120),
+    "Elu": (2.0**-18, 2.0**-20),  # absolute: per unit |α|
+    "Celu": (2.0**-18, 2.0**-20),  # absolute: per unit |α|
 }
+
+
+def _emit_alpha_kernel(b, x, op_type: str, alpha: float):
+    """Elu/Celu through onnxruntime: increasing for α ≥ 0 (Celu: α > 0), with the kernel's
+    absolute error scaled by α; α must be a float32 (the ONNX attribute's type)."""
+    if alpha < 0 or (op_type == "Celu" and alpha == 0) or float(np.float32(alpha)) != alpha:
+        raise FastIntervalUnavailable(f"{op_type} with a negative, zero or non-float32 alpha")
+    rel, per_alpha = ORT_KERNEL_ERROR[op_type]
+    return b.increasing_kernel(x, op_type, rel, per_alpha * alpha + 2.0**-120, nonneg=False,
+                               alpha=alpha)
 
 
 def _gelu_tanh_derivative(x: float) -> float:
@@ -296,6 +313,13 @@ class Softsign(Activation):
     def fn(self, x):
         return x / (1.0 + np.abs(x))
 
+    def emit_interval_onnx(self, b, x):
+        """Increasing: onnxruntime's Softsign on the outer float32 bounds clipped to the finite
+        range (its kernel gives NaN at ±∞; beyond ±M, M the largest float32, σ is within 3e-39
+        of σ(±M), far inside the rel margin), the kernel's error as the pending widening."""
+        return b.increasing_kernel(x, "Softsign", *ORT_KERNEL_ERROR["Softsign"], nonneg=False,
+                                   finite_input=True)
+
     def derivative(self, x):
         with np.errstate(over="ignore"):  # huge |x|: (1 + |x|)² = inf, σ' = 0
             return 1 / (1 + np.abs(x)) ** 2
@@ -323,6 +347,10 @@ class Elu(Activation):
 
     def fn(self, x):
         return np.where(x >= 0, x, self.params["alpha"] * np.expm1(np.minimum(x, 0.0)))
+
+    def emit_interval_onnx(self, b, x):
+        """Increasing for α ≥ 0: see ``_emit_alpha_kernel``."""
+        return _emit_alpha_kernel(b, x, "Elu", self.params["alpha"])
 
     def critical_points(self):
         return (0.0,) if self.params["alpha"] < 0 else ()
@@ -390,6 +418,10 @@ class Celu(Activation):
     def fn(self, x):
         a = self.params["alpha"]
         return np.maximum(x, 0.0) + np.minimum(0.0, a * np.expm1(np.minimum(x, 0.0) / a))
+
+    def emit_interval_onnx(self, b, x):
+        """Increasing for α > 0: see ``_emit_alpha_kernel``."""
+        return _emit_alpha_kernel(b, x, "Celu", self.params["alpha"])
 
     def derivative(self, x):
         a = self.params["alpha"]
