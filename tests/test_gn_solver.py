@@ -10,14 +10,9 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from boundprop.gn.result import STATUS_CODES, Status, status_code
-from boundprop.gn.solver import (
-    Result,
-    ggn_direction,
-    gn_direction,
-    gn_directions_svd,
-    solve,
-)
+from boundprop.gn.result import STATUS_CODES, Result, Status, status_code
+from boundprop.gn.solver import solve
+from boundprop.gn.steps import ggn_direction, gn_direction, gn_directions_svd
 
 # ---------------------------------------------------------------------------------------------
 # numpy problems implementing the solver's duck-typed interface

@@ -72,15 +72,9 @@ import scipy.linalg as sla
 
 from boundprop.gn.model import LocalModel, Objective
 from boundprop.gn.result import Result
-from boundprop.gn.steps import (
-    check_gamma,
-    choose_form,
-    ggn_direction,
-    gn_direction,
-    gn_directions_svd,
-)
+from boundprop.gn.steps import check_gamma, choose_form
 
-__all__ = ["Result", "gn_direction", "gn_directions_svd", "ggn_direction", "solve"]
+__all__ = ["solve"]
 
 ACCEPT_RHO = 1e-4           # ratio-test threshold
 
@@ -161,7 +155,7 @@ class _State:
     gamma_hat: float | None = None    # grad_norm damping's γ̂
     column_norms: np.ndarray | None = None  # scaling="jac": running max of J's column norms
     history: list[dict] = field(default_factory=list)
-    status: str | None = None
+    message: str | None = None        # why the solve stopped (None while it runs)
 
 
 class _Accepted(NamedTuple):
@@ -404,14 +398,14 @@ class _Solve:
         st.w = np.array(chosen.point, dtype=np.float64)
         st.r = np.array(chosen.residual, dtype=np.float64)
         st.cost = float(chosen.cost)
-        st.status = self.convergence(st, cost0)
-        if st.status is None and chosen.step_norm <= opt.step_tol * (1.0 + wnorm):
-            st.status = "converged: small step"
-        if self.record(st, entry) and st.status is None:
-            st.status = "stopped by callback"
+        st.message = self.convergence(st, cost0)
+        if st.message is None and chosen.step_norm <= opt.step_tol * (1.0 + wnorm):
+            st.message = "converged: small step"
+        if self.record(st, entry) and st.message is None:
+            st.message = "stopped by callback"
 
     def iterate(self, st: _State, iteration: int, cost0: float) -> None:
-        """One iteration; sets ``st.status`` when the solve stops."""
+        """One iteration; sets ``st.message`` when the solve stops."""
         a = st.w - self.obj.w0
         model = self.subspace_model(st, a) if self.opt.subspace else self.full_model(st, a)
         gnorm = float(np.linalg.norm(model.g))
@@ -419,16 +413,16 @@ class _Solve:
                        "gamma": None, "damping": None, "rho": None, "accepted": False,
                        "step_kind": None, "trials": 0, "grad_norm": gnorm}
         if not math.isfinite(gnorm):
-            st.status = "stalled: non-finite gradient"
+            st.message = "stalled: non-finite gradient"
         elif gnorm == 0.0:
-            st.status = "converged: stationary"
-        if st.status is not None:
+            st.message = "converged: stationary"
+        if st.message is not None:
             self.record(st, entry)
             return
         gamma, gmax = self.damping(st, model, gnorm)
         first = model.direction(gamma)
         if not (first[1] > self.obj.cost_noise(st.r, model.gz, st.cost)):
-            st.status = "converged: stationary"
+            st.message = "converged: stationary"
             entry.update(gamma=gamma, damping=1.0 / gamma)
             self.record(st, entry)
             return
@@ -439,7 +433,7 @@ class _Solve:
         entry["trials"] = trials
         if chosen is None:
             entry.update(gamma=gammas[-1], damping=1.0 / gammas[-1], rho=None)
-            st.status = f"stalled: no decrease in {trials} trials"
+            st.message = f"stalled: no decrease in {trials} trials"
             self.record(st, entry)
             return
         self.take(st, entry, chosen, best_gn, gammas, gnorm, cost0)
@@ -449,16 +443,16 @@ class _Solve:
         st = self.start(gamma0)
         cost0 = st.cost
         if math.isfinite(st.cost):
-            st.status = self.convergence(st, cost0)
+            st.message = self.convergence(st, cost0)
         else:
-            st.status = "stalled: non-finite cost"
+            st.message = "stalled: non-finite cost"
         iteration = 0
-        while st.status is None and iteration < self.opt.max_iter:
+        while st.message is None and iteration < self.opt.max_iter:
             iteration += 1
             self.iterate(st, iteration, cost0)
         fp, oc = _counters(self.problem)
         return Result(x=st.w, cost=st.cost, cost0=cost0, nit=len(st.history),
-                      message=st.status or "max_iter", history=st.history,
+                      message=st.message or "max_iter", history=st.history,
                       nfev=fp - self.fp0, ort_calls=oc - self.oc0,
                       seconds=time.perf_counter() - self.t_start, loss=self.obj.loss,
                       method=self.opt.method, damping=self.opt.damping, gamma=st.gamma)
