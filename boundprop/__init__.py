@@ -24,8 +24,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "OutputBounds": "boundprop.analysis", "output_bounds": "boundprop.analysis",
     "AuditResult": "boundprop.audit", "audit": "boundprop.audit",
-    "Certificate": "boundprop.certify", "certify": "boundprop.certify",
-    "load_certificate": "boundprop.certify",
+    "Certificate": "boundprop.certificate", "load_certificate": "boundprop.certificate",
+    "certify": "boundprop.certify",
     "CertificateInvalid": "boundprop.checker", "CheckResult": "boundprop.checker",
     "check": "boundprop.checker",
     "Constants": "boundprop.constants", "constants": "boundprop.constants",
