@@ -33,7 +33,7 @@ from boundprop.conv_norms import (
     conv_spectral_norm_lower,
     conv_spectral_norm_upper,
 )
-from boundprop.ops.affine import Conv
+from boundprop.ops.conv import Conv
 
 ROOT = Path(__file__).resolve().parent.parent
 VNN = ROOT.parent / "shared" / "vnncomp2021"

@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover - other NumPy layouts
 if TYPE_CHECKING:
     import scipy.sparse
 
-    from boundprop.ops.affine import Conv
+    from boundprop.ops.conv import Conv
 
 # =============================================================================================
 # The ℓ2 operator norm of a zero-padded N-d convolution at its real input size.

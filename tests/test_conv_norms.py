@@ -23,7 +23,7 @@ from boundprop.conv_norms import (
     conv_spectral_norm_lower,
     conv_spectral_norm_upper,
 )
-from boundprop.ops.affine import Conv
+from boundprop.ops.conv import Conv
 
 # Documented tightness of the Fourier (torus) route when every spatial size n satisfies
 # n ≥ 2·s·(d(k−1)+1): stride 1 and dilation 1 within 20 %, strided/dilated within 30 %

@@ -8,9 +8,11 @@ node into that primitive is registered beside it with :func:`onnx_converter`.
 from __future__ import annotations
 
 # Importing the modules fills the registry.
-from boundprop.ops import (  # noqa: E402,F401
+from boundprop.ops import (  # noqa: F401
     activation,
     affine,
+    cast,
+    conv,
     join,
     normalization,
     piecewise,

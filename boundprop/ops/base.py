@@ -9,6 +9,7 @@ mixed with the sample axis, so batch-coupled ops (training-mode batch norm) stay
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -17,6 +18,16 @@ import numpy as np
 import onnx
 
 from boundprop.errors import UnsupportedModelError
+from boundprop.norms import spectral_norm_upper
+from boundprop.rounding import (
+    FLOAT32_ABSOLUTE,
+    FLOAT32_ELEMENTARY_RELATIVE_ERROR,
+    FLOAT32_SAFE_MAX,
+    gamma,
+    gamma32,
+    round_up,
+    widen,
+)
 
 FAMILIES = ("input", "affine", "activation", "pooling", "normalising", "join")
 # Relative headroom added to certified ℓ2 operator norms so that the independent checker's
@@ -74,7 +85,6 @@ class Primitive:
         """Bound (per output entry) on |float32 result − exact result| on the same inputs, for
         inputs in ``boxes`` and output enclosure ``out`` (see ``rounding`` for the model).
         The default treats the op as a composition of ~n elementary steps of its output size."""
-        from boundprop.rounding import FLOAT32_ABSOLUTE, FLOAT32_ELEMENTARY_RELATIVE_ERROR
 
         mag = np.maximum(np.abs(out[0]), np.abs(out[1]))
         return 8 * FLOAT32_ELEMENTARY_RELATIVE_ERROR * mag + FLOAT32_ABSOLUTE
@@ -86,7 +96,6 @@ class Primitive:
         the node's ``float32_error`` bound ``err``. The default covers ops whose kernels form
         products of two inputs summed over at most n terms (bilinear maps, squares in
         normalisations): max|input|²·n and max|output| must stay below the limit."""
-        from boundprop.rounding import FLOAT32_SAFE_MAX
 
         n = sum(int(np.prod(b[0].shape)) for b in boxes) + 1
         top = max((box_max_abs(b) for b in boxes), default=0.0)
@@ -115,6 +124,25 @@ class Primitive:
         the node on ``boxes``. None: no rule (the enclosure method then does not apply)."""
         return None
 
+    def vjp(self, cot: np.ndarray, inputs: list[np.ndarray], rows: int) -> list[np.ndarray]:
+        """Reverse-mode rule at points: for S points ``inputs[j]`` (S, *in_shape_j) and the
+        cotangents ``cot`` (S·rows, *out_shape; ``rows`` consecutive rows per point), the
+        products cot·∂f/∂x_j (S·rows, *in_shape_j) for every input j.
+
+        The default evaluates :meth:`jacobian_backward` point by point on the degenerate boxes
+        [x, x] with zero radius (its centre is then cot·J(x)); NotImplementedError (the op's
+        kind as message) when the op has neither rule."""
+        per_point = []
+        for s in range(len(inputs[0])):
+            cs = cot[s * rows:(s + 1) * rows]
+            boxes = [(x[s:s + 1], x[s:s + 1]) for x in inputs]
+            with np.errstate(all="ignore"):
+                parts = self.jacobian_backward(cs, np.zeros_like(cs), boxes)
+            if parts is None:
+                raise NotImplementedError(self.kind)
+            per_point.append([centre for centre, _ in parts])
+        return [np.concatenate([p[j] for p in per_point]) for j in range(len(inputs))]
+
 
 def box_max_abs(box: Interval) -> float:
     """max |x| over the box (inf if any end is infinite or NaN)."""
@@ -135,7 +163,7 @@ class AffinePrimitive(Primitive):
 
     family: ClassVar[str] = "affine"
     rules: ClassVar[frozenset[str]] = frozenset(
-        {"interval", "backward_linear", "constants", "jacobian", "materialize"})
+        {"interval", "backward_linear", "constants", "jacobian", "materialize", "vjp"})
     offset: np.ndarray | None = None
 
     def linear(self, x: np.ndarray) -> np.ndarray:
@@ -164,8 +192,6 @@ class AffinePrimitive(Primitive):
         return None  # affine: exact, nothing to relax
 
     def float32_error(self, boxes, out):
-        from boundprop.rounding import FLOAT32_ABSOLUTE, gamma32
-
         lo, hi = boxes[0]
         mag = self.abs_linear(np.maximum(np.abs(lo), np.abs(hi)))
         if self.offset is not None:
@@ -176,7 +202,6 @@ class AffinePrimitive(Primitive):
         """Every partial sum of A x + b is at most mag = |A||x| + |b| in magnitude, and
         ``float32_error`` is γ·mag + tiny, so mag ≤ err/γ: both it and the output must stay
         below FLOAT32_SAFE_MAX."""
-        from boundprop.rounding import FLOAT32_SAFE_MAX, gamma32
 
         mag = float(np.max(err, initial=0.0)) / gamma32(self.fan_in + 2)
         return box_max_abs(out) <= FLOAT32_SAFE_MAX and mag <= FLOAT32_SAFE_MAX
@@ -184,7 +209,6 @@ class AffinePrimitive(Primitive):
     def backward_linear(self, lam: np.ndarray, relax, boxes):
         """Λ·(A z + b) = (AᵀΛ)·z + Λ·b; the float error of AᵀΛ is at most γ_n|Λ|·(|A||z|),
         bounded with |z| ≤ max(|lo|, |hi|) from the input's enclosure."""
-        from boundprop.rounding import gamma
 
         lam_in = self.adjoint(lam)
         lo, hi = boxes[0]
@@ -207,6 +231,13 @@ class AffinePrimitive(Primitive):
     def abs_adjoint(self, lam: np.ndarray) -> np.ndarray:
         """|A|ᵀ applied to each row of ``lam`` (the transpose of :meth:`abs_linear`)."""
         raise NotImplementedError
+
+    def vjp(self, cot, inputs, rows):
+        """cot·A = Aᵀ applied to each cotangent row (:meth:`adjoint`), whatever the point."""
+        try:
+            return [self.adjoint(cot)]
+        except NotImplementedError:
+            return super().vjp(cot, inputs, rows)
 
     # Largest matrix (entries) materialised for an exact-ish spectral norm.
     MATERIALIZE_LIMIT: ClassVar[int] = 4_000_000
@@ -234,7 +265,6 @@ class AffinePrimitive(Primitive):
         the sums, bounded by γ_n and rounded up); ‖A‖_2 ≤ sqrt(‖A‖_1 ‖A‖_∞) (Hölder/Riesz–
         Thorin), or the Gram-iteration bound of the materialised matrix when that is small
         (subclasses with structure override :meth:`spectral_norm_upper`)."""
-        from boundprop.rounding import gamma, round_up
 
         cache = self.__dict__.setdefault("_norm_cache", {})
         if norm in cache:  # the op is immutable after import; norms can be expensive
@@ -262,10 +292,23 @@ class AffinePrimitive(Primitive):
         cache[norm] = float(round_up(top * (1 + gamma(n + 2))))
         return cache[norm]
 
-    def spectral_norm_upper(self) -> float:
-        from boundprop.norms import spectral_norm_upper
-        from boundprop.rounding import round_up
+    def norm_witness_matrix(self, norm: str) -> tuple[np.ndarray, float, str] | None:
+        """A matrix M with |M − A| ≤ e·|A| entrywise against which ‖A‖_p can be re-certified
+        independently: (M, e, description), or None. The ℓ2 norm only, from
+        :meth:`materialize` (one rounding per entry at most: e = 2⁻⁵²); materialising costs a
+        forward pass per input entry, and the ℓ∞/ℓ1 sums are cheap to recompute by the rule."""
+        if norm != "2":
+            return None
+        m = self.materialize()
+        return None if m is None else (m, 2.0**-52, "the materialised matrix")
 
+    def operator_norm_for(self, ctx, norm: str) -> float:
+        """‖A‖_p for a constants rule: the verified value ``ctx.operator_norms[norm]`` when the
+        caller supplies one, else :meth:`operator_norm_upper`."""
+        given = ctx.operator_norms or {}
+        return float(given[norm]) if norm in given else self.operator_norm_upper(norm)
+
+    def spectral_norm_upper(self) -> float:
         holder = float(round_up(np.sqrt(self.operator_norm_upper("1")
                                         * self.operator_norm_upper("inf"))))
         if isinstance(self, PermutationPrimitive):
@@ -280,20 +323,19 @@ class AffinePrimitive(Primitive):
         """‖b‖_p of the offset broadcast over the whole output (0 without one)."""
         if self.offset is None:
             return 0.0
-        from boundprop.ops.rules import array_norm_upper
+        from boundprop.ops.rules import array_norm_upper  # lazy: loads sympy
 
         return array_norm_upper(np.broadcast_to(self.offset, (1, *self.out_shape)), norm)
 
     def constants_rule(self, ctx):
-        from boundprop.ops.rules import linear_rule
+        from boundprop.ops.rules import linear_rule  # lazy: loads sympy
 
-        return linear_rule(ctx, self.operator_norm_upper(ctx.norm),
+        return linear_rule(ctx, self.operator_norm_for(ctx, ctx.norm),
                            self.offset_norm_upper(ctx.norm), self.kind)
 
     def jacobian_backward(self, c, r, boxes):
         """(C ± R)·A = C·A ± (R·|A| + γ_n |C|·|A|): the adjoint of the centre, rounding of
         the float adjoint included in the radius."""
-        from boundprop.rounding import gamma, round_up
 
         try:
             ca = self.adjoint(c)
@@ -306,7 +348,6 @@ class AffinePrimitive(Primitive):
     def interval(self, box: Interval) -> Interval:
         """Centre-radius form: A c + b ± |A| r, plus the dot-product rounding bound
         γ_{n}(|A|(|c| + r) + |b|) of the float computation (n = fan-in)."""
-        from boundprop.rounding import gamma, round_up, widen
 
         lo, hi = box
         unbounded = ~(np.isfinite(lo) & np.isfinite(hi))
@@ -324,6 +365,46 @@ class AffinePrimitive(Primitive):
         if np.any(unbounded):
             rad = np.where(self.abs_linear(unbounded.astype(np.float64)) > 0, np.inf, rad)
         return widen(yc, yc, rad)
+
+
+class ParametricAffine(AffinePrimitive):
+    """An affine map y = A(W)u + b whose weight W and bias b are learned parameters (dense,
+    convolution): the parameter ball ‖(ΔW, Δb)‖_F ≤ ρ and the parameter gradients apply."""
+
+    rules: ClassVar[frozenset[str]] = AffinePrimitive.rules | {"parametric"}
+
+    def param_structure(self) -> tuple[float, int]:
+        """(c, r): the bilinear constant ‖A(ΔW)u‖ ≤ c‖ΔW‖_F‖u‖ and the bias's copies r."""
+        raise NotImplementedError
+
+    def weight_and_bias(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(W, b): the weight array (its first axis the output features) and the additive
+        constant as held (None without one). The parameter ball and :meth:`param_vjp` move b
+        per output feature: W.shape[0] entries."""
+        raise NotImplementedError
+
+    def perturbed(self, dw: np.ndarray, db: np.ndarray | None) -> ParametricAffine:
+        """A copy with weight W + dw and, when ``db`` (W.shape[0] entries) is given, bias
+        b + db per output feature."""
+        raise NotImplementedError
+
+    def param_vjp(self, cot: np.ndarray, u: np.ndarray, rows: int
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Gradients of ``rows`` functionals (cotangents ``cot`` (rows, *out_shape) of the
+        layer output) w.r.t. W ((rows, *W.shape)) and the per-feature bias ((rows, W.shape[0]))
+        at the input ``u`` ((1, *in_shape)); None where this rule cannot derive one."""
+        raise NotImplementedError
+
+    def constants_rule(self, ctx):
+        """W.r.t. the input, the affine rule; w.r.t. the parameters (``ctx.wrt == "params"``),
+        ``parametrized_affine_rule`` with radius ``ctx.param_radius``, ‖A(W*)‖₂ and ‖b*‖₂."""
+        if ctx.wrt != "params":
+            return super().constants_rule(ctx)
+        from boundprop.ops.rules import parametrized_affine_rule  # lazy: loads sympy
+
+        c_bil, copies = self.param_structure()
+        return parametrized_affine_rule(ctx, self.operator_norm_for(ctx, "2"), c_bil, copies,
+                                        float(ctx.param_radius), self.offset_norm_upper("2"))
 
 
 class PermutationPrimitive(AffinePrimitive):
@@ -352,7 +433,6 @@ class PermutationPrimitive(AffinePrimitive):
 
     def float32_overflow_free(self, boxes, out, err) -> bool:
         """Copies are exact; only the output (inputs plus constant offsets) can be too big."""
-        from boundprop.rounding import FLOAT32_SAFE_MAX
 
         return box_max_abs(out) <= FLOAT32_SAFE_MAX
 
@@ -483,8 +563,6 @@ def window_slices(kernel: Shape, strides: Shape, dilations: Shape, out_spatial: 
     Offset ``o`` along a spatial axis sees input positions ``o*d + s*j`` for output ``j``; a
     sliding-window op (convolution, pooling) is a sum/max over offsets of these slices.
     """
-    import itertools
-
     for offs in itertools.product(*(range(k) for k in kernel)):
         yield offs, tuple(slice(o * d, o * d + s * (n - 1) + 1, s)
                           for o, d, s, n in zip(offs, dilations, strides, out_spatial))

@@ -6,6 +6,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from boundprop.domains.interval_ort import ETA, SLACK64, U1, FastIntervalUnavailable, IValue
+from boundprop.ops.affine import ElementwiseAffine
 from boundprop.ops.base import (
     Const,
     ConversionContext,
@@ -15,9 +17,14 @@ from boundprop.ops.base import (
     Value,
     attr,
     broadcast_shapes,
+    float_array,
     normalize_axis,
     onnx_converter,
 )
+from boundprop.ops.broadcast import lift_input, sum_to_shape
+from boundprop.ops.shape import ConcatConst
+from boundprop.ops.smooth import Erf, Gelu
+from boundprop.rounding import FLOAT32_ABSOLUTE, UNIT_ROUNDOFF, gamma, gamma32, round_up, widen
 
 
 class Sum(Primitive):
@@ -25,7 +32,8 @@ class Sum(Primitive):
 
     family: ClassVar[str] = "join"
     rules: ClassVar[frozenset[str]] = (
-        frozenset({"interval", "ort_interval", "backward_linear", "constants", "jacobian"}))
+        frozenset({"interval", "ort_interval", "backward_linear", "constants", "jacobian",
+                   "vjp"}))
     kind = "sum"
 
     def __init__(self, in_shapes: tuple[Shape, ...], coefficients: tuple[float, ...]):
@@ -34,8 +42,6 @@ class Sum(Primitive):
         self.out_shape = broadcast_shapes(*self.in_shapes)
 
     def evaluate(self, *xs: np.ndarray) -> np.ndarray:
-        from boundprop.ops.affine import lift_input
-
         rank = len(self.out_shape)
         total = None
         for c, x in zip(self.coefficients, xs):
@@ -46,8 +52,6 @@ class Sum(Primitive):
         return total
 
     def interval(self, *boxes):
-        from boundprop.rounding import gamma, widen
-
         lo_terms, hi_terms = [], []
         for c, (lo, hi) in zip(self.coefficients, boxes):
             a, b = (lo * c, hi * c) if c >= 0 else (hi * c, lo * c)
@@ -66,7 +70,6 @@ class Sum(Primitive):
         Add may be fused into the convolution producing r₁, see ``gamma_fused``; centres feed
         a guard too, so they are never fused); so the sum is ``cr`` with rho = 1/(1−γf),
         eps = U1, tau = tau₁ + tau₂ + 3·ETA."""
-        from boundprop.domains.interval_ort import ETA, SLACK64, U1, FastIntervalUnavailable, IValue
 
         if any(c not in (1.0, -1.0) for c in self.coefficients):
             raise FastIntervalUnavailable("Sum with coefficients other than +-1")
@@ -87,17 +90,12 @@ class Sum(Primitive):
         return None
 
     def float32_error(self, boxes, out):
-        from boundprop.rounding import FLOAT32_ABSOLUTE, gamma32
-
         mags = [np.abs(c) * np.maximum(np.abs(lo), np.abs(hi))
                 for c, (lo, hi) in zip(self.coefficients, boxes)]
         return gamma32(len(boxes) + 1) * Sum(self.in_shapes, (1.0,) * len(boxes)).evaluate(
             *mags) + FLOAT32_ABSOLUTE
 
     def backward_linear(self, lam: np.ndarray, relax, boxes):
-        from boundprop.ops.affine import sum_to_shape
-        from boundprop.rounding import UNIT_ROUNDOFF
-
         outs, err = [], np.zeros(lam.shape[0])
         for c, shape, (lo, hi) in zip(self.coefficients, self.in_shapes, boxes):
             li = sum_to_shape(lam, shape)
@@ -119,9 +117,9 @@ class Sum(Primitive):
 
     def constants_rule(self, ctx):
         """ℓ ≤ Σ_k |c_k| r_k ℓ_k with r_k = (copies made by broadcasting)^{1/p}; L, B alike."""
-        import sympy as sp
+        import sympy as sp  # lazy: sympy is heavy (only constants need it)
 
-        from boundprop.ops.rules import dim_factor, sum_rule
+        from boundprop.ops.rules import dim_factor, sum_rule  # lazy: loads sympy
 
         weights = []
         for k, c in enumerate(self.coefficients):
@@ -132,9 +130,6 @@ class Sum(Primitive):
         return sum_rule(ctx, weights)
 
     def jacobian_backward(self, c, r, boxes):
-        from boundprop.ops.affine import sum_to_shape
-        from boundprop.rounding import gamma, round_up
-
         out = []
         for k, coef in enumerate(self.coefficients):
             cc = sum_to_shape(c * coef, self.in_shapes[k]) if coef != 1.0 else sum_to_shape(
@@ -153,7 +148,8 @@ class Concat(Primitive):
 
     family: ClassVar[str] = "join"
     rules: ClassVar[frozenset[str]] = (
-        frozenset({"interval", "ort_interval", "backward_linear", "constants", "jacobian"}))
+        frozenset({"interval", "ort_interval", "backward_linear", "constants", "jacobian",
+                   "vjp"}))
     kind = "concat"
 
     def __init__(self, in_shapes: tuple[Shape, ...], axis: int):
@@ -193,7 +189,7 @@ class Concat(Primitive):
         return list(parts), np.zeros(lam.shape[0]), np.zeros(lam.shape[0])
 
     def constants_rule(self, ctx):
-        from boundprop.ops.rules import stack_rule
+        from boundprop.ops.rules import stack_rule  # lazy: loads sympy
 
         return stack_rule(ctx)
 
@@ -208,8 +204,6 @@ class Concat(Primitive):
 
 @onnx_converter("Concat")
 def convert_concat(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    from boundprop.ops.shape import ConcatConst
-
     vals = [a for a in args if a is not None]
     tensors = [a for a in vals if isinstance(a, Tensor)]
     rank = len(tensors[0].shape)
@@ -244,8 +238,6 @@ def convert_concat(ctx: ConversionContext, node, args: list[Value]) -> list[Valu
 
 @onnx_converter("Sum")
 def convert_sum(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    from boundprop.ops.affine import ElementwiseAffine
-
     tensors = [a for a in args if isinstance(a, Tensor)]
     consts = [a.value for a in args if isinstance(a, Const)]
     out = tensors[0] if len(tensors) == 1 else ctx.emit(
@@ -258,8 +250,6 @@ def convert_sum(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
 def match_gelu_product(ctx: ConversionContext, a: Tensor, b: Tensor) -> Tensor | None:
     """Recognise x·α·(k + k·erf(x/√2)) — the product torch exports for exact GELU — and emit
     Gelu(x) scaled by 2αk instead. Returns None when the operands are not that pattern."""
-    from boundprop.ops.affine import ElementwiseAffine
-    from boundprop.ops.smooth import Erf, Gelu
 
     nodes = ctx.graph_nodes
 
@@ -308,3 +298,41 @@ def match_gelu_product(ctx: ConversionContext, a: Tensor, b: Tensor) -> Tensor |
             return g
         return ctx.emit(ElementwiseAffine(g.shape, np.array(factor), None), [g], "/gelu-scale")
     return None
+
+
+@onnx_converter("Add", "Sub", "Mul", "Div")
+def convert_arithmetic(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    a, b = args
+    op = node.op_type
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if op in ("Add", "Sub"):
+            return [ctx.emit(Sum((a.shape, b.shape), (1.0, 1.0 if op == "Add" else -1.0)), [a, b])]
+        if op == "Mul":
+            gelu = match_gelu_product(ctx, a, b)
+            if gelu is not None:
+                return [gelu]
+        raise ctx.fail(f"{op} of two computed tensors is not supported (only Add/Sub, and the "
+                       "Erf-GELU product pattern)")
+    if isinstance(a, Tensor):
+        x, c = a, float_array(b.value)
+        if op == "Add":
+            prim = ElementwiseAffine(x.shape, None, c)
+        elif op == "Sub":
+            prim = ElementwiseAffine(x.shape, None, -c)
+        elif op == "Mul":
+            prim = ElementwiseAffine(x.shape, c, None)
+        else:
+            if np.any(c == 0):
+                raise ctx.fail("division by a constant containing zeros")
+            prim = ElementwiseAffine(x.shape, 1.0 / c, None)
+        return [ctx.emit(prim, [x])]
+    x, c = b, float_array(a.value)
+    if op == "Add":
+        prim = ElementwiseAffine(x.shape, None, c)
+    elif op == "Sub":
+        prim = ElementwiseAffine(x.shape, np.array(-1.0), c)
+    elif op == "Mul":
+        prim = ElementwiseAffine(x.shape, c, None)
+    else:
+        raise ctx.fail("division of a constant by a computed tensor (reciprocal) is not supported")
+    return [ctx.emit(prim, [x])]

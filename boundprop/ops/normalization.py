@@ -11,6 +11,7 @@ from typing import ClassVar
 import numpy as np
 from scipy import special
 
+from boundprop.ops.affine import ElementwiseAffine
 from boundprop.ops.base import (
     ConversionContext,
     Primitive,
@@ -23,6 +24,17 @@ from boundprop.ops.base import (
     normalize_axis,
     onnx_converter,
 )
+from boundprop.ops.broadcast import lift
+from boundprop.rounding import (
+    ELEMENTARY_RELATIVE_ERROR,
+    FLOAT32_ABSOLUTE,
+    FLOAT32_ELEMENTARY_RELATIVE_ERROR,
+    gamma,
+    gamma32,
+    round_down,
+    round_up,
+    widen,
+)
 
 
 def standardized_interval(lo: np.ndarray, hi: np.ndarray, axes: tuple[int, ...], eps: float
@@ -33,7 +45,6 @@ def standardized_interval(lo: np.ndarray, hi: np.ndarray, axes: tuple[int, ...],
     v̄ = (1/m) Σ_j max(d_j²) over the bounds. Then q_i = d_i / s with s ∈ [√ε, √(v̄ + ε)], and
     |q_i| ≤ √(m − 1) always (Cauchy–Schwarz on Σ_j d_j = 0 gives d_i² ≤ (m − 1) σ²).
     """
-    from boundprop.rounding import gamma, round_up, widen
 
     m = int(np.prod([lo.shape[a] for a in axes]))
     cap = round_up(np.sqrt(max(m - 1, 0)))
@@ -61,7 +72,6 @@ def standardized_interval(lo: np.ndarray, hi: np.ndarray, axes: tuple[int, ...],
 def affine_interval(q_lo: np.ndarray, q_hi: np.ndarray, scale: np.ndarray | None,
                     bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """[q]·γ + β with outward rounding (γ, β broadcast)."""
-    from boundprop.rounding import round_down, round_up
 
     if scale is not None:
         a, b = q_lo * scale, q_hi * scale
@@ -75,7 +85,6 @@ def standardized_float32_error(box: tuple[np.ndarray, np.ndarray], axes: tuple[i
                                eps: float, scale, bias, out) -> np.ndarray:
     """Float32 error model of γ (x − μ)/√(σ² + ε) + β: the mean and variance are m-term sums
     (γ_m-relative, against max|x|), amplified by 1/√ε in the quotient."""
-    from boundprop.rounding import FLOAT32_ABSOLUTE, gamma32
 
     lo, hi = box
     m = int(np.prod([lo.shape[a] for a in axes]))
@@ -126,7 +135,7 @@ class BatchNormTraining(Primitive):
                                           self.bias.reshape(self._bshape), out)
 
     def constants_rule(self, ctx):
-        from boundprop.ops.rules import array_norm_upper, standardization_rule
+        from boundprop.ops.rules import array_norm_upper, standardization_rule  # lazy: sympy
 
         n, c, *sp_ = self.in_shapes[0]
         m = n * int(np.prod(sp_))
@@ -150,8 +159,6 @@ class LayerNorm(Primitive):
 
     def __init__(self, in_shape: Shape, axis: int, scale: np.ndarray | None,
                  bias: np.ndarray | None, eps: float):
-        from boundprop.ops.affine import lift
-
         self.in_shapes, self.out_shape = (tuple(in_shape),), tuple(in_shape)
         rank = len(in_shape)
         self.axis, self.eps = axis, float(eps)
@@ -180,7 +187,7 @@ class LayerNorm(Primitive):
                                           out)
 
     def constants_rule(self, ctx):
-        from boundprop.ops.rules import array_norm_upper, standardization_rule
+        from boundprop.ops.rules import array_norm_upper, standardization_rule  # lazy: sympy
 
         shape = self.in_shapes[0]
         m = int(np.prod(shape[self.axis:]))
@@ -221,8 +228,6 @@ class Softmax(Primitive):
         x_i and decreases in every other x_j, so its extremes over a box sit at corners:
         lower_i = 1 / (1 + T_i) with T_i = Σ_{j≠i} exp(u_j − l_i), upper_i with l_j − u_i.
         log-softmax_i = −log(1 + T_i) likewise."""
-        from boundprop.rounding import ELEMENTARY_RELATIVE_ERROR as rel
-        from boundprop.rounding import round_down, round_up
 
         lo, hi = box
         ax = tuple(a + 1 for a in self.axes)
@@ -233,6 +238,7 @@ class Softmax(Primitive):
         lf = lo.transpose(perm).reshape(flat_shape)
         hf = hi.transpose(perm).reshape(flat_shape)
         n = lf.shape[-1]
+        rel = ELEMENTARY_RELATIVE_ERROR
         off = ~np.eye(n, dtype=bool)
         with np.errstate(over="ignore"):
             # t_lo[..., i] = Σ_{j≠i} exp(u_j − l_i): an upper estimate, inflated for rounding.
@@ -251,12 +257,6 @@ class Softmax(Primitive):
         return (y_lo.reshape(shape_t).transpose(inv), y_hi.reshape(shape_t).transpose(inv))
 
     def float32_error(self, boxes, out):
-        from boundprop.rounding import (
-            FLOAT32_ABSOLUTE,
-            FLOAT32_ELEMENTARY_RELATIVE_ERROR,
-            gamma32,
-        )
-
         n = int(np.prod([self.in_shapes[0][a] for a in self.axes]))
         rel = gamma32(n + 4) + 4 * FLOAT32_ELEMENTARY_RELATIVE_ERROR
         mag = np.maximum(np.abs(out[0]), np.abs(out[1]))
@@ -274,9 +274,9 @@ class Softmax(Primitive):
         1/2 + 1/2 + ‖Dp‖_{∞→1} ≤ 3 (ℓ∞). Log-softmax: Jacobian I − 1pᵀ (an oblique
         projection: ‖·‖₂ = √m‖p‖₂ ≤ √m; ‖·‖_∞ ≤ 2; ‖·‖_1 ≤ max(1, m − 1)); D²y = −1 ⊗
         (diag(p) − ppᵀ): L ≤ √m/2, 2, m/2."""
-        import sympy as sp
+        import sympy as sp  # lazy: sympy is heavy (only constants need it)
 
-        from boundprop.ops.rules import chain_rule
+        from boundprop.ops.rules import chain_rule  # lazy: loads sympy
 
         m = int(np.prod([self.in_shapes[0][a] for a in self.axes]))
         groups = int(np.prod(self.in_shapes[0])) // max(m, 1)
@@ -325,3 +325,27 @@ def convert_layernorm(ctx: ConversionContext, node, args: list[Value]) -> list[V
         bias = const_value(ctx, args[2], "LayerNormalization bias")
     prim = LayerNorm(x.shape, axis, scale, bias, attr(node, "epsilon", 1e-5))
     return [ctx.emit(prim, [x])] + [None] * (len(node.output) - 1)
+
+
+@onnx_converter("BatchNormalization")
+def convert_batchnorm(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    x = args[0]
+    if not isinstance(x, Tensor):
+        raise ctx.fail("BatchNormalization input must be computed from the network input")
+    eps = float(attr(node, "epsilon", 1e-5))
+    scale = float_array(const_value(ctx, args[1], "BatchNormalization scale"))
+    bias = float_array(const_value(ctx, args[2], "BatchNormalization bias"))
+    training = bool(attr(node, "training_mode", 0))
+    if ctx.opset < 7 and attr(node, "is_test", 1) == 0:
+        training = True
+    if training:
+        prim = BatchNormTraining(x.shape, scale, bias, eps)
+        return [ctx.emit(prim, [x])] + [None] * (len(node.output) - 1)
+    mean = float_array(const_value(ctx, args[3], "BatchNormalization mean"))
+    var = float_array(const_value(ctx, args[4], "BatchNormalization variance"))
+    c = x.shape[1]
+    per_channel = (c,) + (1,) * (len(x.shape) - 2)
+    s = scale / np.sqrt(var + eps)
+    prim = ElementwiseAffine(x.shape, s.reshape(per_channel),
+                             (bias - mean * s).reshape(per_channel), label="batchnorm")
+    return [ctx.emit(prim, [x])]

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from boundprop.ops.affine import check_window, clamp_strides, resolve_pads
+from boundprop.domains.interval_ort import FastIntervalUnavailable
 from boundprop.ops.base import (
     AffinePrimitive,
     ConversionContext,
@@ -25,6 +25,8 @@ from boundprop.ops.base import (
     onnx_converter,
     window_slices,
 )
+from boundprop.ops.conv import check_window, clamp_strides, resolve_pads
+from boundprop.rounding import gamma, round_up
 
 
 def pool_geometry(in_shape: Shape, kernel: Shape, strides: Shape, dilations: Shape,
@@ -77,7 +79,8 @@ class _Window:
 class MaxPool(_Window, Primitive):
     family: ClassVar[str] = "pooling"
     rules: ClassVar[frozenset[str]] = (
-        frozenset({"interval", "ort_interval", "backward_linear", "constants", "jacobian"}))
+        frozenset({"interval", "ort_interval", "backward_linear", "constants", "jacobian",
+                   "vjp"}))
     kind = "maxpool"
 
     def __init__(self, in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode):
@@ -123,8 +126,6 @@ class MaxPool(_Window, Primitive):
         return j_star, dominated, highs.max(axis=0)
 
     def backward_linear(self, lam: np.ndarray, relax, boxes):
-        from boundprop.rounding import gamma
-
         j_star, dominated, upper = relax
         lp, ln = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
         coef = lp + np.where(dominated, ln, 0.0)
@@ -154,9 +155,9 @@ class MaxPool(_Window, Primitive):
         """Each output copies one entry of its window: ‖Δy‖_p ≤ c^{1/p}‖Δx‖_p with c the
         most windows sharing an entry (ℓ_∞: 1). Piecewise linear: not smooth, unless on the
         set every window has one entry that dominates (then linear there, L = 0)."""
-        import sympy as sp
+        import sympy as sp  # lazy: sympy is heavy (only constants need it)
 
-        from boundprop.ops.rules import chain_rule, dim_factor
+        from boundprop.ops.rules import chain_rule, dim_factor  # lazy: loads sympy
 
         slope = ctx.symbol("P", dim_factor(self.multiplicity(), ctx.norm),
                            "max-pool overlap factor")
@@ -190,7 +191,6 @@ class MaxPool(_Window, Primitive):
             idx = safe[o].reshape(-1)[sel]
             np.add.at(acc_lo, (slice(None), idx), mult_lo[:, sel])
             np.add.at(acc_hi, (slice(None), idx), mult_hi[:, sel])
-        from boundprop.rounding import gamma, round_up
 
         centre = 0.5 * (acc_lo + acc_hi)
         radius = round_up((acc_hi - acc_lo) * 0.5 + gamma(index.shape[0] + 2)
@@ -231,7 +231,6 @@ class AveragePool(_Window, AffinePrimitive):
 
     def emit_interval_onnx(self, b, x):
         """ONNX AveragePool: a nonnegative linear map with row sums ≤ 1."""
-        from boundprop.domains.interval_ort import FastIntervalUnavailable
 
         if any(d != 1 for d in self.dilations):
             raise FastIntervalUnavailable("dilated AveragePool needs opset 19")
@@ -344,9 +343,9 @@ class ReduceExtreme(Primitive):
 
     def constants_rule(self, ctx):
         """Each output is the max (min) of its own group: ‖Δy‖_p ≤ ‖Δx‖_p. Not smooth."""
-        import sympy as sp
+        import sympy as sp  # lazy: sympy is heavy (only constants need it)
 
-        from boundprop.ops.rules import chain_rule
+        from boundprop.ops.rules import chain_rule  # lazy: loads sympy
 
         return chain_rule(ctx, sp.Integer(1), sp.oo, sp.Integer(0),
                           reason="max/min reduction is not differentiable at ties")

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
+from boundprop.errors import BoundpropError
+from boundprop.rounding import gamma, round_down, round_up
+
 NORMS = ("2", "inf", "1")
 Interval = tuple[np.ndarray, np.ndarray]
 
@@ -26,15 +29,12 @@ Interval = tuple[np.ndarray, np.ndarray]
 def check_norm(norm: str) -> str:
     norm = {"l2": "2", "linf": "inf", "l1": "1", "∞": "inf"}.get(str(norm).lower(), str(norm))
     if norm not in NORMS:
-        from boundprop.errors import BoundpropError
-
         raise BoundpropError(f"unknown norm '{norm}'; use 2, inf or 1")
     return norm
 
 
 def dim_factor(n: int, norm: str) -> float:
     """‖1_n‖_p = n^{1/p}: how much copying one entry to n places can grow a p-norm."""
-    from boundprop.rounding import round_up
 
     n = max(int(n), 0)
     if norm == "inf":
@@ -46,7 +46,6 @@ def dim_factor(n: int, norm: str) -> float:
 
 def array_norm_upper(a: np.ndarray, norm: str) -> float:
     """‖a‖_p of the flattened array, rounded up (inf if any entry is)."""
-    from boundprop.rounding import gamma, round_up
 
     a = np.abs(np.asarray(a, dtype=np.float64)).reshape(-1)
     if a.size == 0:
@@ -91,7 +90,11 @@ def node_tags(names: list[str]) -> list[str]:
 @dataclass
 class RuleContext:
     """What a rule sees: the norm, its inputs' enclosures (None: global, over all inputs),
-    the symbols of its inputs' constants, and a factory for its own named constants."""
+    the symbols of its inputs' constants, and a factory for its own named constants.
+
+    ``wrt``: "input" (constants of x ↦ node) or "params" (of θ ↦ node, parametric ops in the
+    ball of radius ``param_radius``); ``operator_norms``: norm name → a verified ‖A‖ that an
+    affine op uses instead of recomputing its own (the independent checker's)."""
 
     norm: str
     tag: str
@@ -102,6 +105,9 @@ class RuleContext:
     values: dict[sp.Symbol, float] = field(default_factory=dict)
     latex: dict[sp.Symbol, str] = field(default_factory=dict)
     meaning: dict[sp.Symbol, str] = field(default_factory=dict)
+    wrt: str = "input"
+    param_radius: float = 0.0
+    operator_norms: dict[str, float] | None = None
 
     @property
     def local(self) -> bool:
@@ -170,7 +176,6 @@ def interval_times(c: np.ndarray, r: np.ndarray, lo: np.ndarray, hi: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Centre–radius enclosure of {j·d : j ∈ [c − r, c + r], d ∈ [lo, hi]} (broadcast),
     rounded outward."""
-    from boundprop.rounding import round_down, round_up
 
     a, b = c - r, c + r
     prods = [a * lo, a * hi, b * lo, b * hi]

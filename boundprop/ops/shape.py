@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-import sympy as sp
 
+from boundprop.domains.interval_ort import FastIntervalUnavailable, down32, up32
 from boundprop.ops.base import (
     Const,
     ConversionContext,
     PermutationPrimitive,
-    Primitive,
     Shape,
     Tensor,
     Value,
@@ -26,6 +25,7 @@ from boundprop.ops.base import (
     normalize_axis,
     onnx_converter,
 )
+from boundprop.ops.broadcast import lift_input, sum_to_shape
 
 
 class Reshape(PermutationPrimitive):
@@ -45,7 +45,6 @@ class Reshape(PermutationPrimitive):
 
     def emit_interval_onnx(self, b, x):
         if 0 in self.out_shape:
-            from boundprop.domains.interval_ort import FastIntervalUnavailable
             raise FastIntervalUnavailable("empty tensors")
         shape = b.const(np.array(self.out_shape, np.int64))
         return b.both(x, lambda n: b.op("Reshape", [n, shape]), self.out_shape)
@@ -152,7 +151,6 @@ class Pad(PermutationPrimitive):
     def emit_interval_onnx(self, b, x):
         """ONNX Pad of both tensors. Zero padding (and copying modes) keep the centre/radius
         form exactly; a nonzero constant v pads lo with ↓v and hi with ↑v."""
-        from boundprop.domains.interval_ort import FastIntervalUnavailable, down32, up32
 
         if self.mode == "wrap":
             raise FastIntervalUnavailable("Pad mode 'wrap' needs opset 19")
@@ -220,8 +218,6 @@ class Expand(PermutationPrimitive):
         self.in_shapes, self.out_shape = (tuple(in_shape),), tuple(out_shape)
 
     def linear(self, x: np.ndarray) -> np.ndarray:
-        from boundprop.ops.affine import lift_input
-
         x = lift_input(x, len(self.out_shape))
         return np.broadcast_to(x, (x.shape[0], *self.out_shape))
 
@@ -230,8 +226,6 @@ class Expand(PermutationPrimitive):
         return b.both(x, lambda n: b.op("Expand", [n, shape]), self.out_shape)
 
     def adjoint(self, lam: np.ndarray) -> np.ndarray:
-        from boundprop.ops.affine import sum_to_shape
-
         return sum_to_shape(lam, self.in_shapes[0])
 
 
@@ -279,7 +273,6 @@ class ConcatConst(PermutationPrimitive):
 
     def emit_interval_onnx(self, b, x):
         """Concat lo with ↓constants and hi with ↑constants."""
-        from boundprop.domains.interval_ort import down32, up32
 
         v = b.lh(x)
 
@@ -309,7 +302,7 @@ class ConcatConst(PermutationPrimitive):
 # Converters
 
 
-def _computed(ctx: ConversionContext, v: Value, op: str) -> Tensor:
+def computed_input(ctx: ConversionContext, v: Value, op: str) -> Tensor:
     if not isinstance(v, Tensor):
         raise ctx.fail(f"{op} input must be computed from the network input")
     return v
@@ -328,7 +321,7 @@ def _axes_of(ctx: ConversionContext, node, args: list[Value], input_index: int,
 
 @onnx_converter("Reshape")
 def convert_reshape(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    x = _computed(ctx, args[0], "Reshape")
+    x = computed_input(ctx, args[0], "Reshape")
     if ctx.opset < 5:
         target = list(attr(node, "shape"))
     else:
@@ -353,7 +346,7 @@ def convert_reshape(ctx: ConversionContext, node, args: list[Value]) -> list[Val
 
 @onnx_converter("Flatten")
 def convert_flatten(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    x = _computed(ctx, args[0], "Flatten")
+    x = computed_input(ctx, args[0], "Flatten")
     axis = attr(node, "axis", 1)
     axis = axis + len(x.shape) if axis < 0 else axis
     out = (int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:])))
@@ -362,7 +355,7 @@ def convert_flatten(ctx: ConversionContext, node, args: list[Value]) -> list[Val
 
 @onnx_converter("Squeeze")
 def convert_squeeze(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    x = _computed(ctx, args[0], "Squeeze")
+    x = computed_input(ctx, args[0], "Squeeze")
     axes = _axes_of(ctx, node, args, 1, 13)
     rank = len(x.shape)
     if axes is None:
@@ -376,7 +369,7 @@ def convert_squeeze(ctx: ConversionContext, node, args: list[Value]) -> list[Val
 
 @onnx_converter("Unsqueeze")
 def convert_unsqueeze(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    x = _computed(ctx, args[0], "Unsqueeze")
+    x = computed_input(ctx, args[0], "Unsqueeze")
     axes = _axes_of(ctx, node, args, 1, 13)
     if axes is None:
         raise ctx.fail("Unsqueeze without axes")
@@ -390,7 +383,7 @@ def convert_unsqueeze(ctx: ConversionContext, node, args: list[Value]) -> list[V
 
 @onnx_converter("Transpose")
 def convert_transpose(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    x = _computed(ctx, args[0], "Transpose")
+    x = computed_input(ctx, args[0], "Transpose")
     perm = attr(node, "perm")
     perm = tuple(reversed(range(len(x.shape)))) if perm is None else tuple(perm)
     try:
@@ -424,7 +417,7 @@ def onnx_slices(shape: Shape, starts, ends, axes, steps) -> tuple[slice, ...]:
 
 @onnx_converter("Slice")
 def convert_slice(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    x = _computed(ctx, args[0], "Slice")
+    x = computed_input(ctx, args[0], "Slice")
     if ctx.opset < 10:
         starts, ends = attr(node, "starts"), attr(node, "ends")
         axes, steps = attr(node, "axes"), None
@@ -442,7 +435,7 @@ def convert_slice(ctx: ConversionContext, node, args: list[Value]) -> list[Value
 
 @onnx_converter("Split")
 def convert_split(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    x = _computed(ctx, args[0], "Split")
+    x = computed_input(ctx, args[0], "Split")
     axis = normalize_axis(attr(node, "axis", 0), len(x.shape))
     n_out = len(node.output)
     if ctx.opset < 13:
@@ -467,7 +460,7 @@ def convert_split(ctx: ConversionContext, node, args: list[Value]) -> list[Value
 
 @onnx_converter("Pad")
 def convert_pad(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    x = _computed(ctx, args[0], "Pad")
+    x = computed_input(ctx, args[0], "Pad")
     rank = len(x.shape)
     mode = as_str(attr(node, "mode", "constant"))
     if ctx.opset < 11:
@@ -500,7 +493,7 @@ def convert_pad(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
 
 @onnx_converter("Gather")
 def convert_gather(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    x = _computed(ctx, args[0], "Gather data")
+    x = computed_input(ctx, args[0], "Gather data")
     idx = np.asarray(const_value(ctx, args[1], "Gather indices"), dtype=np.int64)
     axis = normalize_axis(attr(node, "axis", 0), len(x.shape))
     n = x.shape[axis]
@@ -511,7 +504,7 @@ def convert_gather(ctx: ConversionContext, node, args: list[Value]) -> list[Valu
 
 @onnx_converter("Expand")
 def convert_expand(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    x = _computed(ctx, args[0], "Expand")
+    x = computed_input(ctx, args[0], "Expand")
     shape = tuple(int(d) for d in const_value(ctx, args[1], "Expand shape").reshape(-1))
     out = tuple(np.broadcast_shapes(x.shape, shape))
     return [ctx.emit(Expand(x.shape, out), [x])]
@@ -519,117 +512,6 @@ def convert_expand(ctx: ConversionContext, node, args: list[Value]) -> list[Valu
 
 @onnx_converter("Tile")
 def convert_tile(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    x = _computed(ctx, args[0], "Tile")
+    x = computed_input(ctx, args[0], "Tile")
     reps = tuple(int(d) for d in const_value(ctx, args[1], "Tile repeats").reshape(-1))
     return [ctx.emit(Tile(x.shape, reps), [x])]
-
-
-_FLOAT_TYPES = {1, 10, 11, 16}  # float, float16, double, bfloat16
-
-
-def _f16_round(x: np.ndarray, direction: int) -> np.ndarray:
-    """x rounded to float16: to nearest-even (direction 0), down (−1) or up (+1). numpy's
-    float64 → float16 conversion is correctly rounded (to nearest-even); stepping it one
-    float16 towards the exact value where it went the wrong way gives the directed rounding.
-    Beyond the largest finite float16 (65504) nearest rounding gives ±inf from 65520 on."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        r = np.asarray(x, dtype=np.float64).astype(np.float16)
-        if direction < 0:
-            r = np.where(r > x, np.nextafter(r, np.float16(-np.inf)), r)
-        elif direction > 0:
-            r = np.where(r < x, np.nextafter(r, np.float16(np.inf)), r)
-    return r.astype(np.float64)
-
-
-def _bf16_round(x: np.ndarray, direction: int) -> np.ndarray:
-    """x rounded to bfloat16 (float32's exponent range, 8 significant bits). Directed
-    roundings (±1) go through float32 rounded the same way, then drop the low 16 bits
-    towards the wanted side (both steps are monotone and on the right side, so their
-    composition is the directed rounding). Nearest (0): float32 then nearest-even on the
-    16 dropped bits, as onnxruntime does."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        x = np.asarray(x, dtype=np.float64)
-        f = x.astype(np.float32)
-        if direction < 0:
-            f = np.where(f > x, np.nextafter(f, np.float32(-np.inf)), f)
-        elif direction > 0:
-            f = np.where(f < x, np.nextafter(f, np.float32(np.inf)), f)
-        bits = f.view(np.uint32).astype(np.uint64)
-        if direction == 0:
-            bits = bits + 0x7FFF + ((bits >> 16) & 1)
-        trunc = (bits & 0xFFFF0000).astype(np.uint32).view(np.float32)
-        if direction != 0:  # truncation rounds towards zero: step away where that is wrong
-            wrong = (trunc > f) if direction < 0 else (trunc < f)
-            step = (bits + 0x10000) & 0xFFFF0000
-            trunc = np.where(wrong, step.astype(np.uint32).view(np.float32), trunc)
-        finite = np.isfinite(f)
-        out = np.where(finite, trunc, f).astype(np.float64)
-    return np.where(np.isnan(x), np.nan, out)
-
-
-class RoundToFormat(Primitive):
-    """Cast to a narrower float format (float16, bfloat16) and back: y = round(x), rounded
-    to nearest-even with overflow to ±inf. Rounding is monotone, so the image of [l, u] lies
-    in [round_down(l), round_up(u)] (which also covers truncating implementations). A step
-    function: not Lipschitz (its constants are infinite), no linear relaxation (boxed)."""
-
-    family: ClassVar[str] = "activation"
-    rules: ClassVar[frozenset[str]] = frozenset({"interval", "constants"})
-    FORMATS: ClassVar[dict[int, str]] = {10: "float16", 16: "bfloat16"}
-
-    def __init__(self, in_shape: Shape, fmt: str) -> None:
-        self.in_shapes, self.out_shape = (tuple(in_shape),), tuple(in_shape)
-        self.format = fmt
-        self.kind = f"round-{'f16' if fmt == 'float16' else 'bf16'}"
-
-    def _round(self, x: np.ndarray, direction: int) -> np.ndarray:
-        return (_f16_round if self.format == "float16" else _bf16_round)(x, direction)
-
-    def evaluate(self, x: np.ndarray) -> np.ndarray:
-        return self._round(x, 0)
-
-    def interval(self, box):
-        """[round_down(lo), round_up(hi)]: contains round(x) for every x in [lo, hi]."""
-        return self._round(box[0], -1), self._round(box[1], 1)
-
-    def derivative(self, x: np.ndarray) -> np.ndarray:
-        """None that bounds anything: 0 almost everywhere, a jump at every rounding boundary."""
-        raise NotImplementedError(f"{self.kind} is a step function")
-
-    def float32_error(self, boxes, out):
-        """0: the interval rule already encloses the rounding of any value of the (float32)
-        input enclosure, as onnxruntime rounds it (its overflow to ±inf included)."""
-        return np.zeros_like(out[0])
-
-    def constants_rule(self, ctx):
-        from boundprop.ops.rules import Rule
-
-        return Rule(sp.oo, sp.oo, sp.oo, sp.oo, sp.oo,
-                    reason=f"{self.kind}: a cast to {self.format} is a step function "
-                           "(not Lipschitz, not differentiable)")
-
-    def describe(self) -> str:
-        return f"cast to {self.format} and back"
-
-
-@onnx_converter("Cast", "CastLike")
-def convert_cast(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    if node.op_type == "CastLike" and isinstance(args[0], Const):
-        # The target is only used for its type: a constant cast like a computed float tensor.
-        return [Const(np.asarray(args[0].value, dtype=np.float64))]
-    x = _computed(ctx, args[0], node.op_type)
-    if node.op_type == "Cast":
-        to = attr(node, "to")
-    else:
-        like = args[1]
-        to = 1 if isinstance(like, Tensor) else {
-            np.dtype(np.float32): 1, np.dtype(np.float64): 11, np.dtype(np.float16): 10}.get(
-            const_value(ctx, like, "CastLike target").dtype, 0)
-    if to not in _FLOAT_TYPES:
-        raise ctx.fail("a cast of a computed tensor to a non-float type is not differentiable; "
-                       "boundprop analyses real-valued networks only")
-    if to in RoundToFormat.FORMATS:
-        return [ctx.emit(RoundToFormat(x.shape, RoundToFormat.FORMATS[to]), [x])]
-    # A cast to float32/float64 is the identity on the real numbers the IR computes with
-    # (float32 execution models float32 rounding separately, see rounding.py).
-    return [x]
