@@ -102,6 +102,7 @@ from boundprop.domains.float32_values import (
     up32,
 )
 from boundprop.errors import BoundpropError
+from boundprop.ops.base import AffinePrimitive
 from boundprop.rounding import gamma32
 
 OPSET = 17
@@ -418,9 +419,9 @@ class IntervalGraphBuilder:
 
 
 def unsupported_primitives(net) -> list[str]:
-    """Names of the primitive classes of ``net`` that have no ONNX interval rule."""
-    return sorted({type(n.op).__name__ for n in net.nodes[1:]
-                   if not hasattr(n.op, "emit_interval_onnx")})
+    """Names of the primitive classes of ``net`` that declare no onnxruntime interval rule
+    (the contract's "ort_interval")."""
+    return sorted({type(n.op).__name__ for n in net.nodes[1:] if not n.op.has("ort_interval")})
 
 
 def multiply_adds(net) -> int:
@@ -428,8 +429,8 @@ def multiply_adds(net) -> int:
     elsewhere)."""
     total = 0
     for n in net.nodes[1:]:
-        size = int(np.prod(n.shape))
-        total += size * int(getattr(n.op, "fan_in", 1) or 1)
+        fan_in = n.op.fan_in if isinstance(n.op, AffinePrimitive) else 1
+        total += int(np.prod(n.shape)) * int(fan_in or 1)
     return total
 
 

@@ -45,6 +45,9 @@ class Activation(Primitive):
 
     family: ClassVar[str] = "activation"
     onnx_op: ClassVar[str] = ""
+    # Every activation has these rules; those with an onnxruntime emission add "ort_interval".
+    rules: ClassVar[frozenset[str]] = frozenset(
+        {"interval", "backward_linear", "constants", "jacobian", "vjp", "needs_tighter"})
 
     def __init__(self, in_shape: Shape, **params: float) -> None:
         self.in_shapes, self.out_shape = (tuple(in_shape),), tuple(in_shape)
@@ -256,6 +259,11 @@ class Activation(Primitive):
             "a0", float(np.max(self.lipschitz_on(np.minimum(lo, 0.0), np.maximum(hi, 0.0)))),
             f"sup |{self.kind}'| on the hull of the inputs and 0")
         return chain_rule(ctx, a, k, zero, sup_bound=cap, reason=reason, bound_slope=a0)
+
+    def vjp(self, cot: np.ndarray, inputs: list[np.ndarray], rows: int) -> list[np.ndarray]:
+        """cot·diag(σ'(x)): each point's σ'(x) (:meth:`derivative`, one-sided at kinks)
+        multiplies its ``rows`` consecutive cotangent rows."""
+        return [cot * np.repeat(self.derivative(inputs[0]), rows, axis=0)]
 
     def jacobian_backward(self, c, r, boxes):
         """Rows times diag(σ'(z)) with σ'(z) ∈ derivative_range on the enclosure."""

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from boundprop.domains.interval_ort import (
+from boundprop.domains.float32_values import (
     ETA,
     SLACK64,
     U1,
@@ -32,6 +32,7 @@ from boundprop.ops.base import (
 
 class Relu(Activation):
     kind = onnx_op = "Relu"
+    rules = Activation.rules | {"ort_interval"}
 
     def fn(self, x):
         return np.maximum(x, 0.0)
@@ -67,6 +68,7 @@ class Relu(Activation):
 
 class LeakyRelu(Activation):
     kind = onnx_op = "LeakyRelu"
+    rules = Activation.rules | {"ort_interval"}
     onnx_defaults = {"alpha": 0.01}
 
     def fn(self, x):
@@ -180,6 +182,7 @@ class Clip(Activation):
     """σ(x) = min(max(x, lo), hi); ReLU6 is Clip(0, 6)."""
 
     kind = onnx_op = "Clip"
+    rules = Activation.rules | {"ort_interval"}
     plain_converter = False  # min/max are inputs from opset 11 on: ``convert_clip``
 
     def fn(self, x):

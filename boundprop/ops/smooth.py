@@ -14,7 +14,7 @@ import functools
 import numpy as np
 from scipy import special
 
-from boundprop.domains.interval_ort import FastIntervalUnavailable
+from boundprop.domains.float32_values import FastIntervalUnavailable
 from boundprop.ops.activation import Activation
 from boundprop.ops.base import ConversionContext, Shape, Value, as_str, attr, onnx_converter
 from boundprop.rounding import (
@@ -218,6 +218,7 @@ def _gelu_tanh_curvature_brackets() -> tuple[tuple[float, float, float], ...]:
 
 class Sigmoid(Activation):
     kind = onnx_op = "Sigmoid"
+    rules = Activation.rules | {"ort_interval"}
 
     def fn(self, x):
         return special.expit(x)
@@ -250,6 +251,7 @@ class Sigmoid(Activation):
 
 class Tanh(Activation):
     kind = onnx_op = "Tanh"
+    rules = Activation.rules | {"ort_interval"}
 
     def fn(self, x):
         return np.tanh(x)
@@ -283,6 +285,7 @@ class Softplus(Activation):
     """σ(x) = log(1 + eˣ)."""
 
     kind = onnx_op = "Softplus"
+    rules = Activation.rules | {"ort_interval"}
 
     def fn(self, x):
         return np.logaddexp(0.0, x)
@@ -309,6 +312,7 @@ class Softplus(Activation):
 
 class Softsign(Activation):
     kind = onnx_op = "Softsign"
+    rules = Activation.rules | {"ort_interval"}
 
     def fn(self, x):
         return x / (1.0 + np.abs(x))
@@ -343,6 +347,7 @@ class Elu(Activation):
     """σ(x) = x for x ≥ 0, α(eˣ − 1) otherwise."""
 
     kind = onnx_op = "Elu"
+    rules = Activation.rules | {"ort_interval"}
     onnx_defaults = {"alpha": 1.0}
 
     def fn(self, x):
@@ -413,6 +418,7 @@ class Selu(Activation):
 
 class Celu(Activation):
     kind = onnx_op = "Celu"
+    rules = Activation.rules | {"ort_interval"}
     onnx_defaults = {"alpha": 1.0}
 
     def fn(self, x):
@@ -517,6 +523,7 @@ class Gelu(Activation):
 
 class Erf(Activation):
     kind = onnx_op = "Erf"
+    rules = Activation.rules | {"ort_interval"}
 
     def fn(self, x):
         return special.erf(x)
