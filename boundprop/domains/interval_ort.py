@@ -68,6 +68,13 @@ Clip) then map lo and hi and keep the pending widening (x ↦ x ± (eps|x| + tau
 commutes with them up to an inequality in the right direction). The next affine map folds the
 pending widening into its constants (``_operands``).
 
+Smooth monotone activations (Sigmoid, Tanh, Softplus, Softsign, Erf, Elu, Celu): their
+onnxruntime kernels are not correctly rounded, so the rule (``increasing_kernel``) first applies
+the pending widening in the graph (``outer``: float32 lo ≤ x ≤ hi in real arithmetic, its own
+roundings included) and runs the kernel on lo and hi; the kernel's error model |σ̂ − σ| ≤
+rel·|σ| + absolute (``ops.smooth.ORT_KERNEL_ERROR``, measured, re-checked by the tests) becomes
+the result's pending widening.
+
 Overflow: an affine output whose centre c has an ±inf/NaN entry is caught by a reduction guard
 (one read pass); once every centre is finite, every other non-finite entry can only be a sound
 ±∞ (radius overflow to +∞, lo → −∞, hi → +∞), and the final outputs are checked on the host. A
@@ -82,6 +89,7 @@ part of the pending widening (eps ≥ U1 ≥ the relative error of that rounding
 
 from __future__ import annotations
 
+import time
 import weakref
 from dataclasses import replace
 
@@ -115,7 +123,7 @@ class IntervalGraphBuilder:
     """Collects ONNX nodes and initializers; holds the interval algebra the op rules use."""
 
     def __init__(self) -> None:
-        from onnx import helper
+        from onnx import helper  # lazy: onnx is heavy (loaded only when an engine is built)
 
         self._helper = helper
         self.nodes: list = []
@@ -143,7 +151,7 @@ class IntervalGraphBuilder:
     def const(self, value, hint: str = "k") -> str:
         """A float32 (or int64, for shapes/indices) initializer. Large ones are handed to
         onnxruntime as OrtValues (``external``) instead of being serialised into the model."""
-        from onnx import TensorProto, numpy_helper
+        from onnx import TensorProto, numpy_helper  # lazy: onnx is heavy
 
         arr = np.asarray(value)
         if arr.dtype.kind == "f":
@@ -442,9 +450,7 @@ class OrtIntervalEngine:
 
     def __init__(self, net, nodes: str = "output", nonneg_input: bool = False,
                  threads: int = 0) -> None:
-        import time
-
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: onnxruntime and onnx are heavy
         from onnx import TensorProto, helper
 
         missing = unsupported_primitives(net)
