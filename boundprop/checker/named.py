@@ -102,35 +102,38 @@ def check_named_constants(ck: Recorder, st: State) -> None:
         _check_node(ck, st, i, tags[i])
 
 
-def _check_node_norms(ck: Recorder, st: State, i: int, t: str) -> None:
-    """Node i's operator norm A_t (shown by the kernel, then handed to the op's rule) and its
-    enclosure norm B̄ox_t (recomputed by the kernel from the re-propagated enclosure)."""
+def _check_node_norms(ck: Recorder, st: State, i: int, t: str) -> dict[str, float]:
+    """Node i's operator norm A_t (shown by the kernel; returned as norm → value for the op's
+    rule) and its enclosure norm B̄ox_t (recomputed by the kernel from the enclosure)."""
     node, doc, claimed = st.net.nodes[i], st.doc, st.claimed
-    a_name, norm = f"A_{t}", doc["norm"]
+    a_name, norm, verified = f"A_{t}", doc["norm"], {}
     if a_name in claimed and st.prover.has_operator_norm(node.op):
         p = "2" if doc["wrt"] == "params" else norm
         how, what = check_operator_norm(st, node.op, p, claimed[a_name])
         if how == "independent":
             st.covered.add(a_name)
             ck.item(f"constant {a_name}", True, how, what)
-            # Verified: let the op's rule below use the claim instead of recomputing it.
-            st.prover.use_verified_norm(node.op, p, float(claimed[a_name]))
+            verified[p] = float(claimed[a_name])  # the op's rule uses it, not its own
     bbox = f"Bbox_{t}"
     if st.boxes is not None and bbox in claimed:
         claim_at_least(ck, st, bbox, box_norm_upper(*st.boxes[i], norm), "independent",
                        f"sup ‖·‖_{norm} of node {node.name}'s enclosure")
+    return verified
 
 
 def _check_node(ck: Recorder, st: State, i: int, t: str) -> None:
     """Node i: its norms, its rule's named constants, its formulas (ℓ, L, B) and op
     constants as the rule gives them (recorded in ``st.rules_local``/``st.rules_op``)."""
-    node, syms, boxes, claimed = st.net.nodes[i], st.syms, st.boxes, st.claimed
-    _check_node_norms(ck, st, i, t)
-    ctx = RuleContext(st.doc["norm"], t, None if boxes is None else
+    node, syms, boxes, claimed, doc = st.net.nodes[i], st.syms, st.boxes, st.claimed, st.doc
+    verified = _check_node_norms(ck, st, i, t)
+    rho = doc.get("param_radius")
+    ctx = RuleContext(doc["norm"], t, None if boxes is None else
                       [(boxes[j][0][None], boxes[j][1][None]) for j in node.inputs],
                       [syms[j][0] for j in node.inputs], [syms[j][1] for j in node.inputs],
-                      [syms[j][2] for j in node.inputs])
-    rule = st.prover.constants_rule(node.op, ctx, st.doc["wrt"], st.doc.get("param_radius"))
+                      [syms[j][2] for j in node.inputs], wrt=doc["wrt"],
+                      param_radius=0.0 if rho is None else float(rho),
+                      operator_norms=verified or None)
+    rule = st.prover.constants_rule(node.op, ctx)
     renames = _check_rule_constants(ck, st, ctx, t, f"A_{t}", node.name)
     lip_e, smooth_e, bound_e, oplip_e, opsmooth_e = (
         e.xreplace(renames) for e in (rule.lipschitz, rule.smoothness, rule.bound,
@@ -141,7 +144,7 @@ def _check_node(ck: Recorder, st: State, i: int, t: str) -> None:
     triple = (lip_e, smooth_e, bound_e)
     st.rules_local.append(triple)
     st.rules_op.append((oplip_e, opsmooth_e))
-    stored = st.doc["layers"][i].get("symbolic") or {}
+    stored = doc["layers"][i].get("symbolic") or {}
     for which, e in zip(("lipschitz", "smoothness", "bound"), triple):
         if stored.get(which) != str(e):
             ck.item(f"layer {i} ({node.name}) {which} formula", False, "recomputed",

@@ -6,9 +6,8 @@ whose verdict rests on one of these are labelled ``recomputed``; ``independent``
 :mod:`boundprop.checker.kernel` only (the operator-norm witness matrix is the op's own matrix:
 its weights, or the map applied to unit vectors); ``exact`` items on :mod:`boundprop.exact`.
 
-Verified operator norms are handed to the op's rule by :meth:`Prover.constants_rule`. Until
-``RuleContext(operator_norms=...)`` exists, that is done as before issue 12: the verified value
-is stored in the op's norm cache (``op._norm_cache``), the one write into prover objects left.
+The checker writes nothing into prover objects: operator norms it has verified reach the op's
+rule as ``RuleContext(operator_norms=...)``.
 """
 
 from __future__ import annotations
@@ -22,8 +21,8 @@ from boundprop.analysis import output_bounds
 from boundprop.constants import jacobian_enclosure_norm, node_symbols, param_ball_intervals
 from boundprop.errors import BoundpropError
 from boundprop.importer import load
-from boundprop.ops.affine import Dense
-from boundprop.ops.rules import RuleContext, node_tags, parametrized_affine_rule
+from boundprop.ops.base import AffinePrimitive
+from boundprop.ops.rules import RuleContext, node_tags
 from boundprop.runtime import OrtModel
 from boundprop.sets import InputSet, input_set_from_json
 
@@ -90,39 +89,20 @@ class Prover:
 
     @staticmethod
     def has_operator_norm(op) -> bool:
-        """Whether the op is affine with an operator norm A_k among its constants."""
-        return hasattr(op, "operator_norm_upper")
+        """Whether the op is affine, with an operator norm A_k among its constants."""
+        return isinstance(op, AffinePrimitive)
 
-    def witness_matrix(self, op, norm: str) -> tuple[np.ndarray, float, str] | None:
-        """(matrix, relative entry error, description) of an affine op's linear part, or
-        None. Materialising a convolution costs about one forward pass per input entry: done
-        for the ℓ2 norm only (the ℓ∞/ℓ1 sums are cheap to recompute by the op's rule)."""
-        if isinstance(op, Dense) and not getattr(op, "_grows", False):
-            # y = W x along one axis, copies of the same W: every induced p-norm is ‖W‖_p.
-            return op.matrix, 0.0, "the weight matrix"
-        if hasattr(op, "materialize") and norm == "2":
-            self._use("AffinePrimitive.materialize (the op applied to unit vectors)")
-            m = op.materialize()
-            if m is not None:
-                # One rounding per entry at most (see AffinePrimitive.materialize).
-                return m, 2.0**-52, "the materialised matrix"
-        return None
+    def witness_matrix(self, op: AffinePrimitive, norm: str):
+        """(matrix, relative entry error, description) against which the kernel re-certifies
+        ‖A‖_p, or None (the op's ``norm_witness_matrix``: its materialised matrix, ℓ2 only)."""
+        self._use("AffinePrimitive.norm_witness_matrix (the op applied to unit vectors)")
+        return op.norm_witness_matrix(norm)
 
-    @staticmethod
-    def use_verified_norm(op, norm: str, value: float) -> None:
-        """Let the op's rule use the verified ‖A‖_p instead of recomputing it (its norm
-        cache; replaced by RuleContext(operator_norms=...) once the op contract has it)."""
-        op.__dict__.setdefault("_norm_cache", {})[norm] = float(value)
-
-    def constants_rule(self, op, ctx: RuleContext, wrt: str, rho: float | None):
-        """The op's constants rule (w.r.t. the parameters for parametric ops: the
-        parametrised affine rule with its operator and offset norms)."""
-        if wrt == "params" and hasattr(op, "param_structure"):
-            self._use("boundprop.ops.rules.parametrized_affine_rule (parameter rule)")
-            c_bil, copies = op.param_structure()
-            return parametrized_affine_rule(ctx, op.operator_norm_upper("2"), c_bil, copies,
-                                            float(rho), op.offset_norm_upper("2"))
-        self._use("Primitive.constants_rule (each op's ℓ, L, B rule)")
+    def constants_rule(self, op, ctx: RuleContext):
+        """The op's constants rule (w.r.t. the parameters when ``ctx.wrt == "params"``), with
+        the verified norms of ``ctx.operator_norms`` in place of its own."""
+        self._use("Primitive.constants_rule (each op's ℓ, L, B rule; the parameter rule "
+                  "w.r.t. the parameters)")
         return op.constants_rule(ctx)
 
     def jacobian_enclosure_norm(self, net, boxes, norm: str) -> tuple[float | None, Any]:
