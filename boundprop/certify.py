@@ -9,15 +9,11 @@ from typing import Any
 import numpy as np
 
 from boundprop.analysis import output_bounds
-from boundprop.certificate import Certificate, load_certificate, read_certificate_json
+from boundprop.certificate import Certificate
 from boundprop.constants import constants, objective_constants
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
 from boundprop.sets import InputSet
-
-# Certificate, load_certificate and read_certificate_json live in boundprop.certificate; they
-# stay importable from here until boundprop/__init__, audit and report import them from there.
-__all__ = ["Certificate", "certify", "load_certificate", "read_certificate_json"]
 
 
 def _check_options(norm: str, wrt: str, method: str, param_radius: float) -> None:
