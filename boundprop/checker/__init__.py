@@ -8,9 +8,11 @@ first item that fails. Each item says *how* it was checked:
   different from the prover's. Operator norms: a claimed ℓ2 bound u of an affine map A is
   accepted iff u²I − AᵀA is positive definite, shown by a float Cholesky factorisation of a
   shifted matrix whose shift covers the rounding of AᵀA and of the factorisation (Demmel's
-  bound; :func:`spectral_bound_holds`); ℓ∞/ℓ1 norms are max row / column sums of the op's
-  matrix. The input radius R and the enclosure norms B̄ are recomputed from the sets with the
-  kernel's own rounding; the model file's sha256 (external data included) by its own reader.
+  bound; :func:`spectral_bound_holds`) on the op's witness matrix (``norm_witness_matrix``:
+  the materialised matrix; ℓ∞/ℓ1 operator norms, for which the ops give no witness, are
+  re-derived by the op's rule, ``recomputed``). The input radius R and the enclosure norms B̄
+  are recomputed from the sets with the kernel's own rounding; the model file's sha256
+  (external data included) by the kernel's own reader.
 - ``exact``: compositions. Every per-layer formula (and the global ones, composed here) is
   evaluated in exact rational interval arithmetic (:mod:`boundprop.exact`) at the *claimed*
   values of its inputs; the claimed value must be ≥ the exact upper end. The formulas are
@@ -20,8 +22,10 @@ first item that fails. Each item says *how* it was checked:
 - ``recomputed``: by boundprop's own code, re-run on the certificate's inputs — the model
   imported, the enclosures re-propagated from the certificate's input set, activation, pooling
   and normalisation constants re-derived by each op's rule on them, the Jacobian enclosure
-  (when the claimed ℓ relies on it), convolution ℓ2 norms too large to materialise, output
-  samples of real execution evaluated by the IR. Every such prover function is one method of
+  (when the claimed ℓ relies on it), operator norms without a witness matrix (ℓ∞/ℓ1, and
+  ℓ2 of convolutions too large to materialise), output samples of real execution evaluated by
+  the IR in float64 (a float32 execution claim is sampled through onnxruntime on the ONNX
+  file: ``independent``). Every such prover function is one method of
   :class:`boundprop.checker.recomputed.Prover`; ``CheckResult.trusted`` lists those a check
   used. These items trust boundprop's code (which its own test suite tries to break), not the
   certificate.
