@@ -13,8 +13,7 @@ from boundprop.checker import check
 from boundprop.importer import model_digest
 from tests.conftest import MODELS
 
-ALLOWED = {"numpy", "scipy", "jsonschema", "fractions", "boundprop.exact",
-           "boundprop.strict_json"}
+ALLOWED = {"numpy", "scipy", "jsonschema", "fractions", "boundprop.exact"}
 
 
 def _imports(path: Path) -> list[str]:
