@@ -25,7 +25,6 @@ from boundprop.ops.rules import (
     array_norm_upper,
     box_norm_upper,
     node_tags,
-    parametrized_affine_rule,
 )
 from boundprop.rounding import round_up
 from boundprop.sets import InputSet, L2Ball
@@ -183,15 +182,10 @@ def global_formulas(net: Network, syms: list[Symbols],
     return full
 
 
-def _node_rule(node: Node, ctx: RuleContext, param_radius: float | None) -> Rule:
-    """The node's constants rule; w.r.t. the parameters (``param_radius`` not None), a
-    parametric op's rule as a function of its (W, b) in the ball of that radius too."""
+def _node_rule(node: Node, ctx: RuleContext) -> Rule:
+    """The node's constants rule (w.r.t. the parameters when ``ctx.wrt == "params"``: a
+    parametric op's rule then covers its (W, b) in the ball of radius ``ctx.param_radius``)."""
     try:
-        if param_radius is not None and node.op.has("parametric"):
-            c_bil, copies = node.op.param_structure()
-            return parametrized_affine_rule(ctx, node.op.operator_norm_upper("2"), c_bil,
-                                            copies, param_radius,
-                                            node.op.offset_norm_upper("2"))
         return node.op.constants_rule(ctx)
     except NotImplementedError:
         raise UnsupportedModelError(
@@ -263,8 +257,11 @@ class ConstantsPass:
         node = self.net.nodes[i]
         boxes = None if self.layers is None else input_boxes(self.layers, node)
         syms = self.syms
+        params = self.param_radius is not None
         return RuleContext(self.norm, self.tags[i], boxes, [syms[j][0] for j in node.inputs],
-                           [syms[j][1] for j in node.inputs], [syms[j][2] for j in node.inputs])
+                           [syms[j][1] for j in node.inputs], [syms[j][2] for j in node.inputs],
+                           wrt="params" if params else "input",
+                           param_radius=self.param_radius if params else 0.0)
 
     def _enclosure_bound(self, i: int, bound_e: sp.Expr) -> tuple[sp.Expr, float | None]:
         """With enclosures: B_i ≤ sup ‖·‖ of node i's enclosure (the symbol Bbox_t), and the
@@ -283,7 +280,7 @@ class ConstantsPass:
     def _node(self, i: int) -> None:
         node, t, values = self.net.nodes[i], self.tags[i], self.table.values
         ctx = self._context(i)
-        rule = _node_rule(node, ctx, self.param_radius)
+        rule = _node_rule(node, ctx)
         renames = _merge_named(ctx, t, self.shared, self.table)
         lip_e, smooth_e, bound_e, oplip_e, opsmooth_e = [
             e.xreplace(renames) for e in (rule.lipschitz, rule.smoothness, rule.bound,
