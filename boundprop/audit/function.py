@@ -5,7 +5,6 @@ guide the searches (an IR reverse pass, or central differences when an op has no
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 
@@ -30,11 +29,8 @@ class AuditedFunction:
         self.layers = []  # params: (node index, start, W0 shape, bias length)
         start = 0
         for k in param_nodes:
-            op = net.nodes[k].op
-            w = op.matrix if hasattr(op, "matrix") else op.weight
-            nb = 0
-            if _bias_of(op) is not None:
-                nb = w.shape[0]
+            w, b = net.nodes[k].op.weight_and_bias()
+            nb = w.shape[0] if b is not None else 0
             self.layers.append((k, start, w.shape, nb))
             start += w.size + nb
         self.dim = int(np.prod(net.input_shape)) if wrt == "input" else start
@@ -57,22 +53,10 @@ class AuditedFunction:
         """The network with every parameter layer's (W, b) moved by z's blocks."""
         nodes = list(self.net.nodes)
         for k, a, wshape, nb in self.layers:
-            node = nodes[k]
-            op = copy.copy(node.op)
             nw = int(np.prod(wshape))
             dw = z[a:a + nw].reshape(wshape)
-            db = z[a + nw:a + nw + nb]
-            op.__dict__.pop("abs_weight", None)
-            if hasattr(op, "matrix"):
-                op.matrix = node.op.matrix + dw
-                if nb:
-                    op.offset = node.op.offset + (db if op.axis == -1 else db[:, None])
-            else:
-                op.weight = node.op.weight + dw
-                if nb:
-                    op.bias = node.op.bias + db
-                    op.offset = op.bias.reshape(1, 1, -1, *([1] * (len(op.out_shape) - 2)))
-            nodes[k] = dataclasses.replace(node, op=op)
+            db = z[a + nw:a + nw + nb] if nb else None
+            nodes[k] = dataclasses.replace(nodes[k], op=nodes[k].op.perturbed(dw, db))
         return dataclasses.replace(self.net, nodes=nodes)
 
     # -- evaluation
@@ -143,7 +127,7 @@ class AuditedFunction:
                 if c is None:
                     continue
                 u = vals[net.nodes[k].inputs[0]]
-                gw, gb = _param_grad(net.nodes[k].op, c, u, R)
+                gw, gb = net.nodes[k].op.param_vjp(c, u, R)
                 nw = int(np.prod(wshape))
                 if gw is not None:
                     out[t, :, a:a + nw] = gw.reshape(R, nw)
@@ -152,17 +136,11 @@ class AuditedFunction:
         return out
 
 
-def _bias_of(op):
-    if hasattr(op, "matrix"):
-        return op.offset
-    return getattr(op, "bias", None)
-
-
 def reverse_pass(net, vals, rows, S: int, want):
     """Reverse pass of the output functionals ``rows`` ((S·R, *out_shape), R rows per point)
-    through the IR at the S points whose node values are ``vals`` (lead axis S). Returns
-    (rows w.r.t. the input (S·R, *in), {node in want: rows w.r.t. that node's output}).
-    Raises NoJacobian at an op without a reverse rule."""
+    through the IR at the S points whose node values are ``vals`` (lead axis S), by each op's
+    ``vjp``. Returns (rows w.r.t. the input (S·R, *in), {node in want: rows w.r.t. that
+    node's output}). Raises NoJacobian at an op without a reverse rule."""
     R = rows.shape[0] // S
     acc = {net.output: rows}
     got = {}
@@ -173,68 +151,11 @@ def reverse_pass(net, vals, rows, S: int, want):
         if i in want:
             got[i] = c
         node = net.nodes[i]
-        for j, cj in zip(node.inputs, _node_vjp(node, vals, c, S, R)):
+        try:
+            parts = node.op.vjp(c, [vals[j] for j in node.inputs], R)
+        except NotImplementedError:
+            raise NoJacobian(node.op.kind) from None
+        for j, cj in zip(node.inputs, parts):
             cj = np.nan_to_num(np.asarray(cj, float))
             acc[j] = acc[j] + cj if j in acc else cj
     return acc.get(0), got
-
-
-def _node_vjp(node, vals, c, S: int, R: int):
-    """Cotangents of ``node``'s inputs for the rows c w.r.t. its output (S·R, *out)."""
-    op = node.op
-    if op.family == "affine" and len(node.inputs) == 1:
-        try:
-            return [op.adjoint(c)]
-        except NotImplementedError:
-            pass
-    elif op.family == "activation" and len(node.inputs) == 1:
-        try:
-            d = op.derivative(vals[node.inputs[0]])
-            return [c * np.repeat(d, R, axis=0)]
-        except NotImplementedError:
-            pass
-    per = []
-    for s in range(S):
-        cs = c[s * R:(s + 1) * R]
-        boxes = [(vals[j][s:s + 1], vals[j][s:s + 1]) for j in node.inputs]
-        with np.errstate(all="ignore"):
-            pp = op.jacobian_backward(cs, np.zeros_like(cs), boxes)
-        if pp is None:
-            raise NoJacobian(op.kind)
-        per.append([p[0] for p in pp])
-    return [np.concatenate([pp[k] for pp in per]) for k in range(len(node.inputs))]
-
-
-def _param_grad(op, c, u, R: int):
-    """Gradients of R functionals (rows c w.r.t. the layer output, (R, *out)) w.r.t. the
-    layer's W and per-feature bias, at input u ((1, *in)). None where not derivable here."""
-    if hasattr(op, "matrix"):
-        m, n = op.matrix.shape
-        if op.axis == -1:
-            if c.shape[1:-1] != u.shape[1:-1]:
-                return None, c.reshape(R, -1, m).sum(axis=1)
-            cr, ur = c.reshape(R, -1, m), u.reshape(-1, n)
-            return np.einsum("rpm,pn->rmn", cr, ur), cr.sum(axis=1)
-        k = op.out_shape[-1]
-        if c.shape[1:-2] != u.shape[1:-2] or u.shape[-1] != k:
-            return None, c.reshape(R, -1, m, k).sum(axis=(1, 3))
-        cr, ur = c.reshape(R, -1, m, k), u.reshape(-1, n, k)
-        return np.einsum("rpmk,pnk->rmn", cr, ur), cr.sum(axis=(1, 3))
-    # convolution
-    w = op.weight
-    mo, cg, *kernel = w.shape
-    g = op.group
-    n_b, cin, *sp = op.in_shapes[0]
-    out_sp = op.out_shape[2:]
-    gb = c.reshape(R, n_b, mo, -1).sum(axis=(1, 3))
-    pads = [(0, 0), (0, 0)] + list(zip(op.pads_begin, op.pads_end))
-    up = np.pad(u[0], pads)  # (N, C, *padded)
-    gw = np.zeros((R, mo, cg, *kernel))
-    cr = c.reshape(R, n_b, g, mo // g, -1)
-    for kidx in np.ndindex(*kernel):
-        sl = tuple(slice(ki * d, ki * d + s * (o - 1) + 1, s) for ki, d, s, o in
-                   zip(kidx, op.dilations, op.strides, out_sp))
-        us = up[(slice(None), slice(None), *sl)].reshape(n_b, g, cg, -1)
-        part = np.einsum("rngmp,ngcp->rgmc", cr, us)
-        gw[(slice(None), slice(None), slice(None), *kidx)] = part.reshape(R, mo, cg)
-    return gw, gb
