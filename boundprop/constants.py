@@ -31,11 +31,9 @@ from boundprop.domains.constants import (
     Constants,
     ConstantsPass,
     LayerConstants,
-    global_formulas,
     node_symbols,
-    upper_value,
 )
-from boundprop.domains.jacobian import ENCLOSURE_BUDGET, jacobian_enclosure_norm
+from boundprop.domains.jacobian import jacobian_enclosure_norm
 from boundprop.domains.param_ball import param_ball_intervals
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
@@ -43,10 +41,12 @@ from boundprop.ops.rules import array_norm_upper, check_norm
 from boundprop.rounding import round_down, round_up
 from boundprop.sets import InputSet
 
+# The public names: Constants, LayerConstants, FORMULA_LIMIT, node_symbols, param_ball_intervals
+# and jacobian_enclosure_norm come from the domains (the certificate and the checker use them).
 __all__ = [
-    "ENCLOSURE_BUDGET", "FORMULA_LIMIT", "LOSSES", "Constants", "LayerConstants",
-    "ObjectiveConstants", "constants", "global_formulas", "jacobian_enclosure_norm",
-    "node_symbols", "objective_constants", "param_ball_intervals", "upper_value",
+    "FORMULA_LIMIT", "LOSSES", "Constants", "LayerConstants", "ObjectiveConstants",
+    "constants", "jacobian_enclosure_norm", "node_symbols", "objective_constants",
+    "param_ball_intervals",
 ]
 
 
