@@ -432,9 +432,9 @@ KERNELS = {
 def test_ort_kernels_obey_dot_product_bound(name):
     """|ORT − exact| ≤ γ_n·Σ|w||x| on adversarial data (huge alternating-sign inputs that cancel,
     mixed magnitudes): what summation in any order guarantees and Winograd/FFT would not."""
+    from boundprop.ops.affine import Dense as IRDense
     from boundprop.ops.conv import Conv as IRConv
     from boundprop.ops.conv import ConvTranspose as IRConvT
-    from boundprop.ops.affine import Dense as IRDense
 
     xs, ws, attrs, n = KERNELS[name]
     rng = np.random.default_rng(11)
