@@ -21,9 +21,6 @@ import math
 
 import numpy as np
 
-# Transitional re-export, until ops/affine.py imports Conv's certified ℓ2 norm from
-# boundprop.conv_norms: then this line goes.
-from boundprop.conv_norms import conv_spectral_norm_upper  # noqa: F401
 from boundprop.rounding import gamma, round_up
 
 GRAM_STEPS = 6
