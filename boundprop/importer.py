@@ -7,8 +7,8 @@ Steps (``load``):
 3. one pass over the nodes in topological order: values known at import time (initializers,
    Constant nodes, Shape of a static tensor, and everything computed from those: the
    Shape→Gather→Unsqueeze→Concat→Reshape chains exporters emit) are folded with the ONNX
-   reference evaluator (``boundprop.constant_folding``); every other node goes to its registered converter, which emits IR
-   primitives; Identity/Dropout disappear;
+   reference evaluator (``boundprop.constant_folding``); every other node goes to its
+   registered converter, which emits IR primitives; Identity/Dropout disappear;
 4. cross-check the IR shapes with ONNX shape inference, then (``boundprop.ir_passes``) refuse
    non-finite parameters, fuse biases into the affine node before them, merge chained
    scale-shifts and drop dead nodes.
