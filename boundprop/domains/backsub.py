@@ -156,13 +156,8 @@ class BackSubstitution:
         mask = np.zeros(lo.shape, dtype=bool)
         for j in self.consumers[k]:
             op = net.nodes[j].op
-            # Family names stay until MaxPool, ReduceExtreme and RoundToFormat declare
-            # needs_tighter (all entries); then: `if op.has("needs_tighter")`.
-            if isinstance(op, AffinePrimitive) or net.nodes[j].family not in (
-                    "activation", "pooling"):
-                continue
-            needs = getattr(op, "needs_tighter", None)
-            mask |= needs(lo, hi) if needs is not None else True
+            if op.has("needs_tighter"):
+                mask |= op.needs_tighter(lo, hi)
         idx = np.flatnonzero(mask)
         return idx if idx.size else None
 

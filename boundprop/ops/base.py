@@ -153,6 +153,15 @@ def box_max_abs(box: Interval) -> float:
     return m if m == m else float("inf")
 
 
+class TightensEveryEntry:
+    """For a nonlinear op whose relaxation of every output entry can improve when its input
+    enclosure tightens (max pooling, extreme reductions, rounding): back-substitution then
+    tightens every entry of its input. A class using it declares ``needs_tighter``."""
+
+    def needs_tighter(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        return np.ones(lo.shape, dtype=bool)
+
+
 class AffinePrimitive(Primitive):
     """A map y = A(x) + offset with A linear.
 

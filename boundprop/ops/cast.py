@@ -14,6 +14,7 @@ from boundprop.ops.base import (
     Primitive,
     Shape,
     Tensor,
+    TightensEveryEntry,
     Value,
     attr,
     const_value,
@@ -64,14 +65,14 @@ def _bf16_round(x: np.ndarray, direction: int) -> np.ndarray:
     return np.where(np.isnan(x), np.nan, out)
 
 
-class RoundToFormat(Primitive):
+class RoundToFormat(TightensEveryEntry, Primitive):
     """Cast to a narrower float format (float16, bfloat16) and back: y = round(x), rounded
     to nearest-even with overflow to ±inf. Rounding is monotone, so the image of [l, u] lies
     in [round_down(l), round_up(u)] (which also covers truncating implementations). A step
     function: not Lipschitz (its constants are infinite), no linear relaxation (boxed)."""
 
     family: ClassVar[str] = "activation"
-    rules: ClassVar[frozenset[str]] = frozenset({"interval", "constants"})
+    rules: ClassVar[frozenset[str]] = frozenset({"interval", "constants", "needs_tighter"})
     FORMATS: ClassVar[dict[int, str]] = {10: "float16", 16: "bfloat16"}
 
     def __init__(self, in_shape: Shape, fmt: str) -> None:

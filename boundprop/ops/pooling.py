@@ -17,6 +17,7 @@ from boundprop.ops.base import (
     Primitive,
     Shape,
     Tensor,
+    TightensEveryEntry,
     Value,
     as_str,
     attr,
@@ -76,11 +77,11 @@ class _Window:
             if any(self.pads_begin) or any(self.pads_end) else "")
 
 
-class MaxPool(_Window, Primitive):
+class MaxPool(_Window, TightensEveryEntry, Primitive):
     family: ClassVar[str] = "pooling"
     rules: ClassVar[frozenset[str]] = (
         frozenset({"interval", "ort_interval", "backward_linear", "constants", "jacobian",
-                   "vjp"}))
+                   "vjp", "needs_tighter"}))
     kind = "maxpool"
 
     def __init__(self, in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode):
@@ -316,11 +317,12 @@ class Reduce(AffinePrimitive):
         return f"axes={list(self.axes)}"
 
 
-class ReduceExtreme(Primitive):
+class ReduceExtreme(TightensEveryEntry, Primitive):
     """Max or min over axes (ReduceMax, ReduceMin, GlobalMaxPool): piecewise linear."""
 
     family: ClassVar[str] = "pooling"
-    rules: ClassVar[frozenset[str]] = frozenset({"interval", "ort_interval", "constants"})
+    rules: ClassVar[frozenset[str]] = frozenset({"interval", "ort_interval", "constants",
+                                                 "needs_tighter"})
 
     def __init__(self, in_shape: Shape, axes: tuple[int, ...], keepdims: bool, is_max: bool):
         self.in_shapes = (tuple(in_shape),)
