@@ -75,7 +75,7 @@ def _tensor_nbytes(t: onnx.TensorProto) -> int:
     return int(np.prod(t.dims, dtype=np.float64)) * itemsize
 
 
-def _read_model(path: Path) -> onnx.ModelProto:
+def read_model(path: Path) -> onnx.ModelProto:
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file")
     if not path.is_file():
@@ -112,7 +112,7 @@ def model_digest(path: str | Path, model: onnx.ModelProto | None = None) -> str:
     return h.hexdigest()
 
 
-def _check_external_data(model: onnx.ModelProto, path: Path) -> bool:
+def check_external_data(model: onnx.ModelProto, path: Path) -> bool:
     """Refuse external data outside the model's folder; True if the model has any."""
     base = path.parent.resolve()
     has_external = False
@@ -447,8 +447,8 @@ def _check_shapes(model: onnx.ModelProto, nodes: list[Node], path: Path
         if vi.type.tensor_type.HasField("shape") and all(d is not None for d in dims):
             known[vi.name] = dims
     for n in nodes[1:]:
-        if getattr(n.op, "ceil_mode", False):
-            continue  # ONNX inference keeps a ceil-mode window that starts past the input
+        if not n.op.onnx_shape_inference_agrees():
+            continue
         if n.onnx_output in known and known[n.onnx_output] != tuple(n.shape):
             warnings.warn(f"{path}: value '{n.onnx_output}' has shape {n.shape} in boundprop but "
                           f"{known[n.onnx_output]} by ONNX shape inference", stacklevel=3)
@@ -498,9 +498,9 @@ def load(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None,
 def _read_checked(path: Path) -> onnx.ModelProto:
     """Step 1: the model read (external data beside it, parameters that fit in memory) and
     validated by ``onnx.checker``."""
-    model = _read_model(path)
+    model = read_model(path)
     _check_declarations(model, path)
-    has_external = _check_external_data(model, path)
+    has_external = check_external_data(model, path)
     _check_memory(model, path)
     if has_external:
         try:

@@ -15,7 +15,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from boundprop.errors import BoundpropError
-from boundprop.importer import _check_external_data, _read_model
+from boundprop.importer import check_external_data, read_model
 
 __all__ = ["BATCH_DIM", "NAME_OF_NP", "NP_OF_ELEM", "dims_of", "expose_initializers",
            "free_batch", "load_model", "one_line", "op_of_error", "subgraphs", "to_float64"]
@@ -29,8 +29,8 @@ BATCH_DIM = "gn_batch"
 
 def load_model(path: Path):
     """The ModelProto with its external data, through the importer's safety checks."""
-    model = _read_model(path)
-    if _check_external_data(model, path):
+    model = read_model(path)
+    if check_external_data(model, path):
         try:
             onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
         except Exception as e:

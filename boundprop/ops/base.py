@@ -101,6 +101,11 @@ class Primitive:
         top = max((box_max_abs(b) for b in boxes), default=0.0)
         return box_max_abs(out) <= FLOAT32_SAFE_MAX and top * top * n <= FLOAT32_SAFE_MAX
 
+    def onnx_shape_inference_agrees(self) -> bool:
+        """Whether ONNX shape inference computes this op's output shape as boundprop does (the
+        importer warns on a disagreement only where it should agree)."""
+        return True
+
     def parameters(self) -> dict[str, np.ndarray]:
         """Learned parameters (weights, biases, affine constants) of this primitive."""
         return {}

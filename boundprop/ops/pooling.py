@@ -50,6 +50,10 @@ def pool_geometry(in_shape: Shape, kernel: Shape, strides: Shape, dilations: Sha
 class _Window:
     """Shared geometry of sliding-window pools."""
 
+    def onnx_shape_inference_agrees(self) -> bool:
+        # ONNX inference keeps a ceil-mode window that starts past the input; we drop it.
+        return not self.ceil_mode
+
     def _setup(self, in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode):
         self.in_shapes = (tuple(in_shape),)
         self.kernel, self.strides, self.dilations = tuple(kernel), tuple(strides), tuple(dilations)
