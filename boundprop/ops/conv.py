@@ -125,7 +125,28 @@ def _conv_scatter(src_cl: np.ndarray, w: np.ndarray, strides: Shape, dilations: 
     return dst
 
 
-class Conv(ParametricAffine):
+class _KernelMap:
+    """A map linear in its kernel ``weight`` (convolution, transposed convolution): ``_apply(w,
+    x)`` applies it with kernel ``w``, so A = _apply(weight, ·) and |A| = _apply(|weight|, ·)."""
+
+    weight: np.ndarray
+
+    def _apply(self, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @cached_property
+    def abs_weight(self) -> np.ndarray:
+        """|weight| entrywise (the matrix of abs_linear), computed once."""
+        return np.abs(self.weight)
+
+    def linear(self, x: np.ndarray) -> np.ndarray:
+        return self._apply(self.weight, x)
+
+    def abs_linear(self, x: np.ndarray) -> np.ndarray:
+        return self._apply(self.abs_weight, x)
+
+
+class Conv(_KernelMap, ParametricAffine):
     """N-d convolution (ONNX Conv: cross-correlation) with constant kernel and bias."""
     rules: ClassVar[frozenset[str]] = ParametricAffine.rules | {"ort_interval", "row_norms"}
 
@@ -159,17 +180,6 @@ class Conv(ParametricAffine):
         out = _conv_accumulate(x_cl, w, self.strides, self.dilations, self.out_shape[2:],
                                self.group)
         return np.moveaxis(out, -1, 1).reshape(s, *self.out_shape)
-
-    @cached_property
-    def abs_weight(self) -> np.ndarray:
-        """|weight| entrywise (the matrix of abs_linear), computed once."""
-        return np.abs(self.weight)
-
-    def linear(self, x: np.ndarray) -> np.ndarray:
-        return self._apply(self.weight, x)
-
-    def abs_linear(self, x: np.ndarray) -> np.ndarray:
-        return self._apply(self.abs_weight, x)
 
     def sq_linear(self, x: np.ndarray) -> np.ndarray:
         return self._apply(self.weight**2, x)
@@ -307,7 +317,7 @@ class Conv(ParametricAffine):
         return f"{self.weight.shape[1] * self.group}->{self.weight.shape[0]} {k} " + " ".join(extra)
 
 
-class ConvTranspose(AffinePrimitive):
+class ConvTranspose(_KernelMap, AffinePrimitive):
     """N-d transposed convolution (the adjoint of a strided convolution), constant kernel."""
     rules: ClassVar[frozenset[str]] = AffinePrimitive.rules | {"ort_interval"}
 
@@ -347,17 +357,6 @@ class ConvTranspose(AffinePrimitive):
                                                               self.full))
         out = full[(slice(None), *crop)]
         return np.moveaxis(out, -1, 1).reshape(s, *self.out_shape)
-
-    @cached_property
-    def abs_weight(self) -> np.ndarray:
-        """|weight| entrywise (the matrix of abs_linear), computed once."""
-        return np.abs(self.weight)
-
-    def linear(self, x: np.ndarray) -> np.ndarray:
-        return self._apply(self.weight, x)
-
-    def abs_linear(self, x: np.ndarray) -> np.ndarray:
-        return self._apply(self.abs_weight, x)
 
     def _adjoint(self, w: np.ndarray, lam: np.ndarray) -> np.ndarray:
         k, n, m, *out = lam.shape
