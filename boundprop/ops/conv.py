@@ -405,22 +405,30 @@ class ConvTranspose(_KernelMap, AffinePrimitive):
         return f"{self.weight.shape[0]}->{self.out_shape[1]} {k} s{strides}"
 
 
-@onnx_converter("Conv")
-def convert_conv(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+def _window_args(ctx: ConversionContext, node, args: list[Value]):
+    """What Conv and ConvTranspose nodes share: the computed input, the constant kernel and
+    bias, the spatial rank, the attributes and the checked kernel/strides/dilations."""
+    op = node.op_type
     x = args[0]
     if not isinstance(x, Tensor):
-        raise ctx.fail("Conv input must be computed from the network input")
-    w = float_array(const_value(ctx, args[1], "Conv kernel"))
+        raise ctx.fail(f"{op} input must be computed from the network input")
+    w = float_array(const_value(ctx, args[1], f"{op} kernel"))
     bias = None
     if len(args) > 2 and args[2] is not None:
-        bias = const_value(ctx, args[2], "Conv bias")
+        bias = const_value(ctx, args[2], f"{op} bias")
     d = w.ndim - 2
-    if len(x.shape) != d + 2:
-        raise ctx.fail(f"Conv kernel of rank {w.ndim} does not fit input shape {x.shape}")
     a = {at.name: attr(node, at.name) for at in node.attribute}
     kernel = tuple(a.get("kernel_shape") or w.shape[2:])
     strides = tuple(a.get("strides") or [1] * d)
     dilations = tuple(a.get("dilations") or [1] * d)
+    return x, w, bias, d, a, kernel, strides, dilations
+
+
+@onnx_converter("Conv")
+def convert_conv(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
+    x, w, bias, d, a, kernel, strides, dilations = _window_args(ctx, node, args)
+    if len(x.shape) != d + 2:
+        raise ctx.fail(f"Conv kernel of rank {w.ndim} does not fit input shape {x.shape}")
     check_window(ctx, d, kernel, strides, dilations, a, weight_spatial=tuple(w.shape[2:]))
     pb, pe = resolve_pads(a, x.shape[2:], kernel, strides, dilations)
     strides = clamp_strides(x.shape[2:], strides, pb, pe)
@@ -433,18 +441,7 @@ def convert_conv(ctx: ConversionContext, node, args: list[Value]) -> list[Value]
 
 @onnx_converter("ConvTranspose")
 def convert_conv_transpose(ctx: ConversionContext, node, args: list[Value]) -> list[Value]:
-    x = args[0]
-    if not isinstance(x, Tensor):
-        raise ctx.fail("ConvTranspose input must be computed from the network input")
-    w = float_array(const_value(ctx, args[1], "ConvTranspose kernel"))
-    bias = None
-    if len(args) > 2 and args[2] is not None:
-        bias = const_value(ctx, args[2], "ConvTranspose bias")
-    d = w.ndim - 2
-    a = {at.name: attr(node, at.name) for at in node.attribute}
-    kernel = tuple(a.get("kernel_shape") or w.shape[2:])
-    strides = tuple(a.get("strides") or [1] * d)
-    dilations = tuple(a.get("dilations") or [1] * d)
+    x, w, bias, d, a, kernel, strides, dilations = _window_args(ctx, node, args)
     check_window(ctx, d, kernel, strides, dilations, a, weight_spatial=tuple(w.shape[2:]))
     out_pad = list(a.get("output_padding") or [0] * d)
     group = a.get("group", 1)
