@@ -550,12 +550,6 @@ def const_value(ctx: ConversionContext, v: Value, what: str) -> np.ndarray:
                    "from the network input")
 
 
-def tensor_value(ctx: ConversionContext, v: Value, what: str) -> Tensor:
-    if isinstance(v, Tensor):
-        return v
-    raise ctx.fail(f"{what} is missing")
-
-
 def float_array(a: np.ndarray) -> np.ndarray:
     """Parameters are held in float64: the IR computes in float64."""
     return np.asarray(a, dtype=np.float64)
