@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from boundprop.domains.backsub import DEFAULT_WORK_BUDGET, BackSubstitution
+from boundprop.domains.backsub import DEFAULT_WORK_BUDGET, BackSubstitution, folded_spec_bounds
 from boundprop.domains.interval import interval_pass
 from boundprop.domains.interval_ort import (
     FastIntervalUnavailable,
@@ -176,7 +176,9 @@ def linear_function_bounds(net: Network, input_set: InputSet, c: np.ndarray,
                            ) -> tuple[np.ndarray, np.ndarray]:
     """Certified bounds of C·y over the input set, y the flattened network output.
 
-    With ``method="linear"`` C is back-substituted directly (tighter than bounding y first).
+    With ``method="linear"`` C is back-substituted directly (tighter than bounding y first);
+    with ``"interval"`` C is folded into the network's affine tail and bounded over the
+    enclosures found (:func:`~boundprop.domains.backsub.folded_spec_bounds`).
     """
     c = np.atleast_2d(np.asarray(c, dtype=np.float64))
     n_out = int(np.prod(net.output_shape))
@@ -186,4 +188,4 @@ def linear_function_bounds(net: Network, input_set: InputSet, c: np.ndarray,
     if method == "linear":
         return linear_bounds(net, input_set, spec=c, execution=execution)[1]
     b = output_bounds(net, input_set, method, execution)
-    return interval_matvec(c, b.lower.reshape(-1), b.upper.reshape(-1))
+    return folded_spec_bounds(net, b.input_set, b.layers, c, execution)
