@@ -98,6 +98,9 @@ class BackSubstitution:
             self.f32_error[0] = np.maximum(hi - self.set.upper, self.set.lower - lo)
         self.relax: dict[int, object] = {}
         self.linear_nodes: list[int] = []  # nodes whose bounds came from back-substitution
+        # The α method's slope optimiser (``domains.alpha.SlopeOptimizer``): its ``lower``
+        # replaces :meth:`lower` for the rows it ``wants``.
+        self.optimizer = None
 
     def _boxes(self, k: int) -> list[Box]:
         return input_boxes(self.bounds, self.net.nodes[k])
@@ -123,7 +126,8 @@ class BackSubstitution:
         return self.backward(target, lam, relax, affine_only=affine_only).bound
 
     def backward(self, target: int, lam: np.ndarray, relax: dict[int, object] | None = None,
-                 record: bool = False, affine_only: bool = False) -> BackwardPass:
+                 record: bool = False, affine_only: bool = False, cuts: bool = True
+                 ) -> BackwardPass:
         """Back-substitute rows Λ from node ``target`` to the input.
 
         At every step the rows stand as Σ_i Λ_i·z_i + const over the pending nodes i; each
@@ -133,7 +137,8 @@ class BackSubstitution:
         layer over the previous layer's box, as interval propagation does, can beat going all
         the way back). ``affine_only``: stop at the first node that needs a relaxation.
         ``record``: keep the Λ reaching every node and the input minimiser (for the slope
-        optimiser, :mod:`boundprop.domains.alpha`)."""
+        optimiser, :mod:`boundprop.domains.alpha`). ``cuts=False``: only the final bound
+        (cheaper; the optimiser's iterates)."""
         net = self.net
         relax = relax or {}
         k_rows = lam.shape[0]
@@ -145,7 +150,8 @@ class BackSubstitution:
         for n in range(target, 0, -1):
             if n not in pending:
                 continue
-            best = np.maximum(best, self._cut_bound(pending, const, err))
+            if cuts:
+                best = np.maximum(best, self._cut_bound(pending, const, err))
             node = net.nodes[n]
             boxes = self._boxes(n)
             try:
@@ -218,8 +224,13 @@ class BackSubstitution:
         both = np.concatenate([rows, -rows]).reshape((2 * k, *shape))
         max_size = max(int(np.prod(n.shape)) for n in self.net.nodes[: target + 1])
         chunk = max(1, int(CHUNK_BYTES // (8 * max_size * 3)))
-        out = np.concatenate([self.lower(target, both[i:i + chunk], affine_only=affine_only)
-                              for i in range(0, 2 * k, chunk)])
+        opt = self.optimizer
+        if opt is not None and not affine_only and opt.wants(target, 2 * k):
+            parts = [opt.lower(target, both[i:i + chunk]) for i in range(0, 2 * k, chunk)]
+        else:
+            parts = [self.lower(target, both[i:i + chunk], affine_only=affine_only)
+                     for i in range(0, 2 * k, chunk)]
+        out = np.concatenate(parts)
         return out[:k], -out[k:]
 
     def _entries_to_tighten(self, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
