@@ -52,6 +52,20 @@ def test_alpha_bounds_contain_samples_and_are_never_looser(path):
     assert_inside(y32, f32.lower, f32.upper, f"{path.name} alpha (onnxruntime)")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in shipped_models() if p not in MLPS], ids=model_id)
+def test_alpha_bounds_contain_samples_on_every_model(path):
+    net = bp.load(path)
+    s = model_set(net)
+    rng = np.random.default_rng(5)
+    alpha = output_bounds(net, s, "alpha")
+    assert_inside(net(s.sample(2000, rng)), alpha.lower, alpha.upper, f"{path.name} alpha")
+    x32 = s.sample(1000, rng).astype(np.float32)
+    y32 = OrtModel(path, net.input_name, net.output_name)(x32)
+    f32 = output_bounds(net, s, "alpha", execution="float32")
+    assert_inside(y32, f32.lower, f32.upper, f"{path.name} alpha (onnxruntime)")
+
+
 def test_alpha_tightens_relu_mlps():
     """On the shipped ReLU MLP the optimised slopes narrow the output (measured 0.68×)."""
     net = bp.load("models/mlp_relu.onnx")
