@@ -145,7 +145,7 @@ class SlopeOptimizer:
             relax, touch = self._relax({n: (a[active], b[active]) for n, (a, b) in
                                         slopes.items()})
             bp = bs.backward(target, lam[active], relax, record=True, cuts=False)
-            best[active] = np.maximum(best[active], bp.bound)
+            best[active] = np.fmax(best[active], bp.bound)  # a NaN iterate bounds nothing
             self.iterations_run += 1
             if bp.point is None or opts.expired() or it == opts.iterations:
                 break
