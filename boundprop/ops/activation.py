@@ -24,6 +24,7 @@ from boundprop.ops.base import (
     box_max_abs,
     onnx_converter,
 )
+from boundprop.ops.tangent import tangent_slopes
 from boundprop.rounding import (
     ELEMENTARY_RELATIVE_ERROR,
     FLOAT32_ABSOLUTE,
@@ -330,10 +331,48 @@ class Activation(Primitive):
         return cands
 
     def relaxation(self, lo: np.ndarray, hi: np.ndarray):
-        """Lines a_l·x + b_l ≤ σ(x) ≤ a_u·x + b_u valid on [lo, hi] (sound: each offset is the
-        exact extreme of σ(x) − a·x over the candidate points, widened by the rounding
-        margin)."""
-        a_l, a_u = self.relaxation_slopes(lo, hi)
+        """Lines a_l·x + b_l ≤ σ(x) ≤ a_u·x + b_u valid on [lo, hi] with the slopes of
+        :meth:`relaxation_slopes` (the chord, for a curved σ)."""
+        return self.relaxation_with_slopes(lo, hi, *self.relaxation_slopes(lo, hi))
+
+    def inflections(self) -> tuple[tuple[float, ...], int] | None:
+        """σ's convexity structure: points p₁ < … < p_k and the sign s of the leftmost piece,
+        σ being convex (s = +1) or concave (s = −1) on (−∞, p₁] and alternating on each
+        following piece [p_i, p_{i+1}] (a linear piece counts as either; a kink must agree
+        with its piece). None: not declared (no tangent relaxation)."""
+        return None
+
+    def tangent_relaxation_slopes(self, lo: np.ndarray, hi: np.ndarray
+                                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Slopes (lower, upper) of CROWN's tangent-based lines, per neuron: on a convex
+        [l, u] the chord above and the tangent at the midpoint below (concave: mirrored);
+        across one inflection the tightest lines through (l, σ(l)) above and (u, σ(u))
+        below (tangent to σ, or the chord); the chord where σ's structure is not declared or
+        [l, u] spans two inflections (see :mod:`boundprop.ops.tangent`)."""
+        chord = self.relaxation_slopes(lo, hi)
+        shape = self.inflections()
+        if shape is None:
+            return chord
+        return tangent_slopes(self.fn, self._slope_at, lo, hi, shape[0], shape[1], chord)
+
+    def relaxation_candidates(self, lo: np.ndarray, hi: np.ndarray) -> list[tuple]:
+        """Sound relaxations (a_l, b_l, a_u, b_u) of σ on [lo, hi] to choose from, bound by
+        bound: [chord, tangent] for a σ with declared convexity (:meth:`inflections`), else
+        [:meth:`relaxation`]. Each one's offsets are exact extremes (any slope is sound)."""
+        chord = self.relaxation(lo, hi)
+        if self.inflections() is None:
+            return [chord]
+        return [chord, self.relaxation_with_slopes(lo, hi,
+                                                   *self.tangent_relaxation_slopes(lo, hi))]
+
+    def linear_relaxation_candidates(self, box) -> list:
+        return self.relaxation_candidates(*box)
+
+    def relaxation_with_slopes(self, lo: np.ndarray, hi: np.ndarray, a_l: np.ndarray,
+                               a_u: np.ndarray):
+        """Lines a_l·x + b_l ≤ σ(x) ≤ a_u·x + b_u valid on [lo, hi] for the given slopes
+        (sound for any slopes: b_l = min, b_u = max of σ(x) − a·x over the candidate points,
+        which hold the exact extremes, widened by the rounding margin)."""
         out = []
         for a, lower in ((a_l, True), (a_u, False)):
             vals, scale = [], np.zeros_like(lo)
