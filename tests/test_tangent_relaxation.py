@@ -7,7 +7,8 @@ the comparison is redone exactly: the line in 256-bit arithmetic (exact for thes
 far below the margins) against σ by mpmath. The structure checks state what the construction
 proves: on a convex (concave) [l, u] the chord side is today's line, the other side touches σ
 at the midpoint and the area is no larger than the chord relaxation's; across one inflection
-the lines pass through (l, σ(l)) and (u, σ(u)) with slopes on the known side of the chord.
+the lines pass through (l, σ(l)) and (u, σ(u)) with slopes on the known side of the chord;
+across two (the GELUs) the chord stays above and the lower line touches the middle piece.
 A planted slope error (offsets computed for one slope, another slope reported) is caught by the
 same check.
 """
@@ -136,6 +137,16 @@ def check_all(act, lo, hi):
     stol = 1e-9 * (1 + np.abs(chord_slope))
     for t_slope in (a_l, a_u):
         assert np.all((s * (t_slope - chord_slope) >= -stol)[cross])
+    # two inflections (the GELUs, concave-convex-concave): the chord above; below a line of
+    # slope between σ'(l) and σ'(u) touching σ (at one of its offset's candidate points)
+    two = real & (inside == 2)
+    if np.any(two):
+        assert np.all((a_u == ca_u)[two] & (b_u == cb_u)[two] & (s < 0)[two])
+        d_lo, d_hi = act.derivative(lo), act.derivative(hi)
+        assert np.all(((np.minimum(d_lo, d_hi) <= a_l) & (a_l <= np.maximum(d_lo, d_hi)))[two])
+        xs = np.stack([np.broadcast_to(c, lo.shape) for c in act._candidates(a_l, lo, hi)])
+        gap = np.min(act.fn(xs) - (a_l * xs + b_l), axis=0)
+        assert np.all(gap[two] <= tol[two] + 1e-12 * np.abs(a_l * lo)[two])
 
 
 def _intervals(pairs) -> tuple[np.ndarray, np.ndarray]:

@@ -347,8 +347,9 @@ class Activation(Primitive):
         """Slopes (lower, upper) of CROWN's tangent-based lines, per neuron: on a convex
         [l, u] the chord above and the tangent at the midpoint below (concave: mirrored);
         across one inflection the tightest lines through (l, σ(l)) above and (u, σ(u))
-        below (tangent to σ, or the chord); the chord where σ's structure is not declared or
-        [l, u] spans two inflections (see :mod:`boundprop.ops.tangent`)."""
+        below (tangent to σ, or the chord); across two (the GELUs) the chord and the middle
+        piece's tangent; the chord where σ's structure is not declared (see
+        :mod:`boundprop.ops.tangent`)."""
         chord = self.relaxation_slopes(lo, hi)
         shape = self.inflections()
         if shape is None:

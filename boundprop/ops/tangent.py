@@ -20,8 +20,12 @@ where s' = ±1 makes f convex on the left part of [l, u]:
   [p, u] (the tangent point), or at u if g(u) ≥ 0 (the chord). Symmetrically the lower line
   is the tightest line through (u, f(u)) below f, slope max_{d ∈ [l, u)} (f(u) − f(d))/(u − d),
   at the root of h(d) = f'(d)(u − d) − (f(u) − f(d)) in [l, p] (h increasing there), or at l.
-* two or more p inside (the GELUs on intervals spanning both inflections): the chord slope
-  for both lines (no tangent construction).
+* two p inside (the GELUs on intervals spanning both inflections, concave-convex-concave):
+  the chord on the side of the outer pieces' curvature (above, for the GELUs), and on the other
+  the slope of the middle piece's tangent at the midpoint clipped into it, clipped between
+  σ'(l) and σ'(u) (a steeper line would cut the outer pieces: for the GELUs on a wide [l, u]
+  this is ReLU's lower line, slope ≈ 0 or 1); a heuristic, not a proven optimum. Three or
+  more: the chord slope for both lines.
 
 The slope of each line is taken as the chord slope to the bisection's end point rather than
 f'(d*): the two agree at a tangent point, and the chord slope is also right where the max is
@@ -70,7 +74,7 @@ def s_shape_slopes(f, df, lo, hi, p) -> tuple[np.ndarray, np.ndarray]:
 def tangent_slopes(fn, df, lo, hi, points, sign, fallback) -> tuple[np.ndarray, np.ndarray]:
     """(a_lower, a_upper) per neuron for σ = ``fn`` (σ' = ``df``) with inflection points
     ``points`` and leftmost-piece sign ``sign`` (see the module docstring); ``fallback`` =
-    (lower, upper) chord slopes, kept where [lo, hi] is tiny, infinite, or spans ≥ 2 points."""
+    (lower, upper) chord slopes, kept where [lo, hi] is tiny, infinite, or spans ≥ 3 points."""
     a_l, a_u = (np.array(s, dtype=np.float64, copy=True) for s in fallback)
     lo, hi = np.broadcast_arrays(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
     width = hi - lo
@@ -88,6 +92,16 @@ def tangent_slopes(fn, df, lo, hi, points, sign, fallback) -> tuple[np.ndarray, 
         chord, tan = _chord(fn, lo, hi), df(mid)
         a_l = np.where(zero, np.where(s_lo > 0, tan, chord), a_l)
         a_u = np.where(zero, np.where(s_lo > 0, chord, tan), a_u)
+    two = ok & (inside == 2)
+    if np.any(two) and pts.size == 2:
+        # the middle piece [p₁, p₂] has the sign −s_lo: its tangent at the midpoint clipped
+        # into it on that side, the chord on the other
+        tan = df(np.clip(0.5 * lo + 0.5 * hi, pts[0], pts[1]))
+        d_lo, d_hi = df(lo), df(hi)
+        tan = np.clip(tan, np.minimum(d_lo, d_hi), np.maximum(d_lo, d_hi))
+        chord = _chord(fn, lo, hi)
+        a_l = np.where(two, np.where(s_lo < 0, tan, chord), a_l)
+        a_u = np.where(two, np.where(s_lo < 0, chord, tan), a_u)
     if np.any(one):
         p = np.zeros(lo.shape)
         for pt in pts:
