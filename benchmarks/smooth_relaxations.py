@@ -16,8 +16,12 @@ its own, so the pair is sound).
    ε = 0.015 as in tightness_vs_auto_lirpa.py): the same areas on each activation's input
    enclosures from today's linear pass, and the mean output width of
    ``output_bounds(method="linear")`` with each relaxation, obtained by monkeypatching
-   ``Activation.relaxation_slopes`` (tangent) or ``Activation.relaxation`` (best lines) in
-   this process; "best of runs" intersects the chord and tangent output bounds. Every run is
+   ``Activation.relaxation_slopes`` (tangent), ``Activation.relaxation`` (best lines) or
+   ``BackSubstitution.lower``/``_relaxation`` (max per bound) in
+   this process; "max per bound" is the planned integration (every bound, intermediate ones
+   too, the max of one back-substitution per candidate: all chord, all tangent), "max3" adds
+   a third candidate (the best lines per neuron); "best of runs" intersects the chord and
+   tangent output bounds. Every run is
    checked against 2000 sampled inputs (an honest sample beating a bound is a bug).
 
 Results go to benchmarks/results/smooth_relaxations.json.
@@ -48,7 +52,7 @@ from boundprop.sets import LinfBall, default_input_set  # noqa: E402
 MODELS = ["mlp_sigmoid", "mlp_tanh", "mlp_softplus", "mlp_elu", "mlp_gelu", "mlp_gelu_erf",
           "torch_mlp_gelu_dynamo", "torch_mlp_gelu_torchscript"]
 OUT = ROOT / "benchmarks" / "results" / "smooth_relaxations.json"
-KINDS = ("chord", "tangent", "best_lines", "max_per_bound")
+KINDS = ("chord", "tangent", "best_lines", "max_per_bound", "max3_per_bound")
 _ORIG_SLOPES = Activation.relaxation_slopes
 _ORIG_RELAX = Activation.relaxation
 _ORIG_LOWER = BackSubstitution.lower
@@ -145,18 +149,24 @@ def _candidate_relaxation(self, n):
     cache = self.__dict__.setdefault("_cands", {})
     if n not in cache:
         cache[n] = self.net.nodes[n].op.linear_relaxation_candidates(*self._boxes(n))
+        if _EXTRA["best_lines"] and len(cache[n]) == 2:
+            cache[n].append(best_lines(cache[n], *self._boxes(n)[0]))
     c = cache[n]
     return c[min(self.__dict__.get("_pick", 0), len(c) - 1)]
 
 
+_EXTRA = {"best_lines": False}
+
+
 def _lower_max(self, target, lam):
     """The integration the lead plans: each bound (intermediate ones too) is the max of the
-    back-substitutions through each candidate relaxation (all chord, all tangent)."""
+    back-substitutions through each candidate relaxation (all chord, all tangent; with
+    "max3_per_bound" also all best lines)."""
     outs = []
-    for k in (0, 1):
+    for k in range(3 if _EXTRA["best_lines"] else 2):
         self._pick = k
         outs.append(_ORIG_LOWER(self, target, lam))
-    return np.maximum(*outs)
+    return np.maximum.reduce(outs)
 
 
 @contextlib.contextmanager
@@ -169,11 +179,13 @@ def patched(kind: str):
             Activation.relaxation_slopes = _tangent_slopes
         elif kind == "best_lines":
             Activation.relaxation = _best_lines_relaxation
-        elif kind == "max_per_bound":
+        elif kind in ("max_per_bound", "max3_per_bound"):
             BackSubstitution._relaxation = _candidate_relaxation
             BackSubstitution.lower = _lower_max
+            _EXTRA["best_lines"] = kind == "max3_per_bound"
         yield
     finally:
+        _EXTRA["best_lines"] = False
         Activation.relaxation_slopes = _ORIG_SLOPES
         Activation.relaxation = _ORIG_RELAX
         BackSubstitution._relaxation = _ORIG_NODE_RELAX
@@ -260,7 +272,8 @@ def main() -> None:
         wr = row["width_ratio"]
         print(f"{name:36s} width chord {row['chord']['mean_width']:.6g}; ratio tangent "
               f"{wr['tangent']:.4f}, best lines {wr['best_lines']:.4f}, max per bound "
-              f"{wr['max_per_bound']:.4f}, best of runs {wr['best_of_runs']:.4f}; sound "
+              f"{wr['max_per_bound']:.4f}, max3 {wr['max3_per_bound']:.4f}, best of runs "
+              f"{wr['best_of_runs']:.4f}; sound "
               f"{all(row[k]['samples_inside'] for k in KINDS)}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(res, indent=1))
