@@ -27,7 +27,8 @@ from boundprop.ops.smooth import Celu, Elu, Erf, Gelu, Selu, Sigmoid, Softplus, 
 N = 16
 ACTS = [Sigmoid((N,)), Tanh((N,)), Softplus((N,)), Softsign((N,)), Elu((N,), alpha=1.0),
         Elu((N,), alpha=0.3), Elu((N,), alpha=1.7), Elu((N,), alpha=-0.5),
-        Selu((N,), **Selu.onnx_defaults), Celu((N,), alpha=0.7), Gelu((N,)),
+        Elu((N,), alpha=0.0), Selu((N,), **Selu.onnx_defaults), Selu((N,), alpha=-1.0, gamma=1.0),
+        Celu((N,), alpha=0.7), Gelu((N,)),
         Gelu((N,), "tanh"), Erf((N,))]
 IDS = [f"{type(a).__name__}{getattr(a, 'approximate', '')}{a.params or ''}" for a in ACTS]
 

@@ -354,7 +354,8 @@ class Activation(Primitive):
         shape = self.inflections()
         if shape is None:
             return chord
-        return tangent_slopes(self.fn, self._slope_at, lo, hi, shape[0], shape[1], chord)
+        with np.errstate(over="ignore", invalid="ignore"):  # far ends: limits, or chord
+            return tangent_slopes(self.fn, self._slope_at, lo, hi, shape[0], shape[1], chord)
 
     def relaxation_candidates(self, lo: np.ndarray, hi: np.ndarray) -> list[tuple]:
         """Sound relaxations (a_l, b_l, a_u, b_u) of σ on [lo, hi] to choose from, bound by

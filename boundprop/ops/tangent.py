@@ -113,6 +113,9 @@ def tangent_slopes(fn, df, lo, hi, points, sign, fallback) -> tuple[np.ndarray, 
         fl, fu = s_shape_slopes(lambda x: s * fn(x), lambda x: s * df(x), l_, h_, p_)
         a_l[idx] = np.where(s > 0, fl, -fu)
         a_u[idx] = np.where(s > 0, fu, -fl)
+    # an overflowing σ far out (CELU with α < 0) can make a slope inf or NaN: keep the chord's
+    a_l = np.where(np.isfinite(a_l), a_l, fallback[0])
+    a_u = np.where(np.isfinite(a_u), a_u, fallback[1])
     return a_l, a_u
 
 
