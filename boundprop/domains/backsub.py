@@ -16,16 +16,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from boundprop.domains import backsub_crop
 from boundprop.domains.walker import Box, input_boxes, sanitize, walk
-from boundprop.ir import Network, Node
+from boundprop.ir import Network, Node, memory_budget
 from boundprop.ops.base import AffinePrimitive, PermutationPrimitive
 from boundprop.rounding import UNIT_ROUNDOFF, gamma, round_down, widen
 from boundprop.sets import InputSet, L2Ball
 
-# Work budget of one back-substitution, in (rows × node entries) summed over the path; past it
-# a node keeps its interval bounds (the tightest that fits).
-DEFAULT_WORK_BUDGET = 3e8
-CHUNK_BYTES = 256 * 2**20
+# Optional work budget of one node's back-substitution (``work``); None: no limit. A node past
+# a given budget keeps its interval bounds, and its method says so.
+DEFAULT_WORK_BUDGET = None
+# Largest array of rows Λ one back-substitution step holds (several are alive at once): at most
+# 256 MiB, and at most 1/16 of the memory budget (``ir.memory_budget``).
+MAX_CHUNK_BYTES = 256 * 2**20
+
+# Values of ``methods[k]`` (how node k's enclosure was obtained; ``OutputBounds.layers[k].method``).
+INPUT = "input"
+EXACT = "exact (affine of the input)"
+INTERVAL = "interval"
+LINEAR = "linear"
+OVERFLOW = "unbounded (float32 overflow)"
+
+
+def chunk_bytes() -> int:
+    """Bytes of one chunk of rows: MAX_CHUNK_BYTES, less on a machine with little memory."""
+    return int(max(2**20, min(MAX_CHUNK_BYTES, memory_budget() // 16)))
 
 
 def _concretize_box(lam: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray,
@@ -58,7 +73,7 @@ class BackSubstitution:
     node, given the interval enclosures ``ibp`` of every node (the same execution)."""
 
     def __init__(self, net: Network, s: InputSet, ibp: list[Box],
-                 work_budget: float = DEFAULT_WORK_BUDGET, execution: str = "real"):
+                 work_budget: float | None = DEFAULT_WORK_BUDGET, execution: str = "real"):
         self.net = net
         self.set = s
         self.work_budget = work_budget
@@ -72,6 +87,11 @@ class BackSubstitution:
             self.f32_error[0] = np.maximum(hi - self.set.upper, self.set.lower - lo)
         self.relax: dict[int, object] = {}
         self.linear_nodes: list[int] = []  # nodes whose bounds came from back-substitution
+        # How each node was bounded (see ``analysis.OutputBounds``): INPUT, EXACT, INTERVAL,
+        # LINEAR, "linear (n of m entries)", "interval (work budget ...)", OVERFLOW.
+        self.methods: list[str] = [INPUT] + [INTERVAL] * (len(net.nodes) - 1)
+        self.chunk_bytes = chunk_bytes()
+        self.use_crops = True  # False: whole arrays everywhere (same bounds, for tests)
 
     def _boxes(self, k: int) -> list[Box]:
         return input_boxes(self.bounds, self.net.nodes[k])
@@ -142,10 +162,44 @@ class BackSubstitution:
         k = rows.shape[0]
         both = np.concatenate([rows, -rows]).reshape((2 * k, *shape))
         max_size = max(int(np.prod(n.shape)) for n in self.net.nodes[: target + 1])
-        chunk = max(1, int(CHUNK_BYTES // (8 * max_size * 3)))
-        out = np.concatenate([self.lower(target, both[i:i + chunk])
-                              for i in range(0, 2 * k, chunk)])
+        out = self._chunked_lower(self, target, both, max_size)
         return out[:k], -out[k:]
+
+    def _chunked_lower(self, bs: BackSubstitution, target: int, lam: np.ndarray,
+                       max_size: int) -> np.ndarray:
+        """``bs.lower`` on chunks of rows of at most ``chunk_bytes`` each (arrays of the
+        largest node, ``max_size`` entries per row)."""
+        chunk = max(1, int(self.chunk_bytes // (8 * max_size)))
+        return np.concatenate([bs.lower(target, lam[i:i + chunk])
+                               for i in range(0, lam.shape[0], chunk)])
+
+    def _tighten(self, k: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of node k's entries ``idx`` (flat) by back-substitution:
+        on crops tile by tile (:mod:`backsub_crop`) when the cone of a convolution-shaped
+        node can be cropped, else with whole arrays (:meth:`node_bounds`)."""
+        shape = self.net.nodes[k].shape
+        side = backsub_crop.choose_side(self.net, k, idx) if self.use_crops else None
+        if side is None:
+            rows = np.zeros((idx.size, int(np.prod(shape))))
+            rows[np.arange(idx.size), idx] = 1.0
+            return self.node_bounds(k, rows)
+        lo, hi = np.empty(idx.size), np.empty(idx.size)
+        where = {int(j): t for t, j in enumerate(idx)}
+        for region, sub_idx in backsub_crop.tiles(shape, idx, side):
+            regions, ops = backsub_crop.plan(self.net, k, region)
+            sub = backsub_crop.cropped_view(self, regions, ops)
+            rshape = backsub_crop.region_shape(region)
+            local = np.ravel_multi_index(tuple(
+                p - a for p, (a, _) in zip(np.unravel_index(sub_idx, shape), region)), rshape)
+            m = sub_idx.size
+            lam = np.zeros((2 * m, int(np.prod(rshape))))
+            lam[np.arange(m), local] = 1.0
+            lam[m + np.arange(m), local] = -1.0
+            max_size = max(int(np.prod(backsub_crop.region_shape(r))) for r in regions.values())
+            out = self._chunked_lower(sub, k, lam.reshape(2 * m, *rshape), max_size)
+            pos = np.array([where[int(j)] for j in sub_idx])
+            lo[pos], hi[pos] = out[:m], -out[m:]
+        return lo, hi
 
     def _entries_to_tighten(self, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
         """Flat indices of node k worth back-substituting: the output, and entries feeding a
@@ -182,20 +236,27 @@ class BackSubstitution:
         lo, hi = self.bounds[k]
         lo, hi = np.maximum(lo, self.ibp[k][0]), np.minimum(hi, self.ibp[k][1])
         self.bounds[k] = (lo, hi)
-        if not self.curved[k] or isinstance(node.op, PermutationPrimitive):
+        if not self.curved[k]:
+            self.methods[k] = EXACT
+            return
+        if isinstance(node.op, PermutationPrimitive):
             return
         idx = self._entries_to_tighten(k, lo, hi)
-        if idx is None or self.work(k, 2 * idx.size) > self.work_budget:
+        if idx is None:
             return
-        rows = np.zeros((idx.size, lo.size))
-        rows[np.arange(idx.size), idx] = 1.0
-        # In float32 mode node_bounds injects δ_k at node k too: it bounds the float32 value.
-        l2, h2 = sanitize(*self.node_bounds(k, rows))
+        if self.work_budget is not None and self.work(k, 2 * idx.size) > self.work_budget:
+            self.methods[k] = (f"interval (work budget {self.work_budget:.3g} < "
+                               f"{self.work(k, 2 * idx.size):.3g})")
+            return
+        # In float32 mode lower() injects δ_k at node k too: it bounds the float32 value.
+        l2, h2 = sanitize(*self._tighten(k, idx))
         lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
         lo[idx] = np.maximum(lo[idx], l2)
         hi[idx] = np.minimum(hi[idx], h2)
         self.bounds[k] = (lo.reshape(node.shape), hi.reshape(node.shape))
         self.linear_nodes.append(k)
+        self.methods[k] = LINEAR if idx.size == lo.size else (
+            f"{LINEAR} ({idx.size} of {lo.size} entries)")
 
     def run(self, spec: np.ndarray | None = None):
         """Enclosures of every node (intersection of interval and linear bounds), and the
@@ -209,6 +270,9 @@ class BackSubstitution:
             self.curved[k] = (not isinstance(node.op, AffinePrimitive)) or any(
                 self.curved[i] for i in node.inputs)
         walk(net, self.bounds, self._transfer, settled=self._settled, refine=self._refine)
+        for k in range(1, len(net.nodes)):
+            if self._overflows(k):
+                self.methods[k] = OVERFLOW
         spec_bounds = None
         if spec is not None:
             spec = np.atleast_2d(np.asarray(spec, dtype=np.float64))
