@@ -91,6 +91,7 @@ class BackSubstitution:
         # LINEAR, "linear (n of m entries)", "interval (work budget ...)", OVERFLOW.
         self.methods: list[str] = [INPUT] + [INTERVAL] * (len(net.nodes) - 1)
         self.chunk_bytes = chunk_bytes()
+        self.tightened: dict[int, np.ndarray] = {}  # flat masks of back-substituted entries
         self.use_crops = True  # False: whole arrays everywhere (same bounds, for tests)
 
     def _boxes(self, k: int) -> list[Box]:
@@ -213,6 +214,23 @@ class BackSubstitution:
             if op.has("needs_tighter"):
                 mask |= op.needs_tighter(lo, hi)
         idx = np.flatnonzero(mask)
+        return self._not_implied(k, idx) if idx.size else None
+
+    def _not_implied(self, k: int, idx: np.ndarray) -> np.ndarray | None:
+        """Drop the entries of an activation node y = σ(z) whose input entry z_i already has
+        back-substituted (or exact) bounds [l, u]: back-substituting y_i gives a·(bound of
+        z_i) + b from a relaxation of σ on [l, u], never tighter than σ's exact image of
+        [l, u], which is its interval bound."""
+        node = self.net.nodes[k]
+        if node.family != "activation" or len(node.inputs) != 1 or \
+                node.op.in_shapes[0] != node.shape:
+            return idx
+        i = node.inputs[0]
+        done = self.tightened.get(i)
+        if not self.curved[i]:
+            return None
+        if done is not None:
+            idx = idx[~done[idx]]
         return idx if idx.size else None
 
     def _transfer(self, k: int, node: Node, boxes: list[Box]) -> Box:
@@ -255,6 +273,8 @@ class BackSubstitution:
         hi[idx] = np.minimum(hi[idx], h2)
         self.bounds[k] = (lo.reshape(node.shape), hi.reshape(node.shape))
         self.linear_nodes.append(k)
+        self.tightened[k] = np.zeros(lo.size, dtype=bool)
+        self.tightened[k][idx] = True
         self.methods[k] = LINEAR if idx.size == lo.size else (
             f"{LINEAR} ({idx.size} of {lo.size} entries)")
 

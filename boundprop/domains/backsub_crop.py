@@ -121,6 +121,11 @@ def cropped_view(bs, regions: dict[int, Region], ops: dict):
     sub.net = copy.copy(net)
     sub.net.nodes = nodes
     sub.bounds, sub.relax = bounds, {}
+    for n in ops:  # entrywise relaxations: sliced from the whole node's, not recomputed
+        if net.nodes[n].op.has("backward_linear"):
+            relax = net.nodes[n].op.crop_relaxation(bs._relaxation(n), regions[n])
+            if relax is not None:
+                sub.relax[n] = relax
     sub.f32_error = {n: e[region_slices(regions[n])] for n, e in bs.f32_error.items()
                      if n in regions}
     if 0 in regions:

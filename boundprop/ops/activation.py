@@ -65,6 +65,12 @@ class Activation(Primitive):
         op.out_shape = op.in_shapes[0]
         return op, [region]
 
+    def crop_relaxation(self, relax, region: Region):
+        """Entrywise (a_l, b_l, a_u, b_u): the same entries of each array (scalars as they
+        are)."""
+        sl = (slice(None), *(slice(a, b) for a, b in region))
+        return tuple(r[sl] if np.ndim(r) == len(region) + 1 else r for r in relax)
+
     # ONNX attribute defaults of the σ's parameters (the converter reads these attributes).
     onnx_defaults: ClassVar[dict[str, float]] = {}
     # Whether ``convert_activation`` converts the ONNX op (False: the class's module registers

@@ -102,6 +102,11 @@ class Primitive:
         back-substitution then keeps the whole arrays)."""
         return None
 
+    def crop_relaxation(self, relax, region: Region):
+        """The relaxation of ``self.crop(region)`` on the cropped boxes, sliced from this op's
+        relaxation ``relax`` when that is entrywise (else None: recomputed on the crop)."""
+        return None
+
     def float32_error(self, boxes: list[Interval], out: Interval) -> np.ndarray:
         """Bound (per output entry) on |float32 result − exact result| on the same inputs, for
         inputs in ``boxes`` and output enclosure ``out`` (see ``rounding`` for the model).
