@@ -45,6 +45,8 @@ from boundprop.vnnlib import Conjunction, Property, load_vnnlib, progress
 
 STATUSES = ("verified", "falsified", "unknown")
 DEFAULT_METHOD = "linear"
+# A box the method leaves open is bounded again by the tighter one before the search.
+ESCALATION = {"linear": "alpha"}
 DEFAULT_SAMPLES = 1024
 ASCENT_STEPS = 16  # projected ascent steps per start point (fewer if no progress)
 REFINE_ROUNDS = 8  # rounds of local random search after the ascent
@@ -320,7 +322,9 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     onnxruntime), or "unknown".
 
     ``method`` and ``execution`` are passed to
-    :func:`~boundprop.analysis.linear_function_bounds`; the default ``execution="float32"``
+    :func:`~boundprop.analysis.linear_function_bounds`; a box that ``linear`` (the default)
+    leaves open is bounded again with ``alpha`` (optimised slopes) before the search, each row
+    keeping its best bound (``ESCALATION``). The default ``execution="float32"``
     makes "verified" hold for onnxruntime's float32 evaluation too. ``timeout``
     (seconds) bounds the search; the bound computation of a box is not interrupted, and a
     timeout before every box is bounded gives "unknown". ``ort_model`` defaults to an
@@ -376,6 +380,13 @@ def _certified_margins(net: Network, prop: Property, method: str, execution: str
             wide = Box(np.nextafter(box.lower, -np.inf), np.nextafter(box.upper, np.inf))
             lower, _ = linear_function_bounds(net, wide.fit(net.input_shape), np.vstack(rows),
                                               method=method, execution=execution)
+            if method in ESCALATION and not np.all(
+                    [np.any(lo_k > b) for lo_k, b in _split_rows(lower, unsafe)]):
+                # before giving up on the box: the tighter method, each row its best bound
+                tighter, _ = linear_function_bounds(
+                    net, wide.fit(net.input_shape), np.vstack(rows),
+                    method=ESCALATION[method], execution=execution)
+                lower = np.maximum(lower, tighter)
         conj_margin, still_open = _conjunction_margins(lower, unsafe)
         per_case.append(conj_margin)
         if len(conj_margin):
@@ -385,6 +396,16 @@ def _certified_margins(net: Network, prop: Property, method: str, execution: str
     return margin, per_case, open_cases, False
 
 
+def _split_rows(lower: np.ndarray, unsafe: list[Conjunction]) -> list[tuple[np.ndarray,
+                                                                             np.ndarray]]:
+    """The stacked lower bounds cut per conjunction: [(lower bounds of A_k·y, b_k)]."""
+    out, k0 = [], 0
+    for _a, b in unsafe:
+        out.append((lower[k0:k0 + len(b)], b))
+        k0 += len(b)
+    return out
+
+
 def _conjunction_margins(lower: np.ndarray, unsafe: list[Conjunction]
                          ) -> tuple[np.ndarray, list[Conjunction]]:
     """Per conjunction A_k·y ≤ b_k of one box, given certified lower bounds ``lower`` of all
@@ -392,10 +413,7 @@ def _conjunction_margins(lower: np.ndarray, unsafe: list[Conjunction]
     at least the smallest positive float; else ≤ 0), and the conjunctions not refuted."""
     conj_margin = np.empty(len(unsafe))
     still_open = []
-    k0 = 0
-    for j, (a, b) in enumerate(unsafe):
-        lo_k = lower[k0:k0 + len(b)]
-        k0 += len(b)
+    for j, ((a, b), (lo_k, _)) in enumerate(zip(unsafe, _split_rows(lower, unsafe))):
         refuted = bool(np.any(lo_k > b))  # certified: A_k·y ≥ lo_k > b_k on the box
         conj_margin[j] = float(np.max(round_down(lo_k - b))) if len(b) else -np.inf
         if refuted:

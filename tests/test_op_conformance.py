@@ -70,8 +70,11 @@ def implemented(cls: type[Primitive], rule: str) -> bool:
             for m in ("param_structure", "weight_and_bias", "param_vjp", "perturbed"))
     if rule == "entry_selection":  # semantics checked below; only entry-moving maps qualify
         return rule in cls.rules and issubclass(cls, PermutationPrimitive)
+    if rule == "relaxed_forward":
+        return _overrides(cls, "relaxed_forward")
     method = {"ort_interval": "emit_interval_onnx", "materialize": "materialize",
-              "row_norms": "sq_linear", "needs_tighter": "needs_tighter"}[rule]
+              "row_norms": "sq_linear", "needs_tighter": "needs_tighter",
+              "slope_parameters": "lower_slope_range"}[rule]
     return callable(getattr(cls, method, None))
 
 
@@ -114,6 +117,57 @@ def test_backward_linear_is_a_lower_bound(spec):
     bound = bound + const - err
     slack = 1e-12 * (1 + np.abs(exact))  # the float evaluation of Λ·y itself
     assert np.all(bound <= exact + slack), f"worst excess {np.max(bound - exact):.3g}"
+
+
+@pytest.mark.parametrize("spec", rows("relaxed_forward"))
+def test_relaxed_forward_is_the_back_substituted_function(spec):
+    """Λ_k·relaxed_forward(x)_k equals the linear form backward_linear returned, Σ_i Λ_ik·x_i
+    + const_k, at sampled points: the identity the slope optimiser's gradients rest on."""
+    op, boxes, xs, rng = build(spec)
+    k = 4
+    lam = rng.standard_normal((k, *op.out_shape))
+    relax = op.linear_relaxation(*boxes)
+    lams, const, _ = op.backward_linear(lam, relax, boxes)
+    for s in range(0, N_SAMPLES, 5):
+        at = [np.repeat(x[s:s + 1], k, 0) for x in xs]
+        y = op.relaxed_forward(at, relax, lam)
+        lhs = (flat(lam) * flat(y)).sum(1)
+        rhs = sum((flat(li) * flat(x)).sum(1) for li, x in zip(lams, at)) + const
+        scale = 1 + sum((np.abs(flat(li)) * np.abs(flat(x))).sum(1) for li, x in zip(lams, at))
+        assert np.allclose(lhs, rhs, rtol=0, atol=1e-9 * float(np.max(scale) + np.abs(const).max()))
+
+
+@pytest.mark.parametrize("spec", rows("slope_parameters"))
+def test_every_slope_in_range_gives_a_lower_bound(spec):
+    """Any lower slope in ``lower_slope_range``, one per row, keeps backward_linear below the
+    sampled values; a slope past the range's end (planted) is caught by the same check."""
+    op, boxes, xs, rng = build(spec)
+    lo, hi = boxes[0]
+    amin, amax = op.lower_slope_range(lo, hi)
+    assert np.all(amin <= amax)
+    k = 6
+    lam = np.abs(rng.standard_normal((k, *op.out_shape)))  # Λ ≥ 0: the lower lines count
+    y = op.evaluate(*xs)
+    exact = np.einsum("ko,so->sk", flat(lam), flat(y))
+
+    def bound(alpha):
+        relax = op.with_lower_slope(op.linear_relaxation(*boxes), lo, hi, alpha)
+        lams, const, err = op.backward_linear(lam, relax, boxes)
+        return np.einsum("ki,si->sk", flat(lams[0]), flat(xs[0])) + const - err
+
+    for t in (0.0, 1.0, rng.random((k, *op.out_shape))):
+        alpha = amin + t * (amax - amin)
+        assert np.all(bound(alpha) <= exact + 1e-12 * (1 + np.abs(exact)))
+    free = amax > amin
+    if np.any(free):
+        # the clip in with_lower_slope defends against a too steep slope: bypass it
+        a_l, b_l, a_u, b_u = op.linear_relaxation(*boxes)
+        steep = (np.where(free, amax + 0.5, a_l), np.where(free, 0.0, b_l), a_u, b_u)
+        lams, const, err = op.backward_linear(lam, steep, boxes)
+        worst = np.einsum("ki,si->sk", flat(lams[0]), flat(xs[0])) + const - err - exact
+        negative = (xs[0] < 0).reshape(N_SAMPLES, -1) @ free.reshape(-1)
+        if np.any(negative):
+            assert np.max(worst) > 0, "a too-steep planted slope went unnoticed"
 
 
 # ------------------------------------------------------------------ Jacobian enclosure

@@ -49,7 +49,8 @@ class Activation(Primitive):
     onnx_op: ClassVar[str] = ""
     # Every activation has these rules; those with an onnxruntime emission add "ort_interval".
     rules: ClassVar[frozenset[str]] = frozenset(
-        {"interval", "backward_linear", "constants", "jacobian", "vjp", "needs_tighter"})
+        {"interval", "backward_linear", "constants", "jacobian", "vjp", "needs_tighter",
+         "relaxed_forward"})
 
     def __init__(self, in_shape: Shape, **params: float) -> None:
         self.in_shapes, self.out_shape = (tuple(in_shape),), tuple(in_shape)
@@ -392,6 +393,12 @@ class Activation(Primitive):
         err = (2 * UNIT_ROUNDOFF * (np.abs(lam_in) * zmax).sum(axis=axes)
                + gamma(int(np.prod(self.out_shape))) * np.abs(terms).sum(axis=axes))
         return [lam_in], const, err
+
+    def relaxed_forward(self, xs, relax, lam):
+        """a_l·x + b_l where Λ ≥ 0, a_u·x + b_u where Λ < 0 (the lines backward_linear used)."""
+        a_l, b_l, a_u, b_u = relax
+        x = xs[0]
+        return np.where(lam >= 0, a_l * x + b_l, a_u * x + b_u)
 
     def float32_error(self, boxes, out):
         if self.rounding == "exact":

@@ -30,9 +30,41 @@ from boundprop.ops.base import (
 )
 
 
-class Relu(Activation):
+class KinkAtOrigin:
+    """ReLU family: σ(x) = x for x ≥ 0 and s·x for x < 0 (s the negative slope, ≤ 1).
+
+    On an interval l < 0 < u every line a·x with s ≤ a ≤ 1 lies below σ (a·x ≤ x for x ≥ 0,
+    a·x ≤ s·x for x < 0), exactly, with offset 0: the free lower slope that α-CROWN optimises
+    per neuron and per bound. Entries that are stable, or whose s > 1 (σ concave), keep the
+    default relaxation (range of one point)."""
+
+    def negative_slope(self) -> np.ndarray | float:
+        raise NotImplementedError
+
+    def lower_slope_range(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray,
+                                                                       np.ndarray]:
+        """(smallest, largest) sound lower slope per entry; equal where the slope is fixed."""
+        s = np.broadcast_to(self.negative_slope(), lo.shape)
+        free = (lo < 0) & (hi > 0) & (s <= 1)
+        a_l, _ = self.relaxation_slopes(lo, hi)
+        return np.where(free, s, a_l), np.where(free, 1.0, a_l)
+
+    def with_lower_slope(self, relax, lo: np.ndarray, hi: np.ndarray, alpha: np.ndarray):
+        """The relaxation ``relax`` with lower lines alpha·x (offset 0) on the free entries;
+        ``alpha`` may carry a leading row axis (one slope per bound row)."""
+        a_l, b_l, a_u, b_u = relax
+        s = np.broadcast_to(self.negative_slope(), lo.shape)
+        free = (lo < 0) & (hi > 0) & (s <= 1)
+        alpha = np.clip(alpha, s, 1.0)  # never trust the optimiser with soundness
+        return (np.where(free, alpha, a_l), np.where(free, 0.0, b_l), a_u, b_u)
+
+
+class Relu(KinkAtOrigin, Activation):
     kind = onnx_op = "Relu"
-    rules = Activation.rules | {"ort_interval"}
+    rules = Activation.rules | {"ort_interval", "slope_parameters"}
+
+    def negative_slope(self):
+        return 0.0
 
     def fn(self, x):
         return np.maximum(x, 0.0)
@@ -66,10 +98,13 @@ class Relu(Activation):
         return np.zeros(np.shape(x))
 
 
-class LeakyRelu(Activation):
+class LeakyRelu(KinkAtOrigin, Activation):
     kind = onnx_op = "LeakyRelu"
-    rules = Activation.rules | {"ort_interval"}
+    rules = Activation.rules | {"ort_interval", "slope_parameters"}
     onnx_defaults = {"alpha": 0.01}
+
+    def negative_slope(self):
+        return self.params["alpha"]
 
     def fn(self, x):
         a = self.params["alpha"]
@@ -222,10 +257,14 @@ class Clip(Activation):
         return np.zeros(np.shape(x))
 
 
-class PRelu(Activation):
+class PRelu(KinkAtOrigin, Activation):
     """Leaky ReLU with a constant slope array broadcast against the input."""
 
     kind = "PRelu"
+    rules = Activation.rules | {"slope_parameters"}
+
+    def negative_slope(self):
+        return self.slope
 
     def __init__(self, in_shape: Shape, slope: np.ndarray) -> None:
         super().__init__(in_shape)
