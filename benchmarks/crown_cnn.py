@@ -1,5 +1,6 @@
-"""Linear (CROWN-style) bounds on CNNs and ResNets: time, output width / lowest margin, peak
-memory (ru_maxrss of a fresh subprocess per model) and which nodes were linear-bounded.
+"""Linear (CROWN-style) bounds on CNNs and ResNets: wall and CPU time, output width / lowest
+margin, peak memory (ru_maxrss of a fresh subprocess per model) and which nodes were
+linear-bounded (``OutputBounds.layers[k].method``).
 
     python benchmarks/crown_cnn.py [model-name ...]     # one JSON line per model
 
@@ -51,9 +52,10 @@ def measure(name: str) -> dict:
         s = box.fit(net.input_shape)
         c = np.vstack([a for a, _ in unsafe if len(a)])
         b = np.concatenate([bb for a, bb in unsafe if len(a)])
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     ob = bp.output_bounds(net, s, method="linear")
     out["seconds"] = round(time.perf_counter() - t, 3)
+    out["cpu_seconds"] = round(time.process_time() - cpu, 3)
     out["mean_width"] = float(np.mean(ob.upper - ob.lower))
     methods = [getattr(layer, "method", "?") for layer in ob.layers]
     out["methods"] = {m: methods.count(m) for m in sorted(set(methods))}

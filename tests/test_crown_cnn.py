@@ -28,7 +28,7 @@ from boundprop.ops.join import Sum
 from boundprop.ops.piecewise import Relu
 from boundprop.ops.pooling import AveragePool, MaxPool
 from boundprop.runtime import OrtModel
-from boundprop.sets import default_input_set
+from boundprop.sets import L2Ball, default_input_set
 from tests.conftest import MODELS, VNNCOMP, needs_vnncomp
 
 FAST = ["lenet", "resnet_block", "torch_resnet_tiny_dynamo", "torch_cnn_dynamo"]
@@ -119,6 +119,21 @@ def crop_mismatch(net, s, entries: int = 12) -> float:
 def test_crops_equal_whole_arrays(name):
     net, s = _setup(name)
     assert crop_mismatch(net, s) < 1e-6
+
+
+def test_crops_on_l2_ball_and_float32():
+    """An ℓ2-ball input set (cropped exactly: Λ is zero off the crop) and float32 execution
+    (the δ_k of every node sliced with it)."""
+    net, s = _setup("resnet_block")
+    x0 = s.sample(1, np.random.default_rng(5))[0]
+    ball = L2Ball(x0, 0.05)
+    assert crop_mismatch(net, ball) < 1e-6
+    b = output_bounds(net, ball, "linear")
+    y = net(ball.sample(300, np.random.default_rng(6)))
+    _inside(y, b.lower, b.upper, "resnet_block ℓ2 ball")
+    f32 = output_bounds(net, s, "linear", execution="float32")
+    assert f32.layers[net.output].method == "linear"
+    _relu_inputs_linear(net, f32.layers)
 
 
 def test_planted_crop_error_is_caught(monkeypatch):
