@@ -131,8 +131,10 @@ def cropped_view(bs, regions: dict[int, Region], ops: dict):
     if 0 in regions:
         sl = region_slices(regions[0])
         s = bs.set
-        sub.set = L2Ball(s.center[sl], s.radius) if isinstance(s, L2Ball) else Box(
-            np.asarray(s.lower)[sl], np.asarray(s.upper)[sl])
+        shape = net.nodes[0].shape
+        sub.set = L2Ball(np.broadcast_to(s.center, shape)[sl], s.radius) if isinstance(
+            s, L2Ball) else Box(np.broadcast_to(s.lower, shape)[sl],
+                                np.broadcast_to(s.upper, shape)[sl])
     return sub
 
 
