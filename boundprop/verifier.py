@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from boundprop.analysis import linear_function_bounds
+from boundprop.domains.alpha import SlopeOptions
 from boundprop.errors import BoundpropError
 from boundprop.gn.uses import margin_search
 from boundprop.ir import Network
@@ -316,7 +317,8 @@ class _Search:
 
 def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
            timeout: float | None = None, seed: int = 0, n_samples: int = DEFAULT_SAMPLES,
-           ort_model=None, batch: int = 256, execution: str = "float32") -> Verdict:
+           ort_model=None, batch: int = 256, execution: str = "float32",
+           slopes: SlopeOptions | None = None) -> Verdict:
     """Decide a VNN-LIB property on ``net``: "verified" (the certified bounds prove that no
     input of the boxes reaches the unsafe region), "falsified" (a counterexample confirmed by
     onnxruntime), or "unknown".
@@ -324,7 +326,8 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     ``method`` and ``execution`` are passed to
     :func:`~boundprop.analysis.linear_function_bounds`; a box that ``linear`` (the default)
     leaves open is bounded again with ``alpha`` (optimised slopes) before the search, each row
-    keeping its best bound (``ESCALATION``). The default ``execution="float32"``
+    keeping its best bound (``ESCALATION``); ``slopes`` sets its budget (iterations, time).
+    The default ``execution="float32"``
     makes "verified" hold for onnxruntime's float32 evaluation too. ``timeout``
     (seconds) bounds the search; the bound computation of a box is not interrupted, and a
     timeout before every box is bounded gives "unknown". ``ort_model`` defaults to an
@@ -334,7 +337,7 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     deadline = t0 + (np.inf if timeout is None else float(timeout))
     prop = _as_property(net, property_or_path)
     margin, per_case, open_cases, timed_out = _certified_margins(net, prop, method, execution,
-                                                                 deadline)
+                                                                 deadline, slopes)
 
     def done(status: str, **kw) -> Verdict:
         return Verdict(status=status, margin=margin, method=method, conjunction_margins=per_case,
@@ -360,7 +363,7 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
 
 
 def _certified_margins(net: Network, prop: Property, method: str, execution: str,
-                       deadline: float
+                       deadline: float, slopes: SlopeOptions | None = None
                        ) -> tuple[float, list[np.ndarray], list[tuple[Box, list[Conjunction]]],
                                   bool]:
     """Step 1, certified bounds: one call per box, every row of every conjunction at once.
@@ -379,13 +382,13 @@ def _certified_margins(net: Network, prop: Property, method: str, execution: str
             # one ulp outwards: covers the file's decimal bounds however they were rounded
             wide = Box(np.nextafter(box.lower, -np.inf), np.nextafter(box.upper, np.inf))
             lower, _ = linear_function_bounds(net, wide.fit(net.input_shape), np.vstack(rows),
-                                              method=method, execution=execution)
+                                              method=method, execution=execution, slopes=slopes)
             if method in ESCALATION and not np.all(
                     [np.any(lo_k > b) for lo_k, b in _split_rows(lower, unsafe)]):
                 # before giving up on the box: the tighter method, each row its best bound
                 tighter, _ = linear_function_bounds(
                     net, wide.fit(net.input_shape), np.vstack(rows),
-                    method=ESCALATION[method], execution=execution)
+                    method=ESCALATION[method], execution=execution, slopes=slopes)
                 lower = np.maximum(lower, tighter)
         conj_margin, still_open = _conjunction_margins(lower, unsafe)
         per_case.append(conj_margin)

@@ -74,7 +74,7 @@ def implemented(cls: type[Primitive], rule: str) -> bool:
         return _overrides(cls, "relaxed_forward")
     method = {"ort_interval": "emit_interval_onnx", "materialize": "materialize",
               "row_norms": "sq_linear", "needs_tighter": "needs_tighter",
-              "slope_parameters": "lower_slope_range"}[rule]
+              "slope_parameters": "with_slopes"}[rule]
     return callable(getattr(cls, method, None))
 
 
@@ -139,35 +139,41 @@ def test_relaxed_forward_is_the_back_substituted_function(spec):
 
 @pytest.mark.parametrize("spec", rows("slope_parameters"))
 def test_every_slope_in_range_gives_a_lower_bound(spec):
-    """Any lower slope in ``lower_slope_range``, one per row, keeps backward_linear below the
-    sampled values; a slope past the range's end (planted) is caught by the same check."""
+    """Any lower and upper slopes in ``slope_ranges``, one per row, keep backward_linear below
+    the sampled values (rows of both signs use both lines); the touch points are where the
+    lines meet σ up to rounding; a planted slope past the range with the old offset is caught
+    by the same check."""
     op, boxes, xs, rng = build(spec)
     lo, hi = boxes[0]
-    amin, amax = op.lower_slope_range(lo, hi)
-    assert np.all(amin <= amax)
+    lmin, lmax, umin, umax = op.slope_ranges(lo, hi)
+    assert np.all(lmin <= lmax) and np.all(umin <= umax)
     k = 6
-    lam = np.abs(rng.standard_normal((k, *op.out_shape)))  # Λ ≥ 0: the lower lines count
+    lam = rng.standard_normal((k, *op.out_shape))
     y = op.evaluate(*xs)
     exact = np.einsum("ko,so->sk", flat(lam), flat(y))
 
-    def bound(alpha):
-        relax = op.with_lower_slope(op.linear_relaxation(*boxes), lo, hi, alpha)
+    def bound(relax):
         lams, const, err = op.backward_linear(lam, relax, boxes)
         return np.einsum("ki,si->sk", flat(lams[0]), flat(xs[0])) + const - err
 
+    base = op.linear_relaxation(*boxes)
     for t in (0.0, 1.0, rng.random((k, *op.out_shape))):
-        alpha = amin + t * (amax - amin)
-        assert np.all(bound(alpha) <= exact + 1e-12 * (1 + np.abs(exact)))
-    free = amax > amin
-    if np.any(free):
-        # the clip in with_lower_slope defends against a too steep slope: bypass it
-        a_l, b_l, a_u, b_u = op.linear_relaxation(*boxes)
-        steep = (np.where(free, amax + 0.5, a_l), np.where(free, 0.0, b_l), a_u, b_u)
-        lams, const, err = op.backward_linear(lam, steep, boxes)
-        worst = np.einsum("ki,si->sk", flat(lams[0]), flat(xs[0])) + const - err - exact
-        negative = (xs[0] < 0).reshape(N_SAMPLES, -1) @ free.reshape(-1)
-        if np.any(negative):
-            assert np.max(worst) > 0, "a too-steep planted slope went unnoticed"
+        relax, x_l, x_u = op.with_slopes(base, lo, hi, lmin + t * (lmax - lmin),
+                                         umin + t * (umax - umin))
+        assert np.all(bound(relax) <= exact + 1e-12 * (1 + np.abs(exact)))
+        a_l, b_l, a_u, b_u = relax
+        gap_l = op.evaluate(x_l.reshape(-1, *op.in_shapes[0])).reshape(x_l.shape) - (
+            a_l * x_l + b_l)
+        assert np.all(gap_l >= 0) and np.all(gap_l <= 1e-6 * (1 + np.abs(b_l)))
+    free = lmax > lmin
+    if np.any(free):  # a steeper lower slope keeping its old offset
+        a_l, b_l, a_u, b_u = base
+        steep = (np.where(free, lmax + 0.5, a_l), b_l, a_u, b_u)
+        lam_pos = np.abs(lam)
+        lams, const, err = op.backward_linear(lam_pos, steep, boxes)
+        worst = (np.einsum("ki,si->sk", flat(lams[0]), flat(xs[0])) + const - err
+                 - np.einsum("ko,so->sk", flat(lam_pos), flat(y)))
+        assert np.max(worst) > 0, "a too-steep planted slope went unnoticed"
 
 
 # ------------------------------------------------------------------ Jacobian enclosure

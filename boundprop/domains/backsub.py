@@ -172,7 +172,7 @@ class BackSubstitution:
             if n not in pending:
                 continue
             if cuts:
-                best = np.maximum(best, self._cut_bound(pending, const, err))
+                best = np.fmax(best, self._cut_bound(pending, const, err))
             node = net.nodes[n]
             boxes = self._boxes(n)
             try:
@@ -215,7 +215,7 @@ class BackSubstitution:
         total = const + c
         mag = np.abs(const) + np.abs(c)
         final = round_down(total - err - e - gamma(4) * mag)
-        return BackwardPass(np.maximum(best, final), lams, point)
+        return BackwardPass(np.fmax(best, final), lams, point)  # NaN: no bound there
 
     def _cut_bound(self, pending: dict[int, np.ndarray], const: np.ndarray, err: np.ndarray
                    ) -> np.ndarray:

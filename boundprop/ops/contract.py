@@ -28,8 +28,8 @@ RULES: dict[str, str] = {
     "needs_tighter": "which inputs a tighter enclosure would help (needs_tighter)",
     "relaxed_forward": "the linear bound backward_linear used, evaluated at points "
                        "(relaxed_forward: gradients of a bound for the slope optimiser)",
-    "slope_parameters": "a free lower slope per entry, any value in its range sound "
-                        "(lower_slope_range, with_lower_slope)",
+    "slope_parameters": "free slopes of the lower and upper lines per entry, any value in "
+                        "their ranges sound (slope_ranges, with_slopes)",
 }
 
 # Short column labels of the matrix.

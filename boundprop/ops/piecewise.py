@@ -38,30 +38,36 @@ class KinkAtOrigin:
     per neuron and per bound. Entries that are stable, or whose s > 1 (σ concave), keep the
     default relaxation (range of one point)."""
 
+    SLOPE_COST = 1  # offsets are 0: no root finding
+
     def negative_slope(self) -> np.ndarray | float:
         raise NotImplementedError
 
-    def lower_slope_range(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray,
-                                                                       np.ndarray]:
-        """(smallest, largest) sound lower slope per entry; equal where the slope is fixed."""
+    def _free(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = np.broadcast_to(self.negative_slope(), lo.shape)
-        free = (lo < 0) & (hi > 0) & (s <= 1)
-        a_l, _ = self.relaxation_slopes(lo, hi)
-        return np.where(free, s, a_l), np.where(free, 1.0, a_l)
+        return (lo < 0) & (hi > 0) & (s <= 1), s
 
-    def with_lower_slope(self, relax, lo: np.ndarray, hi: np.ndarray, alpha: np.ndarray):
-        """The relaxation ``relax`` with lower lines alpha·x (offset 0) on the free entries;
-        ``alpha`` may carry a leading row axis (one slope per bound row)."""
-        a_l, b_l, a_u, b_u = relax
-        s = np.broadcast_to(self.negative_slope(), lo.shape)
-        free = (lo < 0) & (hi > 0) & (s <= 1)
-        alpha = np.clip(alpha, s, 1.0)  # never trust the optimiser with soundness
-        return (np.where(free, alpha, a_l), np.where(free, 0.0, b_l), a_u, b_u)
+    def slope_ranges(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Lower slope in [s, 1] on the free entries (offset 0); the upper line stays the
+        chord (the tightest upper line of a convex σ); elsewhere the default lines."""
+        free, s = self._free(lo, hi)
+        a_l, a_u = self.relaxation_slopes(lo, hi)
+        return np.where(free, s, a_l), np.where(free, 1.0, a_l), a_u, a_u
+
+    def with_slopes(self, relax, lo: np.ndarray, hi: np.ndarray, a_l: np.ndarray,
+                    a_u: np.ndarray):
+        """The relaxation ``relax`` with lower lines a_l·x (offset 0, touching σ at 0) on the
+        free entries; ``a_l`` may carry a leading row axis (one slope per bound row)."""
+        l0, b_l, a_u0, b_u = relax
+        free, s = self._free(lo, hi)
+        a_l = np.clip(a_l, s, 1.0)  # never trust the optimiser with soundness
+        zero = np.zeros(np.broadcast_shapes(np.shape(a_l), lo.shape))
+        return (np.where(free, a_l, l0), np.where(free, 0.0, b_l), a_u0, b_u), zero, zero
 
 
 class Relu(KinkAtOrigin, Activation):
     kind = onnx_op = "Relu"
-    rules = Activation.rules | {"ort_interval", "slope_parameters"}
+    rules = Activation.rules | {"ort_interval"}
 
     def negative_slope(self):
         return 0.0
@@ -100,7 +106,7 @@ class Relu(KinkAtOrigin, Activation):
 
 class LeakyRelu(KinkAtOrigin, Activation):
     kind = onnx_op = "LeakyRelu"
-    rules = Activation.rules | {"ort_interval", "slope_parameters"}
+    rules = Activation.rules | {"ort_interval"}
     onnx_defaults = {"alpha": 0.01}
 
     def negative_slope(self):
@@ -261,7 +267,6 @@ class PRelu(KinkAtOrigin, Activation):
     """Leaky ReLU with a constant slope array broadcast against the input."""
 
     kind = "PRelu"
-    rules = Activation.rules | {"slope_parameters"}
 
     def negative_slope(self):
         return self.slope
