@@ -31,18 +31,61 @@ ENGINES = ("auto", "numpy", "onnxruntime")
 AUTO_ORT_MULTIPLY_ADDS = 10**7
 
 
+class NodeBounds(tuple):
+    """One node's enclosure ``(lo, hi)`` (unpacks as a pair), with ``method``: how it was
+    obtained. The values:
+
+    - ``"input"``: the input set's bounding box (node 0);
+    - ``"exact (affine of the input)"``: an affine map of the input only, whose interval
+      bounds are exact up to rounding (back-substitution cannot tighten them);
+    - ``"interval"``: the node's interval rule on its inputs' enclosures (which may be linear
+      bounds); for the linear method, a node none of whose entries feeds a relaxation that
+      tighter bounds would improve (stable ReLUs, reshapes, joins feeding affine maps);
+    - ``"linear"``: every entry back-substituted to the input (CROWN), intersected with the
+      interval bounds;
+    - ``"linear (n of m entries)"``: the n entries that matter back-substituted (those feeding
+      unstable ReLUs, curved activations, max-pools), the others by interval;
+    - ``"interval (work budget ...)"``: a user-given ``work_budget`` stopped back-substitution
+      here (never the default);
+    - ``"unbounded (float32 overflow)"``: the float32 evaluation may overflow (−∞, ∞).
+    """
+
+    method: str
+
+    def __new__(cls, lo: np.ndarray, hi: np.ndarray, method: str = "interval") -> NodeBounds:
+        self = super().__new__(cls, (lo, hi))
+        self.method = method
+        return self
+
+    def __getnewargs__(self):
+        return self[0], self[1], self.method
+
+
+def _with_methods(layers: list[Box], methods: list[str] | None, execution: str
+                  ) -> list[NodeBounds]:
+    """Each layer as a NodeBounds; without ``methods``, those of the interval pass."""
+    if methods is None:
+        methods = ["input"] + [
+            "unbounded (float32 overflow)" if execution == "float32" and not np.all(
+                np.isfinite(lo) & np.isfinite(hi)) else "interval" for lo, hi in layers[1:]]
+    return [NodeBounds(lo, hi, m) for (lo, hi), m in zip(layers, methods)]
+
+
 @dataclass
 class OutputBounds:
     """Certified bounds: every output of the network on the input set lies in [lower, upper].
 
-    ``layers`` holds, per IR node, its enclosure (without the sample axis).
+    ``layers`` holds, per IR node, its enclosure (without the sample axis) as a
+    :class:`NodeBounds`: ``lo, hi = layers[k]``, and ``layers[k].method`` says which domain
+    bounded it ("interval", "linear", "linear (n of m entries)", "exact (affine of the
+    input)", ...; see :class:`NodeBounds`).
     """
 
     lower: np.ndarray
     upper: np.ndarray
     method: str
     input_set: InputSet
-    layers: list[tuple[np.ndarray, np.ndarray]] = field(repr=False)
+    layers: list[NodeBounds] = field(repr=False)
     elapsed_s: float = 0.0
     execution: str = "real"
     note: str | None = None  # e.g. which node may overflow float32 (bounds then ±inf)
@@ -97,12 +140,15 @@ def interval_bounds(net: Network, input_set: InputSet, execution: str = "real",
 
 
 def linear_bounds(net: Network, input_set: InputSet, spec: np.ndarray | None = None,
-                  execution: str = "real", work_budget: float = DEFAULT_WORK_BUDGET,
+                  execution: str = "real", work_budget: float | None = DEFAULT_WORK_BUDGET,
                   slopes: SlopeOptions | None = None
-                  ) -> tuple[list[Box], tuple[np.ndarray, np.ndarray] | None]:
+                  ) -> tuple[list[NodeBounds], tuple[np.ndarray, np.ndarray] | None]:
     """Per-node enclosures by back-substitution on top of the interval pass (engine
-    ``"auto"``), and bounds of spec·y (y the flattened output) if ``spec`` is given.
-    ``slopes``: optimise the free slopes of the relaxations (the ``alpha`` method)."""
+    ``"auto"``), each with its method, and bounds of spec·y (y the flattened output) if
+    ``spec`` is given. ``work_budget`` (default None: none) caps the estimated multiply-adds
+    of one node's back-substitution; a node past it keeps its interval bounds and reports
+    so in its method. ``slopes``: optimise the free slopes of the relaxations (the ``alpha``
+    method)."""
     net.check_memory("linear")
     s = input_set.fit(net.input_shape)
     ibp = interval_bounds(net, s, execution)
@@ -110,14 +156,15 @@ def linear_bounds(net: Network, input_set: InputSet, spec: np.ndarray | None = N
         # chord lines first, then every relaxation candidate on top (each node's enclosure
         # intersected with the chord pass's): never looser than the chord lines at any node
         ibp = BackSubstitution(net, s, ibp, work_budget, execution, variants=False).run()[0]
-    if slopes is None:
-        return BackSubstitution(net, s, ibp, work_budget, execution).run(spec)
-    # Optimised slopes on top of the plain linear enclosures (each node's is intersected
-    # with them): never looser than ``linear`` at any node.
-    plain = BackSubstitution(net, s, ibp, work_budget, execution).run()[0]
-    bs = BackSubstitution(net, s, plain, work_budget, execution)
-    bs.optimizer = SlopeOptimizer(bs, slopes)
-    return bs.run(spec)
+    bs = BackSubstitution(net, s, ibp, work_budget, execution)
+    if slopes is not None:
+        # Optimised slopes on top of the plain linear enclosures (each node's is intersected
+        # with them): never looser than ``linear`` at any node.
+        plain = bs.run()[0]
+        bs = BackSubstitution(net, s, plain, work_budget, execution)
+        bs.optimizer = SlopeOptimizer(bs, slopes)
+    layers, spec_bounds = bs.run(spec)
+    return _with_methods(layers, bs.methods, execution), spec_bounds
 
 
 def _linear_layers(net: Network, input_set: InputSet, execution: str, engine: str
@@ -156,8 +203,9 @@ def output_bounds(net: Network, input_set: InputSet, method: str = "linear",
     """Certified bounds on the network output over ``input_set``.
 
     ``method="interval"``: interval bound propagation, every op's exact-or-sound interval rule.
-    ``method="linear"`` (default): back-substituted linear bounds (CROWN style) where they fit
-    the work budget, interval bounds elsewhere; never looser than interval on any node.
+    ``method="linear"`` (default): back-substituted linear bounds (CROWN style) for every entry
+    that matters (convolutional nodes on crops of their receptive fields), interval bounds
+    elsewhere; never looser than interval on any node. ``layers[k].method`` says which.
     ``method="alpha"``: ``linear`` with the free slopes of ReLU-family relaxations optimised
     per bound (α-CROWN style, :mod:`boundprop.domains.alpha`; budget ``slopes``); never
     looser than ``linear``.
@@ -174,6 +222,8 @@ def output_bounds(net: Network, input_set: InputSet, method: str = "linear",
         layers = _alpha_layers(net, input_set, execution, engine, slopes)
     else:
         layers = METHODS[method](net, input_set, execution, engine)
+    if not all(isinstance(layer, NodeBounds) for layer in layers):
+        layers = _with_methods(layers, None, execution)
     lo, hi = layers[net.output]
     return OutputBounds(lower=lo, upper=hi, method=method, input_set=input_set.fit(
         net.input_shape), layers=layers, elapsed_s=time.perf_counter() - t0,

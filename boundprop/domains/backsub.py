@@ -18,16 +18,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from boundprop.domains import backsub_crop
 from boundprop.domains.walker import Box, input_boxes, sanitize, walk
-from boundprop.ir import Network, Node
+from boundprop.ir import Network, Node, memory_budget
 from boundprop.ops.base import AffinePrimitive, PermutationPrimitive
 from boundprop.rounding import UNIT_ROUNDOFF, gamma, round_down, widen
 from boundprop.sets import InputSet, L2Ball
 
-# Work budget of one back-substitution, in (rows × node entries) summed over the path; past it
-# a node keeps its interval bounds (the tightest that fits).
-DEFAULT_WORK_BUDGET = 3e8
-CHUNK_BYTES = 256 * 2**20
+# Optional work budget of one node's back-substitution (``work``); None: no limit. A node past
+# a given budget keeps its interval bounds, and its method says so.
+DEFAULT_WORK_BUDGET = None
+# Largest array of rows Λ one back-substitution step holds (several are alive at once): at most
+# 256 MiB, and at most 1/16 of the memory budget (``ir.memory_budget``).
+MAX_CHUNK_BYTES = 256 * 2**20
+
+# Values of ``methods[k]`` (how node k's enclosure was obtained; ``OutputBounds.layers[k].method``).
+INPUT = "input"
+EXACT = "exact (affine of the input)"
+INTERVAL = "interval"
+LINEAR = "linear"
+OVERFLOW = "unbounded (float32 overflow)"
+
+
+def chunk_bytes() -> int:
+    """Bytes of one chunk of rows: MAX_CHUNK_BYTES, less on a machine with little memory."""
+    return int(max(2**20, min(MAX_CHUNK_BYTES, memory_budget() // 16)))
 
 
 def _concretize_box(lam: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray,
@@ -84,7 +99,7 @@ class BackSubstitution:
     node, given the interval enclosures ``ibp`` of every node (the same execution)."""
 
     def __init__(self, net: Network, s: InputSet, ibp: list[Box],
-                 work_budget: float = DEFAULT_WORK_BUDGET, execution: str = "real",
+                 work_budget: float | None = DEFAULT_WORK_BUDGET, execution: str = "real",
                  variants: bool = True):
         self.net = net
         self.set = s
@@ -101,6 +116,12 @@ class BackSubstitution:
         self.candidates: dict[int, list] = {}  # sound relaxations to choose from, per node
         self.variants = variants  # False: every node's default relaxation only
         self.linear_nodes: list[int] = []  # nodes whose bounds came from back-substitution
+        # How each node was bounded (see ``analysis.OutputBounds``): INPUT, EXACT, INTERVAL,
+        # LINEAR, "linear (n of m entries)", "interval (work budget ...)", OVERFLOW.
+        self.methods: list[str] = [INPUT] + [INTERVAL] * (len(net.nodes) - 1)
+        self.chunk_bytes = chunk_bytes()
+        self.tightened: dict[int, np.ndarray] = {}  # flat masks of back-substituted entries
+        self.use_crops = True  # False: whole arrays everywhere (same bounds, for tests)
         # The α method's slope optimiser (``domains.alpha.SlopeOptimizer``): its ``lower``
         # replaces :meth:`lower` for the rows it ``wants``.
         self.optimizer = None
@@ -143,17 +164,25 @@ class BackSubstitution:
         relaxations (``linear_relaxation_candidates``), the i-th candidate of each."""
         count, cands = 1, {}
         for n in range(1, target):
-            if n not in self.candidates:
-                try:
-                    self.candidates[n] = self.net.nodes[n].op.linear_relaxation_candidates(
-                        *self._boxes(n))
-                except NotImplementedError:
-                    self.candidates[n] = []
-            if len(self.candidates[n]) > 1:
-                cands[n] = self.candidates[n]
-                count = max(count, len(cands[n]))
+            node = self.net.nodes[n]
+            if node is None or not (n in self.candidates or node.op.has_relaxation_candidates()):
+                continue  # outside a crop's cone, or a single relaxation
+            c = self.node_candidates(n)
+            if len(c) > 1:
+                cands[n] = c
+                count = max(count, len(c))
         return [None] + [{n: c[min(i, len(c) - 1)] for n, c in cands.items()}
                          for i in range(1, count)]
+
+    def node_candidates(self, n: int) -> list:
+        """Node n's sound relaxations to choose from (``linear_relaxation_candidates``)."""
+        if n not in self.candidates:
+            try:
+                self.candidates[n] = self.net.nodes[n].op.linear_relaxation_candidates(
+                    *self._boxes(n))
+            except NotImplementedError:
+                self.candidates[n] = []
+        return self.candidates[n]
 
     def backward(self, target: int, lam: np.ndarray, relax: dict[int, object] | None = None,
                  record: bool = False, affine_only: bool = False, cuts: bool = True
@@ -253,15 +282,51 @@ class BackSubstitution:
         k = rows.shape[0]
         both = np.concatenate([rows, -rows]).reshape((2 * k, *shape))
         max_size = max(int(np.prod(n.shape)) for n in self.net.nodes[: target + 1])
-        chunk = max(1, int(CHUNK_BYTES // (8 * max_size * 3)))
         opt = self.optimizer
         if opt is not None and not affine_only and opt.wants(target, 2 * k):
-            parts = [opt.lower(target, both[i:i + chunk]) for i in range(0, 2 * k, chunk)]
+            out = self._chunked_lower(opt.lower, target, both, max_size)
         else:
-            parts = [self.lower(target, both[i:i + chunk], affine_only=affine_only)
-                     for i in range(0, 2 * k, chunk)]
-        out = np.concatenate(parts)
+            out = self._chunked_lower(
+                lambda t, lam: self.lower(t, lam, affine_only=affine_only), target, both,
+                max_size)
         return out[:k], -out[k:]
+
+    def _chunked_lower(self, lower, target: int, lam: np.ndarray, max_size: int) -> np.ndarray:
+        """``lower(target, rows)`` on chunks of rows: arrays of the largest node (``max_size``
+        entries per row, ~3 alive at once) of at most ``chunk_bytes`` each."""
+        chunk = max(1, int(self.chunk_bytes // (8 * max_size * 3)))
+        return np.concatenate([lower(target, lam[i:i + chunk])
+                               for i in range(0, lam.shape[0], chunk)])
+
+    def _tighten(self, k: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper bounds of node k's entries ``idx`` (flat) by back-substitution:
+        on crops tile by tile (:mod:`backsub_crop`) when the cone of a convolution-shaped
+        node can be cropped, else with whole arrays (:meth:`node_bounds`)."""
+        shape = self.net.nodes[k].shape
+        side = backsub_crop.choose_side(self.net, k, idx) if self.use_crops else None
+        if self.optimizer is not None and self.optimizer.wants(k, 2 * idx.size):
+            side = None  # the slope optimiser's rows go through node_bounds, uncropped
+        if side is None:
+            rows = np.zeros((idx.size, int(np.prod(shape))))
+            rows[np.arange(idx.size), idx] = 1.0
+            return self.node_bounds(k, rows)
+        lo, hi = np.empty(idx.size), np.empty(idx.size)
+        where = {int(j): t for t, j in enumerate(idx)}
+        for region, sub_idx in backsub_crop.tiles(shape, idx, side):
+            regions, ops = backsub_crop.plan(self.net, k, region)
+            sub = backsub_crop.cropped_view(self, regions, ops)
+            rshape = backsub_crop.region_shape(region)
+            local = np.ravel_multi_index(tuple(
+                p - a for p, (a, _) in zip(np.unravel_index(sub_idx, shape), region)), rshape)
+            m = sub_idx.size
+            lam = np.zeros((2 * m, int(np.prod(rshape))))
+            lam[np.arange(m), local] = 1.0
+            lam[m + np.arange(m), local] = -1.0
+            max_size = max(int(np.prod(backsub_crop.region_shape(r))) for r in regions.values())
+            out = self._chunked_lower(sub.lower, k, lam.reshape(2 * m, *rshape), max_size)
+            pos = np.array([where[int(j)] for j in sub_idx])
+            lo[pos], hi[pos] = out[:m], -out[m:]
+        return lo, hi
 
     def _entries_to_tighten(self, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
         """Flat indices of node k worth back-substituting: the output, and entries feeding a
@@ -275,6 +340,23 @@ class BackSubstitution:
             if op.has("needs_tighter"):
                 mask |= op.needs_tighter(lo, hi)
         idx = np.flatnonzero(mask)
+        return self._not_implied(k, idx) if idx.size else None
+
+    def _not_implied(self, k: int, idx: np.ndarray) -> np.ndarray | None:
+        """Drop the entries of an activation node y = σ(z) whose input entry z_i already has
+        back-substituted (or exact) bounds [l, u]: back-substituting y_i gives a·(bound of
+        z_i) + b from a relaxation of σ on [l, u], never tighter than σ's exact image of
+        [l, u], which is its interval bound."""
+        node = self.net.nodes[k]
+        if node.family != "activation" or len(node.inputs) != 1 or \
+                node.op.in_shapes[0] != node.shape:
+            return idx
+        i = node.inputs[0]
+        done = self.tightened.get(i)
+        if not self.curved[i]:
+            return None
+        if done is not None:
+            idx = idx[~done[idx]]
         return idx if idx.size else None
 
     def _transfer(self, k: int, node: Node, boxes: list[Box]) -> Box:
@@ -298,20 +380,29 @@ class BackSubstitution:
         lo, hi = self.bounds[k]
         lo, hi = np.maximum(lo, self.ibp[k][0]), np.minimum(hi, self.ibp[k][1])
         self.bounds[k] = (lo, hi)
-        if not self.curved[k] or isinstance(node.op, PermutationPrimitive):
+        if not self.curved[k]:
+            self.methods[k] = EXACT
+            return
+        if isinstance(node.op, PermutationPrimitive):
             return
         idx = self._entries_to_tighten(k, lo, hi)
-        if idx is None or self.work(k, 2 * idx.size) > self.work_budget:
+        if idx is None:
             return
-        rows = np.zeros((idx.size, lo.size))
-        rows[np.arange(idx.size), idx] = 1.0
-        # In float32 mode node_bounds injects δ_k at node k too: it bounds the float32 value.
-        l2, h2 = sanitize(*self.node_bounds(k, rows))
+        if self.work_budget is not None and self.work(k, 2 * idx.size) > self.work_budget:
+            self.methods[k] = (f"interval (work budget {self.work_budget:.3g} < "
+                               f"{self.work(k, 2 * idx.size):.3g})")
+            return
+        # In float32 mode lower() injects δ_k at node k too: it bounds the float32 value.
+        l2, h2 = sanitize(*self._tighten(k, idx))
         lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
         lo[idx] = np.maximum(lo[idx], l2)
         hi[idx] = np.minimum(hi[idx], h2)
         self.bounds[k] = (lo.reshape(node.shape), hi.reshape(node.shape))
         self.linear_nodes.append(k)
+        self.tightened[k] = np.zeros(lo.size, dtype=bool)
+        self.tightened[k][idx] = True
+        self.methods[k] = LINEAR if idx.size == lo.size else (
+            f"{LINEAR} ({idx.size} of {lo.size} entries)")
 
     def run(self, spec: np.ndarray | None = None):
         """Enclosures of every node (intersection of interval and linear bounds), and the
@@ -325,6 +416,9 @@ class BackSubstitution:
             self.curved[k] = (not isinstance(node.op, AffinePrimitive)) or any(
                 self.curved[i] for i in node.inputs)
         walk(net, self.bounds, self._transfer, settled=self._settled, refine=self._refine)
+        for k in range(1, len(net.nodes)):
+            if self._overflows(k):
+                self.methods[k] = OVERFLOW
         spec_bounds = None
         if spec is not None:
             spec = np.atleast_2d(np.asarray(spec, dtype=np.float64))

@@ -10,6 +10,7 @@ the ELU family, GELU, erf).
 
 from __future__ import annotations
 
+import copy
 from typing import ClassVar
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from boundprop.ops.base import (
     ConversionContext,
     Primitive,
+    Region,
     Shape,
     Tensor,
     Value,
@@ -54,6 +56,22 @@ class Activation(Primitive):
     def __init__(self, in_shape: Shape, **params: float) -> None:
         self.in_shapes, self.out_shape = (tuple(in_shape),), tuple(in_shape)
         self.params = {k: float(v) for k, v in params.items()}
+
+    def crop(self, region: Region) -> tuple[Activation, list[Region]] | None:
+        """Elementwise: the same σ on the same region of the input. Not for an op holding a
+        parameter array (PRelu's slope), which would need cropping too."""
+        if any(isinstance(v, np.ndarray) and v.size > 1 for v in vars(self).values()):
+            return None
+        op = copy.copy(self)
+        op.in_shapes = (tuple(b - a for a, b in region),)
+        op.out_shape = op.in_shapes[0]
+        return op, [region]
+
+    def crop_relaxation(self, relax, region: Region):
+        """Entrywise (a_l, b_l, a_u, b_u): the same entries of each array (scalars as they
+        are)."""
+        sl = (slice(None), *(slice(a, b) for a, b in region))
+        return tuple(r[sl] if np.ndim(r) == len(region) + 1 else r for r in relax)
 
     # ONNX attribute defaults of the σ's parameters (the converter reads these attributes).
     onnx_defaults: ClassVar[dict[str, float]] = {}

@@ -20,6 +20,7 @@ from boundprop.ops.base import (
     Const,
     ConversionContext,
     ParametricAffine,
+    Region,
     Shape,
     Tensor,
     Value,
@@ -29,7 +30,7 @@ from boundprop.ops.base import (
     float_array,
     onnx_converter,
 )
-from boundprop.ops.broadcast import lift, lift_input, sum_to_shape
+from boundprop.ops.broadcast import expand_to_rank, lift, lift_input, sum_to_shape
 from boundprop.ops.shape import Reshape, Transpose
 from boundprop.rounding import round_down, round_up
 
@@ -207,6 +208,24 @@ class ElementwiseAffine(AffinePrimitive):
         self.scale = None if scale is None else lift(self.scale_raw, rank)
         self.offset = None if shift is None else lift(self.shift_raw, rank)
         self.label = label
+
+    def crop(self, region: Region) -> tuple[ElementwiseAffine, list[Region]] | None:
+        """Entrywise (when the constants do not broadcast the input bigger): the same region
+        of the input, with the constants sliced on their non-broadcast axes."""
+        if self.out_shape != self.in_shapes[0]:
+            return None
+        rank = len(self.out_shape)
+
+        def part(p):
+            if p is None:
+                return None
+            p = expand_to_rank(p, rank)
+            return p[tuple(slice(a, b) if d > 1 else slice(None)
+                           for (a, b), d in zip(region, p.shape))]
+
+        shape = tuple(b - a for a, b in region)
+        return ElementwiseAffine(shape, part(self.scale_raw), part(self.shift_raw),
+                                 self.label), [region]
 
     def _apply(self, scale: np.ndarray | None, x: np.ndarray) -> np.ndarray:
         x = lift_input(x, len(self.out_shape))

@@ -38,6 +38,18 @@ Shape = tuple[int, ...]
 
 
 Interval = tuple[np.ndarray, np.ndarray]
+# A box of entries of a tensor: one (start, stop) per axis (stop exclusive).
+Region = tuple[tuple[int, int], ...]
+
+
+def region_shape(region: Region) -> Shape:
+    """The shape of the entries a region selects."""
+    return tuple(b - a for a, b in region)
+
+
+def region_slices(region: Region) -> tuple[slice, ...]:
+    """The index selecting a region (of an array with the region's rank)."""
+    return tuple(slice(a, b) for a, b in region)
 
 
 class Primitive:
@@ -89,6 +101,20 @@ class Primitive:
         ``boxes``; returns ([Λ_i], const (K,), err (K,)), err bounding the float rounding.
         A primitive without this rule is concretised to its interval instead."""
         raise NotImplementedError
+
+    def crop(self, region: Region) -> tuple[Primitive, list[Region]] | None:
+        """This op restricted to the output entries in ``region`` (one (start, stop) per axis
+        of ``out_shape``): (an op of the same kind mapping the input entries in the returned
+        regions, one per input, to exactly those outputs; the regions). Back-substitution
+        crops rows Λ supported on ``region`` with it (its Λ_in are supported on the input
+        regions, so nothing nonzero is dropped). None: the op cannot be cropped (the default;
+        back-substitution then keeps the whole arrays)."""
+        return None
+
+    def crop_relaxation(self, relax, region: Region):
+        """The relaxation of ``self.crop(region)`` on the cropped boxes, sliced from this op's
+        relaxation ``relax`` when that is entrywise (else None: recomputed on the crop)."""
+        return None
 
     def relaxed_forward(self, xs: list[np.ndarray], relax, lam: np.ndarray) -> np.ndarray:
         """The linear function ``backward_linear`` put in place of this op for rows ``lam``,

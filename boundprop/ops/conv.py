@@ -18,6 +18,7 @@ from boundprop.ops.base import (
     AffinePrimitive,
     ConversionContext,
     ParametricAffine,
+    Region,
     Shape,
     Tensor,
     Value,
@@ -26,6 +27,7 @@ from boundprop.ops.base import (
     const_value,
     float_array,
     onnx_converter,
+    region_shape,
     window_slices,
 )
 from boundprop.ops.broadcast import expand_to_rank
@@ -62,6 +64,30 @@ def clamp_strides(spatial: Shape, strides: Shape, pads_begin: list[int],
     the norm computations (which tabulate residues modulo the stride) small."""
     return tuple(min(int(st), max(n + b + e, 1))
                  for st, n, b, e in zip(strides, spatial, pads_begin, pads_end))
+
+
+def window_crop(region: Region, in_shape: Shape, kernel: Shape, strides: Shape,
+                dilations: Shape, pads_begin: list[int]
+                ) -> tuple[Region, list[int], list[int]] | None:
+    """The input entries a sliding window (conv, pool) reads for the outputs in ``region``
+    (full batch and channel axes), and the pads that make the same window, run on that input
+    crop, give exactly those outputs. Output o reads padded position s·o + d·t (t < k), input
+    position s·o + d·t − p_b: outputs [o0, o1) read [lo, hi) = [s·o0 − p_b, s·(o1−1) − p_b +
+    d·(k−1) + 1), clipped to [0, n) as [i0, i1); pads p_b' = i0 − lo, p_e' = hi − i1 ≥ 0
+    (the clipped part was padding), and the crop's output size (hi − lo − d(k−1) − 1)/s + 1
+    is o1 − o0. None when the outputs read padding only."""
+    in_region = [(0, in_shape[0]), (0, in_shape[1])]
+    pb_out, pe_out = [], []
+    for (o0, o1), n, k, s, d, p in zip(region[2:], in_shape[2:], kernel, strides, dilations,
+                                       pads_begin):
+        lo, hi = s * o0 - p, s * (o1 - 1) - p + d * (k - 1) + 1
+        i0, i1 = max(0, lo), min(n, hi)
+        if i1 <= i0:
+            return None
+        in_region.append((i0, i1))
+        pb_out.append(i0 - lo)
+        pe_out.append(hi - i1)
+    return tuple(in_region), pb_out, pe_out
 
 
 def resolve_pads(node_attr: dict, spatial: Shape, kernel: Shape, strides: Shape,
@@ -183,6 +209,21 @@ class Conv(_KernelMap, ParametricAffine):
 
     def sq_linear(self, x: np.ndarray) -> np.ndarray:
         return self._apply(self.weight**2, x)
+
+    def crop(self, region: Region) -> tuple[Conv, list[Region]] | None:
+        """The same kernel on the input window of the outputs in ``region`` (every channel;
+        :func:`window_crop`)."""
+        if tuple(region[:2]) != ((0, self.out_shape[0]), (0, self.out_shape[1])):
+            return None
+        geo = window_crop(region, self.in_shapes[0], self.weight.shape[2:], self.strides,
+                          self.dilations, self.pads_begin)
+        if geo is None:
+            return None
+        in_region, pb, pe = geo
+        op = Conv(region_shape(in_region), self.weight, self.bias, self.strides, pb, pe,
+                  self.dilations, self.group)
+        op.__dict__["abs_weight"] = self.abs_weight  # shared, not recomputed per crop
+        return op, [in_region]
 
     def _adjoint(self, w: np.ndarray, lam: np.ndarray) -> np.ndarray:
         k, n, m, *out = lam.shape

@@ -12,6 +12,7 @@ from boundprop.ops.base import (
     Const,
     ConversionContext,
     Primitive,
+    Region,
     Shape,
     Tensor,
     Value,
@@ -114,6 +115,14 @@ class Sum(Primitive):
                     axis=tuple(range(1, li.ndim)))
             outs.append(li)
         return outs, np.zeros(lam.shape[0]), err
+
+    def crop(self, region: Region) -> tuple[Sum, list[Region]] | None:
+        """Without broadcasting the sum is entrywise: the same region of every input."""
+        if any(s != self.out_shape for s in self.in_shapes):
+            return None
+        shape = tuple(b - a for a, b in region)
+        return Sum((shape,) * len(self.in_shapes), self.coefficients), [region] * len(
+            self.in_shapes)
 
     def _copies(self, k: int) -> int:
         return int(np.prod(self.out_shape)) // max(int(np.prod(self.in_shapes[k])), 1)

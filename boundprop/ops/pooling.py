@@ -15,6 +15,7 @@ from boundprop.ops.base import (
     AffinePrimitive,
     ConversionContext,
     Primitive,
+    Region,
     Shape,
     Tensor,
     TightensEveryEntry,
@@ -26,7 +27,7 @@ from boundprop.ops.base import (
     onnx_converter,
     window_slices,
 )
-from boundprop.ops.conv import check_window, clamp_strides, resolve_pads
+from boundprop.ops.conv import check_window, clamp_strides, resolve_pads, window_crop
 from boundprop.rounding import gamma, round_up
 
 
@@ -97,6 +98,21 @@ class MaxPool(_Window, TightensEveryEntry, Primitive):
 
     def float32_error(self, boxes, out):
         return np.zeros_like(out[0])  # max is exact
+
+    def crop(self, region: Region) -> tuple[MaxPool, list[Region]] | None:
+        """The same window on the input crop of the outputs in ``region`` (every channel;
+        ``conv.window_crop``): each window reads the same entries and the same (−∞) padding,
+        so the relaxation (argmax of lower bounds) is the same on it."""
+        if tuple(region[:2]) != ((0, self.out_shape[0]), (0, self.out_shape[1])):
+            return None
+        geo = window_crop(region, self.in_shapes[0], self.kernel, self.strides,
+                          self.dilations, self.pads_begin)
+        if geo is None:
+            return None
+        in_region, pb, pe = geo
+        shape = tuple(b - a for a, b in in_region)
+        return MaxPool(shape, self.kernel, self.strides, self.dilations, pb, pe, False), [
+            in_region]
 
     def emit_interval_onnx(self, b, x):
         """MaxPool of lo and of hi: exact and monotone."""
@@ -241,6 +257,24 @@ class AveragePool(_Window, AffinePrimitive):
     @property
     def fan_in(self) -> int:
         return int(np.prod(self.kernel)) + 1  # the sum, then the division
+
+    def crop(self, region: Region) -> tuple[AveragePool, list[Region]] | None:
+        """The same window on the input crop of the outputs in ``region`` (every channel;
+        ``conv.window_crop``): each window sums the same entries (padding reads 0), and keeps
+        its divisor (sliced from this op's: the crop's padding may count differently)."""
+        if tuple(region[:2]) != ((0, self.out_shape[0]), (0, self.out_shape[1])):
+            return None
+        geo = window_crop(region, self.in_shapes[0], self.kernel, self.strides,
+                          self.dilations, self.pads_begin)
+        if geo is None:
+            return None
+        in_region, pb, pe = geo
+        shape = tuple(b - a for a, b in in_region)
+        op = AveragePool(shape, self.kernel, self.strides, self.dilations, pb, pe, False,
+                         self.count_include_pad)
+        op.divisor = self.divisor[(slice(None), slice(None), *(slice(a, b) for a, b in
+                                                                region[2:]))]
+        return op, [in_region]
 
     def emit_interval_onnx(self, b, x):
         """ONNX AveragePool: a nonnegative linear map with row sums ≤ 1."""
