@@ -147,7 +147,7 @@ class BackSubstitution:
         """Certified lower bounds of each row Λ_k·z_target (lam of shape (K, *shape));
         ``relax`` overrides nodes' relaxations (e.g. optimised slopes, per row), see
         :meth:`backward`. Without it, each row gets the best bound over the relaxation
-        variants (:meth:`_variants`: chord lines, and the best lines per neuron of the smooth activations)."""
+        variants (:meth:`_variants`: chord, tangent, best lines of the smooth activations)."""
         if relax is not None or affine_only or not self.variants:
             variants = [relax]
         else:

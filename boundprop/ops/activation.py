@@ -390,11 +390,9 @@ class Activation(Primitive):
         return self.inflections() is not None
 
     def linear_relaxation_candidates(self, box) -> list:
-        """The chord relaxation and, when :meth:`relaxation_candidates` offers several, the
-        best of their lines per neuron: the lower line highest and the upper line lowest at
-        the midpoint (the smallest areas). Each line is valid on its own, so any mix of them
-        is sound. (All-tangent lines as a third variant gave no narrower output on any shipped
-        model, for one more back-substitution.)"""
+        """:meth:`relaxation_candidates`, plus (when there are several) the best lines of
+        them per neuron: the lower line highest and the upper line lowest at the midpoint
+        (the smallest areas). Each line is valid on its own, so any mix of them is sound."""
         cands = self.relaxation_candidates(*box)
         if len(cands) < 2:
             return cands
@@ -404,7 +402,7 @@ class Activation(Primitive):
         up = np.argmin(stacked[2] * mid + stacked[3], axis=0)[None]
         best = tuple(np.take_along_axis(stacked[i], low if i < 2 else up, 0)[0]
                      for i in range(4))
-        return [cands[0], best]
+        return [*cands, best]
 
     def relaxation_with_slopes(self, lo: np.ndarray, hi: np.ndarray, a_l: np.ndarray,
                                a_u: np.ndarray):
