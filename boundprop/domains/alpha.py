@@ -133,7 +133,9 @@ class SlopeOptimizer:
         k = lam.shape[0]
         slopes = {}
         for n in free:
-            a_l, _, a_u, _ = bs._relaxation(n)
+            # start from the best lines per neuron where the op offers several relaxations
+            a_l, _, a_u, _ = bs.node_candidates(n)[-1] if bs.net.nodes[
+                n].op.has_relaxation_candidates() else bs._relaxation(n)
             shape = (k, *np.shape(a_l)[1:])
             slopes[n] = (np.broadcast_to(a_l, shape).copy(), np.broadcast_to(a_u, shape).copy())
         moments = {(n, side): (np.zeros_like(slopes[n][0]), np.zeros_like(slopes[n][0]))
@@ -161,7 +163,9 @@ class SlopeOptimizer:
                     if not np.any(hi_r > lo_r):
                         continue
                     grad = weight * (g[inp] - touch[n][side])
-                    step = _adam_step(moments[(n, side)], active, grad, it, lr)
+                    # steps in units of the slope's range (ReLU: [0, 1]; sigmoid's σ' ≤ 1/4)
+                    scale = (hi_r - lo_r) * bs.net.nodes[n].op.SLOPE_STEP
+                    step = scale * _adam_step(moments[(n, side)], active, grad, it, lr)
                     slopes[n][side][active] = np.clip(slopes[n][side][active] + step, lo_r,
                                                       hi_r)
             lr *= LR_DECAY

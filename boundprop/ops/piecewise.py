@@ -39,6 +39,7 @@ class KinkAtOrigin:
     default relaxation (range of one point)."""
 
     SLOPE_COST = 1  # offsets are 0: no root finding
+    SLOPE_STEP = 1.0  # α-CROWN's steps on [s, 1]
 
     def negative_slope(self) -> np.ndarray | float:
         raise NotImplementedError
