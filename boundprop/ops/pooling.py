@@ -82,6 +82,19 @@ class _Window:
             if any(self.pads_begin) or any(self.pads_end) else "")
 
 
+    def _crop_geometry(self, region):
+        """For outputs ``region`` spanning every batch entry and channel: the input region
+        the windows read, its shape, and the pads of the cropped op (``conv.window_crop``);
+        None otherwise."""
+        if tuple(region[:2]) != ((0, self.out_shape[0]), (0, self.out_shape[1])):
+            return None
+        geo = window_crop(region, self.in_shapes[0], self.kernel, self.strides,
+                          self.dilations, self.pads_begin)
+        if geo is None:
+            return None
+        in_region, pb, pe = geo
+        return in_region, tuple(b - a for a, b in in_region), pb, pe
+
 class MaxPool(_Window, TightensEveryEntry, Primitive):
     family: ClassVar[str] = "pooling"
     rules: ClassVar[frozenset[str]] = (
@@ -103,14 +116,10 @@ class MaxPool(_Window, TightensEveryEntry, Primitive):
         """The same window on the input crop of the outputs in ``region`` (every channel;
         ``conv.window_crop``): each window reads the same entries and the same (−∞) padding,
         so the relaxation (argmax of lower bounds) is the same on it."""
-        if tuple(region[:2]) != ((0, self.out_shape[0]), (0, self.out_shape[1])):
-            return None
-        geo = window_crop(region, self.in_shapes[0], self.kernel, self.strides,
-                          self.dilations, self.pads_begin)
+        geo = self._crop_geometry(region)
         if geo is None:
             return None
-        in_region, pb, pe = geo
-        shape = tuple(b - a for a, b in in_region)
+        in_region, shape, pb, pe = geo
         return MaxPool(shape, self.kernel, self.strides, self.dilations, pb, pe, False), [
             in_region]
 
@@ -262,14 +271,10 @@ class AveragePool(_Window, AffinePrimitive):
         """The same window on the input crop of the outputs in ``region`` (every channel;
         ``conv.window_crop``): each window sums the same entries (padding reads 0), and keeps
         its divisor (sliced from this op's: the crop's padding may count differently)."""
-        if tuple(region[:2]) != ((0, self.out_shape[0]), (0, self.out_shape[1])):
-            return None
-        geo = window_crop(region, self.in_shapes[0], self.kernel, self.strides,
-                          self.dilations, self.pads_begin)
+        geo = self._crop_geometry(region)
         if geo is None:
             return None
-        in_region, pb, pe = geo
-        shape = tuple(b - a for a, b in in_region)
+        in_region, shape, pb, pe = geo
         op = AveragePool(shape, self.kernel, self.strides, self.dilations, pb, pe, False,
                          self.count_include_pad)
         op.divisor = self.divisor[(slice(None), slice(None), *(slice(a, b) for a, b in
