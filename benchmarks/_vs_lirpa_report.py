@@ -83,8 +83,11 @@ def suspicious(rows: list[dict]) -> list[dict]:
             lo = looser(r["boundprop"].get(m), lr.get(p))
             rt = ratio(r["boundprop"].get(m), lr.get(p))
             if lo and (lo["looser"] or (rt and rt > 1 + REL_TOL)):
+                nb = r.get("linear_unlimited_budget") if m == "linear" else None
                 out.append({"case": r["case"], "boundprop": m, "auto_LiRPA": p,
-                            "width_ratio": rt, **lo})
+                            "width_ratio": rt, **lo, "unlimited_budget": nb and {
+                                k: nb.get(k) for k in ("ratio_vs_CROWN", "seconds", "error",
+                                                       "lowest_margin", "proven")}})
     return out
 
 
@@ -120,19 +123,22 @@ def table(rows: list[dict], bp_methods: list[str]) -> list[str]:
 def suspicious_lines(sus: list[dict]) -> list[str]:
     if not sus:
         return ["No bound of boundprop is looser than its auto_LiRPA counterpart."]
-    lines = ["| model | boundprop | auto_LiRPA | width ratio | bounds looser | max gap |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | boundprop | auto_LiRPA | width ratio | bounds looser | max gap "
+             "| linear without work budget: ratio to CROWN · time |", "|" + "---|" * 7]
     for s in sus:
+        nb = s.get("unlimited_budget")
+        nb_cell = "" if not nb else (nb["error"] if nb.get("error") else
+                                     f"{fmt_ratio(nb['ratio_vs_CROWN'])} · {ms(nb['seconds'])}")
         lines.append(f"| {s['case']} | {s['boundprop']} | {s['auto_LiRPA']} | "
                      f"{fmt_ratio(s['width_ratio'])} | {s['looser']}/{s['of']} | "
-                     f"{s['max_gap']:.3g} |")
+                     f"{s['max_gap']:.3g} | {nb_cell} |")
     return lines
 
 
 def memory_lines(mem: list[dict]) -> list[str]:
     if not mem:
         return []
-    lines = ["| model | tool · method | seconds | peak RSS MB | of which the bound computation |",
+    lines = ["| model | tool · method | seconds | process peak RSS MB | bound computation MB |",
              "|---|---|---|---|---|"]
     for m in mem:
         if "error" in m:

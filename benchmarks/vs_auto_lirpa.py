@@ -88,6 +88,7 @@ SHARED = [
 ]
 QUICK = ("mnist-net_256x2", "acasxu 1_1", "cifar_base_kw", "mlp_relu", "mlp_sigmoid", "lenet")
 MEMORY = ("resnet_2b", "cifar_base_kw")  # the largest models: peak memory measured there
+UNLIMITED_BUDGET = 1e15  # back-substitution work budget that no model here reaches
 
 
 def random_mlp(path: Path, act: str, seed: int = 0, widths=(784,) + (200,) * 6 + (10,)) -> None:
@@ -252,19 +253,43 @@ def lirpa_side(py: str, case: Path, b, timeout: float) -> dict:
     return res
 
 
+def bp_subprocess(case: Path, method: str, timeout: float, budget: float | None = None) -> dict:
+    """benchmarks/_bp_peak_mem.py on one case: seconds, memory and bounds, in a fresh process."""
+    cmd = [sys.executable, str(HERE / "_bp_peak_mem.py"), str(case), method]
+    try:
+        p = subprocess.run(cmd + ([f"{budget:g}"] if budget else []), capture_output=True,
+                           text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout ({timeout:g} s)"}
+    if p.returncode:
+        return {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def bp_memory(case: Path, name: str, timeout: float) -> list[dict]:
     """boundprop's linear/alpha peak memory on one case, each in a fresh process."""
     out = []
     for m in [m for m in bp_methods() if m != "interval"]:
-        try:
-            p = subprocess.run([sys.executable, str(HERE / "_bp_peak_mem.py"), str(case), m],
-                               capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-            r = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {
-                "error": (p.stderr.strip().splitlines() or ["?"])[-1][:200]}
-        except subprocess.TimeoutExpired:
-            r = {"error": f"timeout ({timeout:g} s)"}
-        out.append({"case": name, "tool": "boundprop", "method": m, **r})
+        r = bp_subprocess(case, m, timeout)
+        r.pop("lower", None), r.pop("upper", None)
+        out.append({"case": name, "tool": "boundprop", **r, "method": m})
     return out
+
+
+def budget_check(case: Path, row: dict, b, timeout: float) -> dict | None:
+    """Where linear is looser than CROWN: linear again without a work budget (every node
+    back-substituted), to tell the budget's share of the gap from the relaxations'."""
+    crown = (row.get("auto_LiRPA") or {}).get("CROWN")
+    if not (rep.ok(crown) and (rep.ratio(row["boundprop"].get("linear"), crown) or 0)
+            > 1 + rep.REL_TOL):
+        return None
+    r = bp_subprocess(case, "linear", timeout, UNLIMITED_BUDGET)
+    if "error" in r:
+        return {"work_budget": UNLIMITED_BUDGET, **r}
+    d = dict(summarize(r["lower"], r["upper"], b), seconds=r["seconds"],
+             work_budget=UNLIMITED_BUDGET, peak_mb=r["peak_mb"], delta_mb=r["delta_mb"])
+    d["ratio_vs_CROWN"] = rep.ratio(d, crown)
+    return d
 
 
 def lirpa_memory(row: dict) -> list[dict]:
@@ -308,6 +333,7 @@ def run_case(case: dict, args, have_lirpa: bool, tmp: Path, memory: list) -> dic
     npz = write_case(tmp, Path(case["onnx"]), box, C)
     if have_lirpa:
         row["auto_LiRPA"] = lirpa_side(args.lirpa_python, npz, b, args.timeout)
+        row["linear_unlimited_budget"] = budget_check(npz, row, b, args.timeout)
     if not args.no_memory and any(m in case["name"] for m in MEMORY):
         memory += bp_memory(npz, case["name"], args.timeout) + lirpa_memory(row)
     row["ratios"] = rep.ratios(row)
@@ -343,8 +369,10 @@ def markdown(rows, sus, memory, st, wall_s) -> list[str]:
     lines += ["", "Where boundprop is looser than its auto_LiRPA counterpart (bound by bound, "
               f"relative tolerance {rep.REL_TOL:g}):", ""] + rep.suspicious_lines(sus)
     if memory:
-        lines += ["", "Peak memory (resident set, MB; boundprop in a fresh process per method, "
-                  "auto_LiRPA cumulative over its methods):", ""] + rep.memory_lines(memory)
+        lines += ["", "Peak memory: the process's peak resident set (ru_maxrss, incl. imports and "
+                  "loading) and the bound computation's own: boundprop's tracemalloc peak (fresh "
+                  "process per method), auto_LiRPA's RSS growth over its converted model "
+                  "(cumulative over its methods).", ""] + rep.memory_lines(memory)
     lines += ["", f"Total wall time of this run: {wall_s:.0f} s."]
     return lines
 
