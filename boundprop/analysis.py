@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from boundprop.domains.backsub import DEFAULT_WORK_BUDGET, BackSubstitution
+from boundprop.domains.alpha import SlopeOptimizer, SlopeOptions
+from boundprop.domains.backsub import DEFAULT_WORK_BUDGET, BackSubstitution, folded_spec_bounds
 from boundprop.domains.interval import interval_pass
 from boundprop.domains.interval_ort import (
     FastIntervalUnavailable,
@@ -96,14 +97,23 @@ def interval_bounds(net: Network, input_set: InputSet, execution: str = "real",
 
 
 def linear_bounds(net: Network, input_set: InputSet, spec: np.ndarray | None = None,
-                  execution: str = "real", work_budget: float = DEFAULT_WORK_BUDGET
+                  execution: str = "real", work_budget: float = DEFAULT_WORK_BUDGET,
+                  slopes: SlopeOptions | None = None
                   ) -> tuple[list[Box], tuple[np.ndarray, np.ndarray] | None]:
     """Per-node enclosures by back-substitution on top of the interval pass (engine
-    ``"auto"``), and bounds of spec·y (y the flattened output) if ``spec`` is given."""
+    ``"auto"``), and bounds of spec·y (y the flattened output) if ``spec`` is given.
+    ``slopes``: optimise the free slopes of the relaxations (the ``alpha`` method)."""
     net.check_memory("linear")
     s = input_set.fit(net.input_shape)
     ibp = interval_bounds(net, s, execution)
-    return BackSubstitution(net, s, ibp, work_budget, execution).run(spec)
+    if slopes is None:
+        return BackSubstitution(net, s, ibp, work_budget, execution).run(spec)
+    # Optimised slopes on top of the plain linear enclosures (each node's is intersected
+    # with them): never looser than ``linear`` at any node.
+    plain = BackSubstitution(net, s, ibp, work_budget, execution).run()[0]
+    bs = BackSubstitution(net, s, plain, work_budget, execution)
+    bs.optimizer = SlopeOptimizer(bs, slopes)
+    return bs.run(spec)
 
 
 def _linear_layers(net: Network, input_set: InputSet, execution: str, engine: str
@@ -112,8 +122,15 @@ def _linear_layers(net: Network, input_set: InputSet, execution: str, engine: st
     return linear_bounds(net, input_set, execution=execution)[0]
 
 
+def _alpha_layers(net: Network, input_set: InputSet, execution: str, engine: str,
+                  slopes: SlopeOptions | None = None) -> list[Box]:
+    """The ``alpha`` method's enclosures: ``linear`` with optimised slopes."""
+    return linear_bounds(net, input_set, execution=execution,
+                         slopes=slopes or SlopeOptions())[0]
+
+
 # Each bound method's per-node enclosures: (net, input_set, execution, engine) -> layers.
-METHODS = {"interval": interval_bounds, "linear": _linear_layers}
+METHODS = {"interval": interval_bounds, "linear": _linear_layers, "alpha": _alpha_layers}
 
 
 def float32_overflow_note(net: Network, layers: list[tuple[np.ndarray, np.ndarray]]
@@ -130,12 +147,16 @@ def float32_overflow_note(net: Network, layers: list[tuple[np.ndarray, np.ndarra
 
 
 def output_bounds(net: Network, input_set: InputSet, method: str = "linear",
-                  execution: str = "real", engine: str = "auto") -> OutputBounds:
+                  execution: str = "real", engine: str = "auto",
+                  slopes: SlopeOptions | None = None) -> OutputBounds:
     """Certified bounds on the network output over ``input_set``.
 
     ``method="interval"``: interval bound propagation, every op's exact-or-sound interval rule.
     ``method="linear"`` (default): back-substituted linear bounds (CROWN style) where they fit
     the work budget, interval bounds elsewhere; never looser than interval on any node.
+    ``method="alpha"``: ``linear`` with the free slopes of ReLU-family relaxations optimised
+    per bound (α-CROWN style, :mod:`boundprop.domains.alpha`; budget ``slopes``); never
+    looser than ``linear``.
     ``execution="real"`` (default) encloses the real-arithmetic function the ONNX graph denotes;
     ``"float32"`` also encloses its float32 evaluation (onnxruntime's), under the rounding model
     of :mod:`boundprop.rounding`. ``engine`` selects how the interval pass runs (see
@@ -145,7 +166,10 @@ def output_bounds(net: Network, input_set: InputSet, method: str = "linear",
         raise BoundpropError(f"unknown bound method '{method}'; use one of {', '.join(METHODS)}")
     check_execution(execution, net)
     t0 = time.perf_counter()
-    layers = METHODS[method](net, input_set, execution, engine)
+    if method == "alpha":
+        layers = _alpha_layers(net, input_set, execution, engine, slopes)
+    else:
+        layers = METHODS[method](net, input_set, execution, engine)
     lo, hi = layers[net.output]
     return OutputBounds(lower=lo, upper=hi, method=method, input_set=input_set.fit(
         net.input_shape), layers=layers, elapsed_s=time.perf_counter() - t0,
@@ -172,11 +196,14 @@ def interval_matvec(c: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.n
 
 
 def linear_function_bounds(net: Network, input_set: InputSet, c: np.ndarray,
-                           method: str = "linear", execution: str = "real"
+                           method: str = "linear", execution: str = "real",
+                           slopes: SlopeOptions | None = None
                            ) -> tuple[np.ndarray, np.ndarray]:
     """Certified bounds of C·y over the input set, y the flattened network output.
 
-    With ``method="linear"`` C is back-substituted directly (tighter than bounding y first).
+    With ``method="linear"`` C is back-substituted directly (tighter than bounding y first);
+    with ``"interval"`` C is folded into the network's affine tail and bounded over the
+    enclosures found (:func:`~boundprop.domains.backsub.folded_spec_bounds`).
     """
     c = np.atleast_2d(np.asarray(c, dtype=np.float64))
     n_out = int(np.prod(net.output_shape))
@@ -185,5 +212,8 @@ def linear_function_bounds(net: Network, input_set: InputSet, c: np.ndarray,
                              f"{c.shape[1]}")
     if method == "linear":
         return linear_bounds(net, input_set, spec=c, execution=execution)[1]
+    if method == "alpha":
+        return linear_bounds(net, input_set, spec=c, execution=execution,
+                             slopes=slopes or SlopeOptions())[1]
     b = output_bounds(net, input_set, method, execution)
-    return interval_matvec(c, b.lower.reshape(-1), b.upper.reshape(-1))
+    return folded_spec_bounds(net, b.input_set, b.layers, c, execution)

@@ -20,7 +20,7 @@ def _check_options(norm: str, wrt: str, method: str, param_radius: float) -> Non
     """One-line errors for options :func:`certify` does not know (a NaN radius would make
     every parameter-ball constant NaN)."""
     for name, value, known in (("norm", norm, ("2", "inf", "1")), ("wrt", wrt, ("input", "params")),
-                               ("method", method, ("interval", "linear"))):
+                               ("method", method, ("interval", "linear", "alpha"))):
         if value not in known:
             raise BoundpropError(f"unknown {name} {value!r}; use one of {', '.join(known)}")
     try:

@@ -444,8 +444,9 @@ def _add_certify(sub: Commands) -> None:
                        "(exit 0 verified, 1 falsified or unknown)")
     p.add_argument("--clip", nargs=2, type=float, metavar=("LO", "HI"),
                    help="with --linf: intersect the ball with the box [LO, HI]")
-    p.add_argument("--method", choices=["interval", "linear"], default="linear",
-                   help="interval (fast) or linear (back-substitution, tighter; default)")
+    p.add_argument("--method", choices=["interval", "linear", "alpha"], default="linear",
+                   help="interval (fast), linear (back-substitution, tighter; default) or "
+                   "alpha (linear with optimised slopes, tightest, slower)")
     p.add_argument("--execution", choices=["real", "float32"], default="real",
                    help="enclose the real-arithmetic function (default) or also its float32 "
                    "evaluation, as onnxruntime computes it")

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from boundprop.analysis import linear_function_bounds
+from boundprop.domains.alpha import SlopeOptions
 from boundprop.errors import BoundpropError
 from boundprop.gn.uses import margin_search
 from boundprop.ir import Network
@@ -45,6 +46,8 @@ from boundprop.vnnlib import Conjunction, Property, load_vnnlib, progress
 
 STATUSES = ("verified", "falsified", "unknown")
 DEFAULT_METHOD = "linear"
+# A box the method leaves open is bounded again by the tighter one before the search.
+ESCALATION = {"linear": "alpha"}
 DEFAULT_SAMPLES = 1024
 ASCENT_STEPS = 16  # projected ascent steps per start point (fewer if no progress)
 REFINE_ROUNDS = 8  # rounds of local random search after the ascent
@@ -314,13 +317,17 @@ class _Search:
 
 def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
            timeout: float | None = None, seed: int = 0, n_samples: int = DEFAULT_SAMPLES,
-           ort_model=None, batch: int = 256, execution: str = "float32") -> Verdict:
+           ort_model=None, batch: int = 256, execution: str = "float32",
+           slopes: SlopeOptions | None = None) -> Verdict:
     """Decide a VNN-LIB property on ``net``: "verified" (the certified bounds prove that no
     input of the boxes reaches the unsafe region), "falsified" (a counterexample confirmed by
     onnxruntime), or "unknown".
 
     ``method`` and ``execution`` are passed to
-    :func:`~boundprop.analysis.linear_function_bounds`; the default ``execution="float32"``
+    :func:`~boundprop.analysis.linear_function_bounds`; a box that ``linear`` (the default)
+    leaves open is bounded again with ``alpha`` (optimised slopes) before the search, each row
+    keeping its best bound (``ESCALATION``); ``slopes`` sets its budget (iterations, time).
+    The default ``execution="float32"``
     makes "verified" hold for onnxruntime's float32 evaluation too. ``timeout``
     (seconds) bounds the search; the bound computation of a box is not interrupted, and a
     timeout before every box is bounded gives "unknown". ``ort_model`` defaults to an
@@ -330,7 +337,7 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     deadline = t0 + (np.inf if timeout is None else float(timeout))
     prop = _as_property(net, property_or_path)
     margin, per_case, open_cases, timed_out = _certified_margins(net, prop, method, execution,
-                                                                 deadline)
+                                                                 deadline, slopes)
 
     def done(status: str, **kw) -> Verdict:
         return Verdict(status=status, margin=margin, method=method, conjunction_margins=per_case,
@@ -356,7 +363,7 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
 
 
 def _certified_margins(net: Network, prop: Property, method: str, execution: str,
-                       deadline: float
+                       deadline: float, slopes: SlopeOptions | None = None
                        ) -> tuple[float, list[np.ndarray], list[tuple[Box, list[Conjunction]]],
                                   bool]:
     """Step 1, certified bounds: one call per box, every row of every conjunction at once.
@@ -375,7 +382,14 @@ def _certified_margins(net: Network, prop: Property, method: str, execution: str
             # one ulp outwards: covers the file's decimal bounds however they were rounded
             wide = Box(np.nextafter(box.lower, -np.inf), np.nextafter(box.upper, np.inf))
             lower, _ = linear_function_bounds(net, wide.fit(net.input_shape), np.vstack(rows),
-                                              method=method, execution=execution)
+                                              method=method, execution=execution, slopes=slopes)
+            if method in ESCALATION and not np.all(
+                    [np.any(lo_k > b) for lo_k, b in _split_rows(lower, unsafe)]):
+                # before giving up on the box: the tighter method, each row its best bound
+                tighter, _ = linear_function_bounds(
+                    net, wide.fit(net.input_shape), np.vstack(rows),
+                    method=ESCALATION[method], execution=execution, slopes=slopes)
+                lower = np.maximum(lower, tighter)
         conj_margin, still_open = _conjunction_margins(lower, unsafe)
         per_case.append(conj_margin)
         if len(conj_margin):
@@ -385,6 +399,16 @@ def _certified_margins(net: Network, prop: Property, method: str, execution: str
     return margin, per_case, open_cases, False
 
 
+def _split_rows(lower: np.ndarray, unsafe: list[Conjunction]) -> list[tuple[np.ndarray,
+                                                                             np.ndarray]]:
+    """The stacked lower bounds cut per conjunction: [(lower bounds of A_k·y, b_k)]."""
+    out, k0 = [], 0
+    for _a, b in unsafe:
+        out.append((lower[k0:k0 + len(b)], b))
+        k0 += len(b)
+    return out
+
+
 def _conjunction_margins(lower: np.ndarray, unsafe: list[Conjunction]
                          ) -> tuple[np.ndarray, list[Conjunction]]:
     """Per conjunction A_k·y ≤ b_k of one box, given certified lower bounds ``lower`` of all
@@ -392,10 +416,7 @@ def _conjunction_margins(lower: np.ndarray, unsafe: list[Conjunction]
     at least the smallest positive float; else ≤ 0), and the conjunctions not refuted."""
     conj_margin = np.empty(len(unsafe))
     still_open = []
-    k0 = 0
-    for j, (a, b) in enumerate(unsafe):
-        lo_k = lower[k0:k0 + len(b)]
-        k0 += len(b)
+    for j, ((a, b), (lo_k, _)) in enumerate(zip(unsafe, _split_rows(lower, unsafe))):
         refuted = bool(np.any(lo_k > b))  # certified: A_k·y ≥ lo_k > b_k on the box
         conj_margin[j] = float(np.max(round_down(lo_k - b))) if len(b) else -np.inf
         if refuted:

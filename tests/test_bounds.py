@@ -91,7 +91,7 @@ def test_relu_nets_corners_inside_bounds(path):
     corners = (np.arange(2**d)[:, None] >> np.arange(d)[None]) & 1
     lo, hi = s.lower.reshape(-1), s.upper.reshape(-1)
     x = np.where(corners == 1, hi, lo).reshape((-1, *net.input_shape))
-    for method in ("interval", "linear"):
+    for method in ("interval", "linear", "alpha"):
         b = output_bounds(net, s, method)
         assert_inside(net(x), b.lower, b.upper, f"{path.name} {method} corners")
 
@@ -163,7 +163,7 @@ def test_random_networks_and_sets(tmp_path, seed, depth, kind, scale, acts):
     ort_model = OrtModel(path)
     x32 = x[:300].astype(np.float32)
     y32 = ort_model(x32)
-    for method in ("interval", "linear"):
+    for method in ("interval", "linear", "alpha"):
         b = output_bounds(net, s, method)
         assert_inside(y, b.lower, b.upper, f"{method} real")
         b32 = output_bounds(net, s, method, execution="float32")

@@ -71,7 +71,7 @@ def _inside(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("to", [TensorProto.FLOAT16, TensorProto.BFLOAT16])
 @pytest.mark.parametrize("act", ["Relu", "Tanh"])
-@pytest.mark.parametrize("method", ["interval", "linear"])
+@pytest.mark.parametrize("method", ["interval", "linear", "alpha"])
 def test_float16_casts_enclosed(tmp_path, act, to, method):
     """On small boxes (where the cast's rounding dominates the width) both executions enclose
     it: float32 mode every onnxruntime output (no tolerance), real mode a float64
@@ -117,7 +117,7 @@ def _overflow_model(path: Path) -> Path:
     return _save(path, nodes, {"W1": w1, "W2": w2}, in_dims=(1, 2))
 
 
-@pytest.mark.parametrize("method", ["interval", "linear"])
+@pytest.mark.parametrize("method", ["interval", "linear", "alpha"])
 def test_float32_overflow_is_not_enclosed_by_a_finite_box(tmp_path, method):
     path = _overflow_model(tmp_path / "big.onnx")
     net = bp.load(path)
@@ -324,7 +324,7 @@ def test_summary_of_size_one_rank_four_normalisation(tmp_path):
     assert "*3.246" in text and "-0.4242" in text
 
 
-@pytest.mark.parametrize("method", ["interval", "linear"])
+@pytest.mark.parametrize("method", ["interval", "linear", "alpha"])
 def test_analysis_refused_over_the_memory_budget(tmp_path, monkeypatch, method):
     """The model imports (each node fits) but its analysis would not: a one-line error naming
     the need and the budget, before anything is allocated."""
@@ -371,7 +371,7 @@ def test_float32_execution_refuses_float16_arithmetic(tmp_path, f16_input):
     net = bp.load(_f16_inside_model(tmp_path / "half.onnx", f16_input))
     box = bp.Box(np.zeros((1, 4)), np.ones((1, 4)))
     needle = "input 'x' is float16" if f16_input else "node 'sig16' (Sigmoid) computes in float16"
-    for method in ("interval", "linear"):
+    for method in ("interval", "linear", "alpha"):
         with pytest.raises(bp.BoundpropError, match=re.escape(needle)):
             output_bounds(net, box, method, "float32")
         assert np.all(np.isfinite(output_bounds(net, box, method, "real").upper))

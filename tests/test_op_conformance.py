@@ -70,8 +70,11 @@ def implemented(cls: type[Primitive], rule: str) -> bool:
             for m in ("param_structure", "weight_and_bias", "param_vjp", "perturbed"))
     if rule == "entry_selection":  # semantics checked below; only entry-moving maps qualify
         return rule in cls.rules and issubclass(cls, PermutationPrimitive)
+    if rule == "relaxed_forward":
+        return _overrides(cls, "relaxed_forward")
     method = {"ort_interval": "emit_interval_onnx", "materialize": "materialize",
-              "row_norms": "sq_linear", "needs_tighter": "needs_tighter"}[rule]
+              "row_norms": "sq_linear", "needs_tighter": "needs_tighter",
+              "slope_parameters": "with_slopes"}[rule]
     return callable(getattr(cls, method, None))
 
 
@@ -114,6 +117,63 @@ def test_backward_linear_is_a_lower_bound(spec):
     bound = bound + const - err
     slack = 1e-12 * (1 + np.abs(exact))  # the float evaluation of Λ·y itself
     assert np.all(bound <= exact + slack), f"worst excess {np.max(bound - exact):.3g}"
+
+
+@pytest.mark.parametrize("spec", rows("relaxed_forward"))
+def test_relaxed_forward_is_the_back_substituted_function(spec):
+    """Λ_k·relaxed_forward(x)_k equals the linear form backward_linear returned, Σ_i Λ_ik·x_i
+    + const_k, at sampled points: the identity the slope optimiser's gradients rest on."""
+    op, boxes, xs, rng = build(spec)
+    k = 4
+    lam = rng.standard_normal((k, *op.out_shape))
+    relax = op.linear_relaxation(*boxes)
+    lams, const, _ = op.backward_linear(lam, relax, boxes)
+    for s in range(0, N_SAMPLES, 5):
+        at = [np.repeat(x[s:s + 1], k, 0) for x in xs]
+        y = op.relaxed_forward(at, relax, lam)
+        lhs = (flat(lam) * flat(y)).sum(1)
+        rhs = sum((flat(li) * flat(x)).sum(1) for li, x in zip(lams, at)) + const
+        scale = 1 + sum((np.abs(flat(li)) * np.abs(flat(x))).sum(1) for li, x in zip(lams, at))
+        assert np.allclose(lhs, rhs, rtol=0, atol=1e-9 * float(np.max(scale) + np.abs(const).max()))
+
+
+@pytest.mark.parametrize("spec", rows("slope_parameters"))
+def test_every_slope_in_range_gives_a_lower_bound(spec):
+    """Any lower and upper slopes in ``slope_ranges``, one per row, keep backward_linear below
+    the sampled values (rows of both signs use both lines); the touch points are where the
+    lines meet σ up to rounding; a planted slope past the range with the old offset is caught
+    by the same check."""
+    op, boxes, xs, rng = build(spec)
+    lo, hi = boxes[0]
+    lmin, lmax, umin, umax = op.slope_ranges(lo, hi)
+    assert np.all(lmin <= lmax) and np.all(umin <= umax)
+    k = 6
+    lam = rng.standard_normal((k, *op.out_shape))
+    y = op.evaluate(*xs)
+    exact = np.einsum("ko,so->sk", flat(lam), flat(y))
+
+    def bound(relax):
+        lams, const, err = op.backward_linear(lam, relax, boxes)
+        return np.einsum("ki,si->sk", flat(lams[0]), flat(xs[0])) + const - err
+
+    base = op.linear_relaxation(*boxes)
+    for t in (0.0, 1.0, rng.random((k, *op.out_shape))):
+        relax, x_l, x_u = op.with_slopes(base, lo, hi, lmin + t * (lmax - lmin),
+                                         umin + t * (umax - umin))
+        assert np.all(bound(relax) <= exact + 1e-12 * (1 + np.abs(exact)))
+        a_l, b_l, a_u, b_u = relax
+        gap_l = op.evaluate(x_l.reshape(-1, *op.in_shapes[0])).reshape(x_l.shape) - (
+            a_l * x_l + b_l)
+        assert np.all(gap_l >= 0) and np.all(gap_l <= 1e-6 * (1 + np.abs(b_l)))
+    free = lmax > lmin
+    if np.any(free):  # a steeper lower slope keeping its old offset
+        a_l, b_l, a_u, b_u = base
+        steep = (np.where(free, lmax + 0.5, a_l), b_l, a_u, b_u)
+        lam_pos = np.abs(lam)
+        lams, const, err = op.backward_linear(lam_pos, steep, boxes)
+        worst = (np.einsum("ki,si->sk", flat(lams[0]), flat(xs[0])) + const - err
+                 - np.einsum("ko,so->sk", flat(lam_pos), flat(y)))
+        assert np.max(worst) > 0, "a too-steep planted slope went unnoticed"
 
 
 # ------------------------------------------------------------------ Jacobian enclosure

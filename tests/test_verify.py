@@ -136,7 +136,7 @@ def test_robustness_specs(model, spec):
 
 @pytest.mark.slow
 @needs_vnncomp()
-@pytest.mark.parametrize("method", ["interval", "linear"])
+@pytest.mark.parametrize("method", ["interval", "linear", "alpha"])
 def test_every_instance_with_each_method(method):
     if method == "linear":
         pytest.importorskip("boundprop.domains.backsub")

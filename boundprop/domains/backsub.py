@@ -14,6 +14,8 @@ linear bounds, so linear bounds are never looser than interval bounds.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from boundprop.domains.walker import Box, input_boxes, sanitize, walk
@@ -53,6 +55,30 @@ def _concretize_input(lam: np.ndarray, s: InputSet) -> tuple[np.ndarray, np.ndar
     return _concretize_box(lam, s.lower, s.upper)
 
 
+def _input_minimizer(lam: np.ndarray, s: InputSet) -> np.ndarray:
+    """Per row, a point of the input set where Λ_k·x is smallest (shape (K, *input shape))."""
+    k = lam.shape[0]
+    if isinstance(s, L2Ball):
+        lam2 = lam.reshape(k, -1)
+        norms = np.sqrt((lam2**2).sum(axis=1, keepdims=True))
+        step = np.where(norms > 0, lam2 / np.where(norms > 0, norms, 1.0), 0.0)
+        return (s.center.reshape(1, -1) - s.radius * step).reshape(lam.shape)
+    lo = np.broadcast_to(s.lower, lam.shape[1:])
+    hi = np.broadcast_to(s.upper, lam.shape[1:])
+    return np.where(lam >= 0, lo[None], hi[None])
+
+
+@dataclass
+class BackwardPass:
+    """One back-substitution: ``bound`` the certified lower bound per row; with ``record``,
+    ``lams[n]`` the rows Λ reaching node n (on its output) and ``point`` the input minimiser
+    of the final rows (the relaxed network's argmin, per row)."""
+
+    bound: np.ndarray
+    lams: dict[int, np.ndarray]
+    point: np.ndarray | None
+
+
 class BackSubstitution:
     """Linear bounds of a network over an input set ``s`` (fitted to its input shape), node by
     node, given the interval enclosures ``ibp`` of every node (the same execution)."""
@@ -72,6 +98,9 @@ class BackSubstitution:
             self.f32_error[0] = np.maximum(hi - self.set.upper, self.set.lower - lo)
         self.relax: dict[int, object] = {}
         self.linear_nodes: list[int] = []  # nodes whose bounds came from back-substitution
+        # The α method's slope optimiser (``domains.alpha.SlopeOptimizer``): its ``lower``
+        # replaces :meth:`lower` for the rows it ``wants``.
+        self.optimizer = None
 
     def _boxes(self, k: int) -> list[Box]:
         return input_boxes(self.bounds, self.net.nodes[k])
@@ -89,26 +118,57 @@ class BackSubstitution:
             total += int(np.prod(n.shape)) * fan
         return rows * total
 
-    def lower(self, target: int, lam: np.ndarray) -> np.ndarray:
-        """Certified lower bounds of each row Λ_k·z_target (lam of shape (K, *shape))."""
+    def lower(self, target: int, lam: np.ndarray, relax: dict[int, object] | None = None,
+              affine_only: bool = False) -> np.ndarray:
+        """Certified lower bounds of each row Λ_k·z_target (lam of shape (K, *shape));
+        ``relax`` overrides nodes' relaxations (e.g. optimised slopes, per row), see
+        :meth:`backward`."""
+        return self.backward(target, lam, relax, affine_only=affine_only).bound
+
+    def backward(self, target: int, lam: np.ndarray, relax: dict[int, object] | None = None,
+                 record: bool = False, affine_only: bool = False, cuts: bool = True
+                 ) -> BackwardPass:
+        """Back-substitute rows Λ from node ``target`` to the input.
+
+        At every step the rows stand as Σ_i Λ_i·z_i + const over the pending nodes i; each
+        such *cut* is itself a lower bound once every Λ_i·z_i is concretised over node i's
+        enclosure, and each row keeps the best of these bounds and the final one at the input
+        (the enclosures were paid for: e.g. folding a property's rows into the last affine
+        layer over the previous layer's box, as interval propagation does, can beat going all
+        the way back). ``affine_only``: stop at the first node that needs a relaxation.
+        ``record``: keep the Λ reaching every node and the input minimiser (for the slope
+        optimiser, :mod:`boundprop.domains.alpha`). ``cuts=False``: only the final bound
+        (cheaper; the optimiser's iterates)."""
         net = self.net
+        relax = relax or {}
         k_rows = lam.shape[0]
         pending: dict[int, np.ndarray] = {target: lam}
         const = np.zeros(k_rows)
         err = np.zeros(k_rows)
+        best = np.full(k_rows, -np.inf)
+        lams: dict[int, np.ndarray] = {}
         for n in range(target, 0, -1):
             if n not in pending:
                 continue
-            lam_n = pending.pop(n)
+            if cuts:
+                best = np.fmax(best, self._cut_bound(pending, const, err))
             node = net.nodes[n]
             boxes = self._boxes(n)
             try:
-                relax = self._relaxation(n)
-                lam_ins, c, e = node.op.backward_linear(lam_n, relax, boxes)
+                r = relax[n] if n in relax else self._relaxation(n)
+                if affine_only and r is not None:
+                    return BackwardPass(best, lams, None)
+                lam_n = pending.pop(n)
+                lam_ins, c, e = node.op.backward_linear(lam_n, r, boxes)
             except NotImplementedError:
+                if affine_only:
+                    return BackwardPass(best, lams, None)
+                lam_n = pending.pop(n)
                 lo, hi = self.bounds[n]
                 c, e = _concretize_box(lam_n, lo, hi)
                 lam_ins = []
+            if record:
+                lams[n] = lam_n
             const += c
             err += e
             if n in self.f32_error:  # Λ·(y + δ) ≥ Λ·y − |Λ|·|δ|max
@@ -122,18 +182,39 @@ class BackSubstitution:
                     pending[i] = total
                 else:
                     pending[i] = li
-        c, e = (0.0, 0.0)
+        c, e, point = (0.0, 0.0, None)
         if 0 in pending:
             lam0 = pending.pop(0)
             c, e = _concretize_input(lam0, self.set)
             if 0 in self.f32_error:
                 e = e + (np.abs(lam0) * self.f32_error[0][None]).reshape(k_rows, -1).sum(1)
+            if record:
+                lams[0] = lam0
+                point = _input_minimizer(lam0, self.set)
         total = const + c
         mag = np.abs(const) + np.abs(c)
-        return round_down(total - err - e - gamma(4) * mag)
+        final = round_down(total - err - e - gamma(4) * mag)
+        return BackwardPass(np.fmax(best, final), lams, point)  # NaN: no bound there
 
-    def node_bounds(self, target: int, rows: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+    def _cut_bound(self, pending: dict[int, np.ndarray], const: np.ndarray, err: np.ndarray
+                   ) -> np.ndarray:
+        """const − err + Σ_i min over node i's enclosure of Λ_i·z_i (−∞ where unbounded).
+        In float32 mode each enclosure holds the node's float32 value, which is what the
+        pending Λ_i multiplies (its own δ_i is injected only when node i is rewritten)."""
+        total, mag, e = const.copy(), np.abs(const), err.copy()
+        for i, lam_i in pending.items():
+            lo, hi = self.bounds[i]
+            if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+                return np.full(len(const), -np.inf)
+            c, ce = _concretize_box(lam_i, lo, hi)
+            total += c
+            mag += np.abs(c)
+            e += ce
+        out = round_down(total - e - gamma(len(pending) + 4) * mag)
+        return np.where(np.isnan(out), -np.inf, out)
+
+    def node_bounds(self, target: int, rows: np.ndarray | None = None,
+                    affine_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds of rows·z_target (identity rows: the node's own entries)."""
         shape = self.net.nodes[target].shape
         size = int(np.prod(shape))
@@ -143,8 +224,13 @@ class BackSubstitution:
         both = np.concatenate([rows, -rows]).reshape((2 * k, *shape))
         max_size = max(int(np.prod(n.shape)) for n in self.net.nodes[: target + 1])
         chunk = max(1, int(CHUNK_BYTES // (8 * max_size * 3)))
-        out = np.concatenate([self.lower(target, both[i:i + chunk])
-                              for i in range(0, 2 * k, chunk)])
+        opt = self.optimizer
+        if opt is not None and not affine_only and opt.wants(target, 2 * k):
+            parts = [opt.lower(target, both[i:i + chunk]) for i in range(0, 2 * k, chunk)]
+        else:
+            parts = [self.lower(target, both[i:i + chunk], affine_only=affine_only)
+                     for i in range(0, 2 * k, chunk)]
+        out = np.concatenate(parts)
         return out[:k], -out[k:]
 
     def _entries_to_tighten(self, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
@@ -224,3 +310,38 @@ class BackSubstitution:
         lo, hi = self.ibp[k]
         return self.execution == "float32" and not np.all(np.isfinite(lo) & np.isfinite(hi))
 
+
+
+def folded_spec_bounds(net: Network, s: InputSet, layers: list[Box], spec: np.ndarray,
+                       execution: str = "real") -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of spec·y (y the flattened output) from enclosures already computed for every
+    node (the interval method's): the rows are rewritten back through the network's affine
+    tail — as interval propagation folds a property into the last affine layer, bounding
+    (C·W)·h + C·b over the previous layer's box instead of C·y over the output box — and
+    concretised at every cut, each row keeping its best bound (:meth:`BackSubstitution.
+    backward`). Never looser than bounding C·y over the output's enclosure (the first cut).
+    """
+    bs = BackSubstitution(net, s, layers, execution=execution)
+    bs.bounds = list(layers)
+    if execution == "float32":
+        todo, seen = [net.output], set()
+        while todo:  # δ_k of the nodes the affine tail rewrites, as the interval pass had it
+            k = todo.pop()
+            if k == 0 or k in seen:
+                continue
+            seen.add(k)
+            node = net.nodes[k]
+            try:
+                if node.op.linear_relaxation(*bs._boxes(k)) is not None:
+                    continue
+            except NotImplementedError:
+                continue
+            boxes = bs._boxes(k)
+            out = node.op.interval(*boxes)
+            bs.f32_error[k] = node.op.float32_error(boxes, out)[0]
+            todo.extend(node.inputs)
+    spec = np.atleast_2d(np.asarray(spec, dtype=np.float64))
+    lo, hi = layers[net.output]
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        return np.full(spec.shape[0], -np.inf), np.full(spec.shape[0], np.inf)
+    return bs.node_bounds(net.output, spec, affine_only=True)

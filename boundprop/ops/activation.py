@@ -47,7 +47,8 @@ class Activation(Primitive):
     onnx_op: ClassVar[str] = ""
     # Every activation has these rules; those with an onnxruntime emission add "ort_interval".
     rules: ClassVar[frozenset[str]] = frozenset(
-        {"interval", "backward_linear", "constants", "jacobian", "vjp", "needs_tighter"})
+        {"interval", "backward_linear", "constants", "jacobian", "vjp", "needs_tighter",
+         "relaxed_forward", "slope_parameters"})
 
     def __init__(self, in_shape: Shape, **params: float) -> None:
         self.in_shapes, self.out_shape = (tuple(in_shape),), tuple(in_shape)
@@ -334,19 +335,59 @@ class Activation(Primitive):
         exact extreme of σ(x) − a·x over the candidate points, widened by the rounding
         margin)."""
         a_l, a_u = self.relaxation_slopes(lo, hi)
-        out = []
-        for a, lower in ((a_l, True), (a_u, False)):
-            vals, scale = [], np.zeros_like(lo)
-            for x in self._candidates(a, lo, hi):
-                fx = self.fn(x)
-                vals.append(fx - a * x)
-                scale = np.maximum(scale, np.abs(fx) + np.abs(a * x))
-            margin = 10 * ELEMENTARY_RELATIVE_ERROR * scale + TINY
-            if lower:
-                out += [a, np.nextafter(np.minimum.reduce(vals) - margin, -np.inf)]
-            else:
-                out += [a, np.nextafter(np.maximum.reduce(vals) + margin, np.inf)]
-        return tuple(out)
+        b_l, _ = self.line_offset(a_l, lo, hi, lower=True)
+        b_u, _ = self.line_offset(a_u, lo, hi, lower=False)
+        return a_l, b_l, a_u, b_u
+
+    def line_offset(self, a: np.ndarray, lo: np.ndarray, hi: np.ndarray, lower: bool
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """The offset b making a·x + b a lower (upper) line of σ on [lo, hi] — the exact
+        min (max) of σ(x) − a·x over the candidate points, widened by the rounding margin —
+        and the point x* attaining it (where the line touches σ: ∂b/∂a = −x*). ``a`` may
+        carry a leading row axis."""
+        if a.shape != lo.shape:
+            a, lo, hi = np.broadcast_arrays(a, lo, hi)
+        vals, points, scale = [], [], np.zeros_like(lo)
+        for x in self._candidates(a, lo, hi):
+            fx = self.fn(x)
+            vals.append(fx - a * x)
+            points.append(x)
+            scale = np.maximum(scale, np.abs(fx) + np.abs(a * x))
+        margin = 10 * ELEMENTARY_RELATIVE_ERROR * scale + TINY
+        stacked = np.stack(vals)
+        best = np.argmin(stacked, axis=0) if lower else np.argmax(stacked, axis=0)
+        ext = np.take_along_axis(stacked, best[None], 0)[0]
+        touch = np.take_along_axis(np.stack(np.broadcast_arrays(*points)), best[None], 0)[0]
+        if lower:
+            return np.nextafter(ext - margin, -np.inf), touch
+        return np.nextafter(ext + margin, np.inf), touch
+
+    # ---------------------------------------------------------------- optimisable slopes
+    # Work of with_slopes per entry and row, in multiply-add units: two lines, each offset
+    # found by ~70 bisection steps on σ' (the slope optimiser's cost model).
+    SLOPE_COST: ClassVar[int] = 140
+
+    def slope_ranges(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(lower min, lower max, upper min, upper max) slopes the α pass may choose per
+        entry: σ' over [lo, hi]. Any slope is sound (its offset is the exact extreme of
+        σ(x) − a·x, :meth:`line_offset`); outside σ's derivative range a line only loosens."""
+        dlo, dhi = self.derivative_range(lo, hi)
+        fixed = ~(np.isfinite(dlo) & np.isfinite(dhi) & np.isfinite(lo) & np.isfinite(hi))
+        a_l, a_u = self.relaxation_slopes(lo, hi)
+        lmin, lmax = np.where(fixed, a_l, dlo), np.where(fixed, a_l, dhi)
+        umin, umax = np.where(fixed, a_u, dlo), np.where(fixed, a_u, dhi)
+        return lmin, lmax, umin, umax
+
+    def with_slopes(self, relax, lo: np.ndarray, hi: np.ndarray, a_l: np.ndarray,
+                    a_u: np.ndarray):
+        """Lines of slopes a_l, a_u (clipped to :meth:`slope_ranges`; a leading row axis
+        allowed) with sound offsets: (relaxation, x_l, x_u), x_l and x_u where the lines
+        touch σ (the gradient of an offset with respect to its slope is minus that point)."""
+        lmin, lmax, umin, umax = self.slope_ranges(lo, hi)
+        a_l, a_u = np.clip(a_l, lmin, lmax), np.clip(a_u, umin, umax)
+        b_l, x_l = self.line_offset(a_l, lo, hi, lower=True)
+        b_u, x_u = self.line_offset(a_u, lo, hi, lower=False)
+        return (a_l, b_l, a_u, b_u), x_l, x_u
 
     def needs_tighter(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Entries whose relaxation would improve with tighter input bounds (all, for a curved
@@ -374,6 +415,12 @@ class Activation(Primitive):
         err = (2 * UNIT_ROUNDOFF * (np.abs(lam_in) * zmax).sum(axis=axes)
                + gamma(int(np.prod(self.out_shape))) * np.abs(terms).sum(axis=axes))
         return [lam_in], const, err
+
+    def relaxed_forward(self, xs, relax, lam):
+        """a_l·x + b_l where Λ ≥ 0, a_u·x + b_u where Λ < 0 (the lines backward_linear used)."""
+        a_l, b_l, a_u, b_u = relax
+        x = xs[0]
+        return np.where(lam >= 0, a_l * x + b_l, a_u * x + b_u)
 
     def float32_error(self, boxes, out):
         if self.rounding == "exact":

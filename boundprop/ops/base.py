@@ -81,6 +81,15 @@ class Primitive:
         A primitive without this rule is concretised to its interval instead."""
         raise NotImplementedError
 
+    def relaxed_forward(self, xs: list[np.ndarray], relax, lam: np.ndarray) -> np.ndarray:
+        """The linear function ``backward_linear`` put in place of this op for rows ``lam``,
+        evaluated at points: per row k (leading axis of ``xs``, ``lam`` and the result), the
+        lower line where Λ_k ≥ 0 and the upper one where Λ_k < 0, so that
+        Λ_k·relaxed_forward(x)_k = Σ_i Λ_ik·x_ik + const_k exactly (in real arithmetic).
+        The slope optimiser evaluates the relaxed network forward with it to differentiate
+        a bound (:mod:`boundprop.domains.alpha`)."""
+        raise NotImplementedError
+
     def float32_error(self, boxes: list[Interval], out: Interval) -> np.ndarray:
         """Bound (per output entry) on |float32 result − exact result| on the same inputs, for
         inputs in ``boxes`` and output enclosure ``out`` (see ``rounding`` for the model).
@@ -177,7 +186,8 @@ class AffinePrimitive(Primitive):
 
     family: ClassVar[str] = "affine"
     rules: ClassVar[frozenset[str]] = frozenset(
-        {"interval", "backward_linear", "constants", "jacobian", "materialize", "vjp"})
+        {"interval", "backward_linear", "constants", "jacobian", "materialize", "vjp",
+         "relaxed_forward"})
     offset: np.ndarray | None = None
 
     def linear(self, x: np.ndarray) -> np.ndarray:
@@ -204,6 +214,9 @@ class AffinePrimitive(Primitive):
 
     def linear_relaxation(self, *boxes: Interval):
         return None  # affine: exact, nothing to relax
+
+    def relaxed_forward(self, xs, relax, lam):
+        return self.evaluate(xs[0])  # exact: the map itself
 
     def float32_error(self, boxes, out):
         lo, hi = boxes[0]

@@ -26,6 +26,10 @@ RULES: dict[str, str] = {
     "entry_selection": "each output entry is a copy of a distinct input entry",
     "row_norms": "the squared-entry map A∘A for ℓ2 row norms (sq_linear)",
     "needs_tighter": "which inputs a tighter enclosure would help (needs_tighter)",
+    "relaxed_forward": "the linear bound backward_linear used, evaluated at points "
+                       "(relaxed_forward: gradients of a bound for the slope optimiser)",
+    "slope_parameters": "free slopes of the lower and upper lines per entry, any value in "
+                        "their ranges sound (slope_ranges, with_slopes)",
 }
 
 # Short column labels of the matrix.
@@ -33,6 +37,7 @@ COLUMN: dict[str, str] = {
     "interval": "int", "backward_linear": "back", "constants": "const", "jacobian": "jac",
     "ort_interval": "ort", "vjp": "vjp", "parametric": "param", "materialize": "mat",
     "entry_selection": "sel", "row_norms": "rows", "needs_tighter": "tight",
+    "relaxed_forward": "fwd", "slope_parameters": "slope",
 }
 
 

@@ -30,9 +30,47 @@ from boundprop.ops.base import (
 )
 
 
-class Relu(Activation):
+class KinkAtOrigin:
+    """ReLU family: σ(x) = x for x ≥ 0 and s·x for x < 0 (s the negative slope, ≤ 1).
+
+    On an interval l < 0 < u every line a·x with s ≤ a ≤ 1 lies below σ (a·x ≤ x for x ≥ 0,
+    a·x ≤ s·x for x < 0), exactly, with offset 0: the free lower slope that α-CROWN optimises
+    per neuron and per bound. Entries that are stable, or whose s > 1 (σ concave), keep the
+    default relaxation (range of one point)."""
+
+    SLOPE_COST = 1  # offsets are 0: no root finding
+
+    def negative_slope(self) -> np.ndarray | float:
+        raise NotImplementedError
+
+    def _free(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = np.broadcast_to(self.negative_slope(), lo.shape)
+        return (lo < 0) & (hi > 0) & (s <= 1), s
+
+    def slope_ranges(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Lower slope in [s, 1] on the free entries (offset 0); the upper line stays the
+        chord (the tightest upper line of a convex σ); elsewhere the default lines."""
+        free, s = self._free(lo, hi)
+        a_l, a_u = self.relaxation_slopes(lo, hi)
+        return np.where(free, s, a_l), np.where(free, 1.0, a_l), a_u, a_u
+
+    def with_slopes(self, relax, lo: np.ndarray, hi: np.ndarray, a_l: np.ndarray,
+                    a_u: np.ndarray):
+        """The relaxation ``relax`` with lower lines a_l·x (offset 0, touching σ at 0) on the
+        free entries; ``a_l`` may carry a leading row axis (one slope per bound row)."""
+        l0, b_l, a_u0, b_u = relax
+        free, s = self._free(lo, hi)
+        a_l = np.clip(a_l, s, 1.0)  # never trust the optimiser with soundness
+        zero = np.zeros(np.broadcast_shapes(np.shape(a_l), lo.shape))
+        return (np.where(free, a_l, l0), np.where(free, 0.0, b_l), a_u0, b_u), zero, zero
+
+
+class Relu(KinkAtOrigin, Activation):
     kind = onnx_op = "Relu"
     rules = Activation.rules | {"ort_interval"}
+
+    def negative_slope(self):
+        return 0.0
 
     def fn(self, x):
         return np.maximum(x, 0.0)
@@ -66,10 +104,13 @@ class Relu(Activation):
         return np.zeros(np.shape(x))
 
 
-class LeakyRelu(Activation):
+class LeakyRelu(KinkAtOrigin, Activation):
     kind = onnx_op = "LeakyRelu"
     rules = Activation.rules | {"ort_interval"}
     onnx_defaults = {"alpha": 0.01}
+
+    def negative_slope(self):
+        return self.params["alpha"]
 
     def fn(self, x):
         a = self.params["alpha"]
@@ -222,10 +263,13 @@ class Clip(Activation):
         return np.zeros(np.shape(x))
 
 
-class PRelu(Activation):
+class PRelu(KinkAtOrigin, Activation):
     """Leaky ReLU with a constant slope array broadcast against the input."""
 
     kind = "PRelu"
+
+    def negative_slope(self):
+        return self.slope
 
     def __init__(self, in_shape: Shape, slope: np.ndarray) -> None:
         super().__init__(in_shape)

@@ -85,7 +85,7 @@ class MaxPool(_Window, TightensEveryEntry, Primitive):
     family: ClassVar[str] = "pooling"
     rules: ClassVar[frozenset[str]] = (
         frozenset({"interval", "ort_interval", "backward_linear", "constants", "jacobian",
-                   "vjp", "needs_tighter"}))
+                   "vjp", "needs_tighter", "relaxed_forward"}))
     kind = "maxpool"
 
     def __init__(self, in_shape, kernel, strides, dilations, pads_begin, pads_end, ceil_mode):
@@ -145,6 +145,14 @@ class MaxPool(_Window, TightensEveryEntry, Primitive):
         err = gamma(n) * (np.abs(lam_in) * zmax).sum(axis=1) + gamma(n) * np.abs(terms).sum(
             axis=axes)
         return [lam_in.reshape((k, *self.in_shapes[0]))], terms.sum(axis=axes), err
+
+    def relaxed_forward(self, xs, relax, lam):
+        """x_j* where Λ ≥ 0 (and where j* dominates its window); the window's largest upper
+        bound where Λ < 0 otherwise."""
+        j_star, dominated, upper = relax
+        k = lam.shape[0]
+        picked = xs[0].reshape(k, -1)[:, j_star.reshape(-1)].reshape(lam.shape)
+        return np.where((lam >= 0) | dominated, picked, upper)
 
     def multiplicity(self) -> int:
         """Most windows any input entry belongs to."""

@@ -185,8 +185,8 @@ def _add_compare_parser(sub) -> None:
                    help="constants w.r.t. the input (default) or the parameters")
     p.add_argument("--radius", type=float, default=0.0, metavar="RHO",
                    help="with --wrt params: radius of the parameter ball (default 0)")
-    p.add_argument("--method", choices=["interval", "linear"], default="linear",
-                   help="interval bounds used for local constants (default linear)")
+    p.add_argument("--method", choices=["interval", "linear", "alpha"], default="linear",
+                   help="bounds used for local constants (default linear)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--quiet", action="store_true", help="print nothing (still writes -o/--plot)")
     p.add_argument("-o", "--output", metavar="FILE",
