@@ -341,16 +341,23 @@ def run_case(case: dict, args, have_lirpa: bool, tmp: Path, memory: list) -> dic
 
 
 def settings(rows: list[dict], args, have_lirpa: bool) -> dict:
+    """What ran how: methods, auto_LiRPA version and alpha-CROWN options, boundprop's alpha
+    defaults (the module constants of boundprop.domains.alpha), timing policy, machine load."""
     lr = [r["auto_LiRPA"] for r in rows if r.get("auto_LiRPA", {}).get("alpha_settings")]
-    bp_alpha = {k: v for k, v in vars(analysis).items()
-                if k.isupper() and "ALPHA" in k and isinstance(v, (int, float, str))}
+    try:
+        from boundprop.domains import alpha as bp_alpha_mod
+        bp_alpha = {k: v for k, v in vars(bp_alpha_mod).items() if k.isupper()
+                    and isinstance(v, (int, float, str, tuple))}
+    except ImportError:
+        bp_alpha = None
     return {"boundprop_methods": bp_methods(), "boundprop_alpha_settings": bp_alpha or None,
             "auto_LiRPA": bool(have_lirpa and not args.no_lirpa),
             "auto_LiRPA_versions": lr[0]["versions"] if lr else None,
             "alpha_CROWN_settings": lr[0]["alpha_settings"] if lr else None,
             "torch_threads": lr[0].get("torch_threads") if lr else None,
             "timing": f"bound computation only; best of 3 when a run takes < {FAST_S} s",
-            "timeout_s": args.timeout}
+            "timeout_s": args.timeout, "load_average_at_end": os.getloadavg(),
+            "cpus": os.cpu_count()}
 
 
 def markdown(rows, sus, memory, st, wall_s) -> list[str]:
@@ -365,6 +372,12 @@ def markdown(rows, sus, memory, st, wall_s) -> list[str]:
                   f"{a.get('optimizer')}, lr_alpha {a.get('lr_alpha')}, lr_decay "
                   f"{a.get('lr_decay')}, early_stop_patience {a.get('early_stop_patience')}, "
                   f"fix_interm_bounds {a.get('fix_interm_bounds')}.", ""]
+    ba = st["boundprop_alpha_settings"]
+    if ba and "alpha" in st["boundprop_methods"]:
+        lines += [f"boundprop alpha with its defaults: {ba.get('DEFAULT_ITERATIONS')} iterations, "
+                  f"Adam, learning rate {ba.get('DEFAULT_LEARNING_RATE')}, decay "
+                  f"{ba.get('LR_DECAY')}; intermediate rows optimised when a pass costs ≤ "
+                  f"{ba.get('INTERMEDIATE_WORK', 0):.0e} multiply-adds.", ""]
     lines += rep.table(rows, st["boundprop_methods"])
     lines += ["", "Where boundprop is looser than its auto_LiRPA counterpart (bound by bound, "
               f"relative tolerance {rep.REL_TOL:g}):", ""] + rep.suspicious_lines(sus)
