@@ -106,6 +106,10 @@ def linear_bounds(net: Network, input_set: InputSet, spec: np.ndarray | None = N
     net.check_memory("linear")
     s = input_set.fit(net.input_shape)
     ibp = interval_bounds(net, s, execution)
+    if any(n.op.has_relaxation_candidates() for n in net.nodes):
+        # chord lines first, then every relaxation candidate on top (each node's enclosure
+        # intersected with the chord pass's): never looser than the chord lines at any node
+        ibp = BackSubstitution(net, s, ibp, work_budget, execution, variants=False).run()[0]
     if slopes is None:
         return BackSubstitution(net, s, ibp, work_budget, execution).run(spec)
     # Optimised slopes on top of the plain linear enclosures (each node's is intersected

@@ -176,6 +176,21 @@ def test_every_slope_in_range_gives_a_lower_bound(spec):
         assert np.max(worst) > 0, "a too-steep planted slope went unnoticed"
 
 
+@pytest.mark.parametrize("spec", rows("backward_linear"))
+def test_every_relaxation_candidate_is_a_lower_bound(spec):
+    """Each of ``linear_relaxation_candidates`` (chord and tangent lines for the smooth
+    activations) is as sound through ``backward_linear`` as ``linear_relaxation``."""
+    op, boxes, xs, rng = build(spec, seed=1)
+    lam = rng.standard_normal((3, *op.out_shape))
+    y = op.evaluate(*xs)
+    exact = np.einsum("ko,so->sk", flat(lam), flat(y))
+    for relax in op.linear_relaxation_candidates(*boxes):
+        lams, const, err = op.backward_linear(lam, relax, boxes)
+        bound = sum(np.einsum("ki,si->sk", flat(li), flat(x)) for li, x in zip(lams, xs))
+        bound = bound + const - err
+        assert np.all(bound <= exact + 1e-12 * (1 + np.abs(exact)))
+
+
 # ------------------------------------------------------------------ Jacobian enclosure
 def fd_row_jacobian(op, xs: list[np.ndarray], s: int, c: np.ndarray, h: float = 1e-6):
     """c·∂f/∂x_j at point s by central differences, for every input j: [(K, *in_j)]."""

@@ -84,7 +84,8 @@ class BackSubstitution:
     node, given the interval enclosures ``ibp`` of every node (the same execution)."""
 
     def __init__(self, net: Network, s: InputSet, ibp: list[Box],
-                 work_budget: float = DEFAULT_WORK_BUDGET, execution: str = "real"):
+                 work_budget: float = DEFAULT_WORK_BUDGET, execution: str = "real",
+                 variants: bool = True):
         self.net = net
         self.set = s
         self.work_budget = work_budget
@@ -97,6 +98,8 @@ class BackSubstitution:
             lo, hi = self.ibp[0]
             self.f32_error[0] = np.maximum(hi - self.set.upper, self.set.lower - lo)
         self.relax: dict[int, object] = {}
+        self.candidates: dict[int, list] = {}  # sound relaxations to choose from, per node
+        self.variants = variants  # False: every node's default relaxation only
         self.linear_nodes: list[int] = []  # nodes whose bounds came from back-substitution
         # The α method's slope optimiser (``domains.alpha.SlopeOptimizer``): its ``lower``
         # replaces :meth:`lower` for the rows it ``wants``.
@@ -122,8 +125,35 @@ class BackSubstitution:
               affine_only: bool = False) -> np.ndarray:
         """Certified lower bounds of each row Λ_k·z_target (lam of shape (K, *shape));
         ``relax`` overrides nodes' relaxations (e.g. optimised slopes, per row), see
-        :meth:`backward`."""
-        return self.backward(target, lam, relax, affine_only=affine_only).bound
+        :meth:`backward`. Without it, each row gets the best bound over the relaxation
+        variants (:meth:`_variants`: chord, tangent, best lines of the smooth activations)."""
+        if relax is not None or affine_only or not self.variants:
+            variants = [relax]
+        else:
+            variants = self._variants(target)
+        out = None
+        for r in variants:
+            b = self.backward(target, lam, r, affine_only=affine_only).bound
+            out = b if out is None else np.fmax(out, b)
+        return out
+
+    def _variants(self, target: int) -> list[dict[int, object] | None]:
+        """Relaxation overrides to try, one back-substitution each: None (every node's
+        default relaxation) and, when nodes before ``target`` offer several sound
+        relaxations (``linear_relaxation_candidates``), the i-th candidate of each."""
+        count, cands = 1, {}
+        for n in range(1, target):
+            if n not in self.candidates:
+                try:
+                    self.candidates[n] = self.net.nodes[n].op.linear_relaxation_candidates(
+                        *self._boxes(n))
+                except NotImplementedError:
+                    self.candidates[n] = []
+            if len(self.candidates[n]) > 1:
+                cands[n] = self.candidates[n]
+                count = max(count, len(cands[n]))
+        return [None] + [{n: c[min(i, len(c) - 1)] for n, c in cands.items()}
+                         for i in range(1, count)]
 
     def backward(self, target: int, lam: np.ndarray, relax: dict[int, object] | None = None,
                  record: bool = False, affine_only: bool = False, cuts: bool = True

@@ -24,6 +24,7 @@ from boundprop.ops.base import (
     box_max_abs,
     onnx_converter,
 )
+from boundprop.ops.tangent import tangent_slopes
 from boundprop.rounding import (
     ELEMENTARY_RELATIVE_ERROR,
     FLOAT32_ABSOLUTE,
@@ -331,10 +332,65 @@ class Activation(Primitive):
         return cands
 
     def relaxation(self, lo: np.ndarray, hi: np.ndarray):
-        """Lines a_l·x + b_l ≤ σ(x) ≤ a_u·x + b_u valid on [lo, hi] (sound: each offset is the
-        exact extreme of σ(x) − a·x over the candidate points, widened by the rounding
-        margin)."""
-        a_l, a_u = self.relaxation_slopes(lo, hi)
+        """Lines a_l·x + b_l ≤ σ(x) ≤ a_u·x + b_u valid on [lo, hi] with the slopes of
+        :meth:`relaxation_slopes` (the chord, for a curved σ)."""
+        return self.relaxation_with_slopes(lo, hi, *self.relaxation_slopes(lo, hi))
+
+    def inflections(self) -> tuple[tuple[float, ...], int] | None:
+        """σ's convexity structure: points p₁ < … < p_k and the sign s of the leftmost piece,
+        σ being convex (s = +1) or concave (s = −1) on (−∞, p₁] and alternating on each
+        following piece [p_i, p_{i+1}] (a linear piece counts as either; a kink must agree
+        with its piece). None: not declared (no tangent relaxation)."""
+        return None
+
+    def tangent_relaxation_slopes(self, lo: np.ndarray, hi: np.ndarray
+                                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Slopes (lower, upper) of CROWN's tangent-based lines, per neuron: on a convex
+        [l, u] the chord above and the tangent at the midpoint below (concave: mirrored);
+        across one inflection the tightest lines through (l, σ(l)) above and (u, σ(u))
+        below (tangent to σ, or the chord); across two (the GELUs) the chord and the middle
+        piece's tangent; the chord where σ's structure is not declared (see
+        :mod:`boundprop.ops.tangent`)."""
+        chord = self.relaxation_slopes(lo, hi)
+        shape = self.inflections()
+        if shape is None:
+            return chord
+        with np.errstate(over="ignore", invalid="ignore"):  # far ends: limits, or chord
+            return tangent_slopes(self.fn, self._slope_at, lo, hi, shape[0], shape[1], chord)
+
+    def relaxation_candidates(self, lo: np.ndarray, hi: np.ndarray) -> list[tuple]:
+        """Sound relaxations (a_l, b_l, a_u, b_u) of σ on [lo, hi] to choose from, bound by
+        bound: [chord, tangent] for a σ with declared convexity (:meth:`inflections`), else
+        [:meth:`relaxation`]. Each one's offsets are exact extremes (any slope is sound)."""
+        chord = self.relaxation(lo, hi)
+        if self.inflections() is None:
+            return [chord]
+        return [chord, self.relaxation_with_slopes(lo, hi,
+                                                   *self.tangent_relaxation_slopes(lo, hi))]
+
+    def has_relaxation_candidates(self) -> bool:
+        return self.inflections() is not None
+
+    def linear_relaxation_candidates(self, box) -> list:
+        """:meth:`relaxation_candidates`, plus (when there are several) the best lines of
+        them per neuron: the lower line highest and the upper line lowest at the midpoint
+        (the smallest areas). Each line is valid on its own, so any mix of them is sound."""
+        cands = self.relaxation_candidates(*box)
+        if len(cands) < 2:
+            return cands
+        mid = 0.5 * (box[0] + box[1])
+        stacked = [np.stack(np.broadcast_arrays(*(c[i] for c in cands))) for i in range(4)]
+        low = np.argmax(stacked[0] * mid + stacked[1], axis=0)[None]
+        up = np.argmin(stacked[2] * mid + stacked[3], axis=0)[None]
+        best = tuple(np.take_along_axis(stacked[i], low if i < 2 else up, 0)[0]
+                     for i in range(4))
+        return [*cands, best]
+
+    def relaxation_with_slopes(self, lo: np.ndarray, hi: np.ndarray, a_l: np.ndarray,
+                               a_u: np.ndarray):
+        """Lines a_l·x + b_l ≤ σ(x) ≤ a_u·x + b_u valid on [lo, hi] for the given slopes
+        (sound for any slopes: b_l = min, b_u = max of σ(x) − a·x over the candidate points,
+        which hold the exact extremes, widened by the rounding margin)."""
         b_l, _ = self.line_offset(a_l, lo, hi, lower=True)
         b_u, _ = self.line_offset(a_u, lo, hi, lower=False)
         return a_l, b_l, a_u, b_u

@@ -74,6 +74,15 @@ class Primitive:
         """Whatever ``backward_linear`` needs, computed once from the input enclosures."""
         raise NotImplementedError
 
+    def linear_relaxation_candidates(self, *boxes: Interval) -> list:
+        """Sound alternatives to :meth:`linear_relaxation`, each usable by ``backward_linear``
+        (a bound may take the best of them); by default the one relaxation."""
+        return [self.linear_relaxation(*boxes)]
+
+    def has_relaxation_candidates(self) -> bool:
+        """Whether :meth:`linear_relaxation_candidates` may offer more than one."""
+        return False
+
     def backward_linear(self, lam: np.ndarray, relax, boxes: list[Interval]):
         """Back-substitution step: rows Λ (shape (K, *out_shape)) of a lower bound Λ·y are
         rewritten as Σ_i Λ_i·x_i + const − err over the inputs x_i, valid on their enclosures

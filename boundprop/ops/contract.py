@@ -15,7 +15,7 @@ from boundprop.ops.base import Primitive
 RULES: dict[str, str] = {
     "interval": "sound enclosure of the output on input boxes (interval)",
     "backward_linear": "linear lower bounds rewritten through the op (linear_relaxation, "
-                       "backward_linear)",
+                       "linear_relaxation_candidates, backward_linear)",
     "constants": "Lipschitz, smoothness and output-bound rule (constants_rule)",
     "jacobian": "interval enclosure of row·Jacobian on input boxes (jacobian_backward)",
     "ort_interval": "interval rule emitted as onnxruntime nodes (emit_interval_onnx)",

@@ -17,6 +17,7 @@ from scipy import special
 from boundprop.domains.float32_values import FastIntervalUnavailable
 from boundprop.ops.activation import Activation
 from boundprop.ops.base import ConversionContext, Shape, Value, as_str, attr, onnx_converter
+from boundprop.ops.tangent import elu_family_inflections
 from boundprop.rounding import (
     ELEMENTARY_RELATIVE_ERROR,
     TINY,
@@ -232,6 +233,9 @@ class Sigmoid(Activation):
         # σ(x)σ(−x), not s(1 − s): the latter cancels to 0 in the tails.
         return special.expit(x) * special.expit(-x)
 
+    def inflections(self):
+        return (0.0,), 1  # convex on x ≤ 0, concave on x ≥ 0
+
     def pieces(self):
         return (0.0,)
 
@@ -264,6 +268,9 @@ class Tanh(Activation):
     def derivative(self, x):
         # sech²x = 4σ(2x)σ(−2x), not 1 − tanh²x (which cancels to 0 for |x| > 19).
         return 4 * special.expit(2 * x) * special.expit(-2 * x)
+
+    def inflections(self):
+        return (0.0,), 1  # convex on x ≤ 0, concave on x ≥ 0
 
     def pieces(self):
         return (0.0,)
@@ -298,6 +305,9 @@ class Softplus(Activation):
     def derivative(self, x):
         return special.expit(x)
 
+    def inflections(self):
+        return (), 1  # convex
+
     def pieces(self):
         return ()
 
@@ -327,6 +337,9 @@ class Softsign(Activation):
     def derivative(self, x):
         with np.errstate(over="ignore"):  # huge |x|: (1 + |x|)² = inf, σ' = 0
             return 1 / (1 + np.abs(x)) ** 2
+
+    def inflections(self):
+        return (0.0,), 1  # convex on x ≤ 0, concave on x ≥ 0
 
     def pieces(self):
         return (0.0,)
@@ -363,6 +376,10 @@ class Elu(Activation):
     def derivative(self, x):
         return np.where(x >= 0, 1.0, self.params["alpha"] * np.exp(np.minimum(x, 0.0)))
 
+    def inflections(self):
+        a = self.params["alpha"]
+        return elu_family_inflections(a, a, 1.0)  # σ'' = α eˣ (x < 0), σ'(0±) = α, 1
+
     def pieces(self):
         return (0.0,)
 
@@ -394,6 +411,10 @@ class Selu(Activation):
     def derivative(self, x):
         a, g = self.params["alpha"], self.params["gamma"]
         return g * np.where(x > 0, 1.0, a * np.exp(np.minimum(x, 0.0)))
+
+    def inflections(self):
+        a, g = self.params["alpha"], self.params["gamma"]
+        return elu_family_inflections(g * a, g * a, g)  # σ'' = γα eˣ, σ'(0±) = γα, γ
 
     def pieces(self):
         return (0.0,)
@@ -432,6 +453,10 @@ class Celu(Activation):
     def derivative(self, x):
         a = self.params["alpha"]
         return np.where(x >= 0, 1.0, np.exp(np.minimum(x, 0.0) / a))
+
+    def inflections(self):
+        a = self.params["alpha"]
+        return elu_family_inflections(a, 1.0, 1.0)  # σ'' = e^(x/α)/α (x < 0), σ'(0±) = 1
 
     def pieces(self):
         return (0.0,)
@@ -483,6 +508,11 @@ class Gelu(Activation):
         # inflections are within 0.01 of these; the bisection only needs monotone pieces,
         # so the tanh form uses its own computed points).
         return (-np.sqrt(2.0), np.sqrt(2.0)) if self.approximate == "none" else _GELU_TANH_INFL
+
+    def inflections(self):
+        """Concave, convex between the two inflections (±√2; the tanh form's computed ones),
+        concave: an interval spanning both keeps the chord."""
+        return tuple(float(p) for p in self.pieces()), -1
 
     def second_derivative(self, x: np.ndarray) -> np.ndarray:
         """Exact form: σ'' = φ(x)(2 − x²). Tanh form: σ'' = S'(z)·(2z' + x z'' − x T z'²) at
@@ -536,6 +566,9 @@ class Erf(Activation):
     def derivative(self, x):
         with np.errstate(over="ignore"):  # huge |x|: x² = inf, σ' = 0
             return 2 / np.sqrt(np.pi) * np.exp(-x * x)
+
+    def inflections(self):
+        return (0.0,), 1  # convex on x ≤ 0, concave on x ≥ 0
 
     def pieces(self):
         return (0.0,)
