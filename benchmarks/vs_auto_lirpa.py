@@ -357,6 +357,9 @@ def settings(rows: list[dict], args, have_lirpa: bool) -> dict:
             "torch_threads": lr[0].get("torch_threads") if lr else None,
             "timing": f"bound computation only; best of 3 when a run takes < {FAST_S} s",
             "timeout_s": args.timeout, "load_average_at_end": os.getloadavg(),
+            "boundprop_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                                               capture_output=True, text=True,
+                                               cwd=ROOT).stdout.strip() or None,
             "cpus": os.cpu_count()}
 
 
