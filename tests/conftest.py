@@ -66,3 +66,21 @@ def gemm_onnx(path: Path, weight: np.ndarray) -> Path:
         [numpy_helper.from_array(weight.astype(np.float32), "W")])
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
+
+
+# Models whose full CROWN analysis (every unstable neuron of every convolution back-substituted)
+# takes seconds to tens of seconds: their whole-model checks run with ``-m slow``.
+HEAVY_ENTRIES = 30_000
+
+
+def activation_entries(path: Path) -> int:
+    import boundprop as bp  # deferred: collection-time only, and boundprop loads lazily
+
+    return sum(int(np.prod(n.shape)) for n in bp.load(path).nodes)
+
+
+def by_cost(paths: list[Path]) -> list:
+    """pytest params of ``paths``, those over HEAVY_ENTRIES activation entries marked slow."""
+    return [pytest.param(p, id=model_id(p), marks=[pytest.mark.slow]
+                         if activation_entries(p) > HEAVY_ENTRIES else [])
+            for p in paths]

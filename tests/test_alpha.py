@@ -18,7 +18,7 @@ from boundprop.runtime import OrtModel
 from boundprop.sets import Box
 from boundprop.verifier import verify
 from boundprop.vnnlib import load_vnnlib
-from tests.conftest import VNNCOMP, model_id, needs_vnncomp, shipped_models
+from tests.conftest import VNNCOMP, by_cost, model_id, needs_vnncomp, shipped_models
 from tests.test_bounds import assert_inside, model_set
 
 
@@ -172,8 +172,8 @@ def test_alpha_proves_more_of_mnist_prop_0():
     assert v.margin >= float(np.min(alpha - bvec)) - 1e-9
 
 
-@pytest.mark.parametrize("path", [p for p in shipped_models() if any(
-    n.op.has_relaxation_candidates() for n in bp.load(p).nodes)], ids=model_id)
+@pytest.mark.parametrize("path", by_cost([p for p in shipped_models() if any(
+    n.op.has_relaxation_candidates() for n in bp.load(p).nodes)]))
 def test_linear_never_looser_than_chord_lines(path):
     """The tangent and best-line candidates only tighten: every node's ``linear`` enclosure
     lies inside the chord-only pass's (without the chord pass first, tighter intermediate

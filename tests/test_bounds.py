@@ -18,7 +18,7 @@ import boundprop as bp
 from boundprop.analysis import output_bounds
 from boundprop.runtime import OrtModel
 from boundprop.sets import Box, InputSetError, L2Ball, LinfBall, default_input_set
-from tests.conftest import model_id, shipped_models, vnncomp_models
+from tests.conftest import by_cost, model_id, shipped_models, vnncomp_models
 
 ALL_MODELS = shipped_models() + vnncomp_models()
 
@@ -61,7 +61,7 @@ def check_samples_inside(path, n_ir: int, n_ort: int) -> None:
         assert_inside(y32, f32.lower, f32.upper, f"{path.name} {method} (onnxruntime)")
 
 
-@pytest.mark.parametrize("path", ALL_MODELS, ids=model_id)
+@pytest.mark.parametrize("path", by_cost(ALL_MODELS))
 def test_samples_inside_bounds(path):
     """10,000 onnxruntime samples on models cheap to run one by one (MLPs, ACAS Xu, MNIST),
     2,000 on the CNNs in the default run; the slow variant takes 10,000 everywhere."""
@@ -96,7 +96,7 @@ def test_relu_nets_corners_inside_bounds(path):
         assert_inside(net(x), b.lower, b.upper, f"{path.name} {method} corners")
 
 
-@pytest.mark.parametrize("path", ALL_MODELS, ids=model_id)
+@pytest.mark.parametrize("path", by_cost(ALL_MODELS))
 def test_linear_never_looser_than_interval(path):
     net = bp.load(path)
     s = model_set(net)

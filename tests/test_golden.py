@@ -9,12 +9,15 @@ import json
 
 import pytest
 
+from tests.conftest import HEAVY_ENTRIES, activation_entries
 from tests.golden.golden import ROOT, VALUES, model_values
 
 RECORDED = json.loads(VALUES.read_text())
 
 
-@pytest.mark.parametrize("model", sorted(RECORDED))
+@pytest.mark.parametrize("model", [
+    pytest.param(m, marks=[pytest.mark.slow] if activation_entries(ROOT / m) > HEAVY_ENTRIES
+                 else []) for m in sorted(RECORDED)])
 def test_shipped_model_values_unchanged(model):
     now = model_values(ROOT / model)
     then = RECORDED[model]
