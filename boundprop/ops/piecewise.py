@@ -175,6 +175,14 @@ class HardSigmoid(Activation):
         z = a * x + b
         return np.where((z > 0) & (z < 1), a, 0.0)
 
+    def inflections(self):
+        """Convex up to the middle of the sloped piece and concave after (α > 0; mirrored for
+        α < 0; a linear piece counts as either), so CROWN's tangent lines apply."""
+        a, b = self.params["alpha"], self.params["beta"]
+        if a == 0:
+            return None
+        return ((0.5 - b) / a,), (1 if a > 0 else -1)
+
     def derivative_jumps(self) -> tuple[float, ...]:
         # σ' steps between 0 and α at αx + β = 0 and αx + β = 1 (none if α = 0: constant)
         a, b = self.params["alpha"], self.params["beta"]
@@ -229,6 +237,16 @@ class Clip(Activation):
 
     def fn(self, x):
         return np.clip(x, self.params["lo"], self.params["hi"])
+
+    def inflections(self):
+        """Convex below the middle of [lo, hi], concave above (one-sided clips: convex or
+        concave throughout), so CROWN's tangent lines apply."""
+        lo, hi = self.params["lo"], self.params["hi"]
+        if np.isfinite(lo) and np.isfinite(hi):
+            return (0.5 * (lo + hi),), 1
+        if np.isfinite(lo):
+            return (), 1  # max(x, lo): convex
+        return ((), -1) if np.isfinite(hi) else None
 
     rounding = "exact"
 
