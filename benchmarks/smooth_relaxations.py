@@ -13,7 +13,7 @@ its own, so the pair is sound).
    per-neuron ratios, ratio of the summed areas), split by where [l, u] lies (one convex or
    concave piece / across one inflection / across two).
 2. Shipped smooth MLPs (declared input sets) and a seeded 784-200×6-10 sigmoid MLP (ℓ∞ ball
-   ε = 0.015 as in tightness_vs_auto_lirpa.py): the same areas on each activation's input
+   ε = 0.015 as in vs_auto_lirpa.py): the same areas on each activation's input
    enclosures from today's linear pass, and the mean output width of
    ``output_bounds(method="linear")`` with each relaxation, obtained by monkeypatching
    ``Activation.relaxation_slopes`` (tangent), ``Activation.relaxation`` (best lines) or
@@ -194,7 +194,7 @@ def patched(kind: str):
 
 def random_mlp_net(path: Path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from tightness_vs_auto_lirpa import random_mlp
+    from vs_auto_lirpa import random_mlp
 
     random_mlp(path, "Sigmoid", seed=0)
     net = bp.load(path)

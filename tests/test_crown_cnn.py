@@ -233,7 +233,7 @@ def test_entrywise_crops():
 @needs_vnncomp()
 def test_resnet_2b_matches_crown():
     """auto_LiRPA CROWN: lowest margin −0.5984 on prop_0 (benchmarks/results/
-    tightness_vs_auto_lirpa.json); interval-only convolutions gave −232."""
+    vs_auto_lirpa.json); interval-only convolutions gave −232."""
     from boundprop.vnnlib import load_vnnlib
 
     net = bp.load(VNNCOMP / "cifar10_resnet/resnet_2b.onnx")
