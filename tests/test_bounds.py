@@ -210,3 +210,27 @@ def test_ball_bounding_boxes_contain_the_real_ball(c, eps, clip):
     l2 = L2Ball([c], eps)
     assert Fraction(float(l2.lower[0])) <= Fraction(c) - Fraction(eps)
     assert Fraction(float(l2.upper[0])) >= Fraction(c) + Fraction(eps)
+
+
+def test_node_without_linear_rule_is_concretised(tmp_path):
+    """A reflect Pad has no back-substitution rule (it copies entries): the pass concretises
+    it over its box and goes on (a regression: the rows were popped twice, KeyError)."""
+    pads = numpy_helper.from_array(np.array([0, 0, 1, 0, 0, 1], dtype=np.int64), "pads")
+    w = numpy_helper.from_array(np.ones((6, 2), dtype=np.float32), "W")
+    g = helper.make_graph(
+        [helper.make_node("Tanh", ["x"], ["t"]),
+         helper.make_node("Pad", ["t", "pads"], ["p"], mode="reflect"),
+         helper.make_node("Flatten", ["p"], ["f"]),
+         helper.make_node("MatMul", ["f", "W"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [pads, w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 9
+    path = tmp_path / "pad.onnx"
+    onnx.save(m, str(path))
+    net = bp.load(str(path))
+    s = Box(-np.ones(net.input_shape), np.ones(net.input_shape))
+    x = s.sample(2000, np.random.default_rng(0))
+    for method in ("linear", "alpha"):
+        b = output_bounds(net, s, method)
+        assert_inside(net(x), b.lower, b.upper, f"reflect pad {method}")

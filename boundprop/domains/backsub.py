@@ -213,19 +213,19 @@ class BackSubstitution:
                 best = np.fmax(best, self._cut_bound(pending, const, err))
             node = net.nodes[n]
             boxes = self._boxes(n)
+            lam_n = pending[n]
             try:
                 r = relax[n] if n in relax else self._relaxation(n)
                 if affine_only and r is not None:
                     return BackwardPass(best, lams, None)
-                lam_n = pending.pop(n)
                 lam_ins, c, e = node.op.backward_linear(lam_n, r, boxes)
-            except NotImplementedError:
+            except NotImplementedError:  # no linear rule: the node's box
                 if affine_only:
                     return BackwardPass(best, lams, None)
-                lam_n = pending.pop(n)
                 lo, hi = self.bounds[n]
                 c, e = _concretize_box(lam_n, lo, hi)
                 lam_ins = []
+            del pending[n]
             if record:
                 lams[n] = lam_n
             const += c
