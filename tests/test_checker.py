@@ -18,7 +18,7 @@ from boundprop.checker import CertificateInvalid, check, spectral_bound_holds
 from boundprop.cli import main
 from boundprop.exact import enclose, parse
 from boundprop.sets import default_input_set
-from tests.conftest import MODELS, model_id, shipped_models
+from tests.conftest import MODELS, by_cost, model_id, shipped_models
 
 CNN_WORDS = ("lenet", "cnn", "vgg", "resnet", "coverage")
 FAST = [p for p in shipped_models() if not any(w in p.name for w in CNN_WORDS)]
@@ -54,7 +54,7 @@ def test_round_trip_fast_models(path, norm, kind, tmp_path):
     _round_trip(path, norm, kind, tmp_path)
 
 
-@pytest.mark.parametrize("path", CNNS, ids=model_id)
+@pytest.mark.parametrize("path", by_cost(CNNS))
 def test_round_trip_cnn_inf(path, tmp_path):
     _round_trip(path, "inf", "local", tmp_path)
 

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 import boundprop as bp
 from boundprop.constants import constants
 from boundprop.sets import Box, InputSetError, L2Ball, LinfBall, default_input_set
-from tests.conftest import model_id, needs_vnncomp, shipped_models, vnncomp_models
+from tests.conftest import (
+    HEAVY_ENTRIES,
+    activation_entries,
+    model_id,
+    needs_vnncomp,
+    shipped_models,
+    vnncomp_models,
+)
 
 NORMS = ("2", "inf", "1")
 ORD = {"2": 2, "inf": np.inf, "1": 1}
@@ -110,12 +117,14 @@ _CONV = {"lenet", "vgg", "cnn", "resnet", "ops_coverage"}
 
 def _cases():
     """Every model × norm; ℓ2 of the convolutional models (certified conv norms: seconds
-    each) runs by default on one of them and with ``-m slow`` on all."""
+    each) runs by default on one of them and with ``-m slow`` on all; so do the models over
+    HEAVY_ENTRIES activation entries (their local enclosures are a full CROWN pass)."""
     out = []
     for p in MODELS:
+        big = activation_entries(p) > HEAVY_ENTRIES
         for norm in NORMS:
-            heavy = norm == "2" and any(k in p.name for k in _CONV) and \
-                p.name != "vgg_small_relu.onnx"
+            heavy = big or norm == "2" and any(k in p.name for k in _CONV) and \
+                p.name != "lenet.onnx"
             out.append(pytest.param(p, norm, id=f"{model_id(p)}-{norm}",
                                     marks=[pytest.mark.slow] if heavy else []))
     return out
