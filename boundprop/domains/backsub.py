@@ -455,9 +455,10 @@ def folded_spec_bounds(net: Network, s: InputSet, layers: list[Box], spec: np.nd
                 continue
             seen.add(k)
             node = net.nodes[k]
-            try:
-                if node.op.linear_relaxation(*bs._boxes(k)) is not None:
-                    continue
+            try:  # (an infinite box makes NaN relaxations: not used, only tested for None)
+                with np.errstate(invalid="ignore", over="ignore"):
+                    if node.op.linear_relaxation(*bs._boxes(k)) is not None:
+                        continue
             except NotImplementedError:
                 continue
             boxes = bs._boxes(k)

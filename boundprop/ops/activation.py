@@ -422,11 +422,14 @@ class Activation(Primitive):
         if a.shape != lo.shape:
             a, lo, hi = np.broadcast_arrays(a, lo, hi)
         vals, points, scale = [], [], np.zeros_like(lo)
-        for x in self._candidates(a, lo, hi):
-            fx = self.fn(x)
-            vals.append(fx - a * x)
-            points.append(x)
-            scale = np.maximum(scale, np.abs(fx) + np.abs(a * x))
+        # an infinite enclosure (float32 overflow upstream) gives NaN offsets: they bound
+        # nothing, and the back-substitution keeps no bound from them (fmax)
+        with np.errstate(invalid="ignore", over="ignore"):
+            for x in self._candidates(a, lo, hi):
+                fx = self.fn(x)
+                vals.append(fx - a * x)
+                points.append(x)
+                scale = np.maximum(scale, np.abs(fx) + np.abs(a * x))
         margin = 10 * ELEMENTARY_RELATIVE_ERROR * scale + TINY
         stacked = np.stack(vals)
         best = np.argmin(stacked, axis=0) if lower else np.argmax(stacked, axis=0)
