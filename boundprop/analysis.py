@@ -270,4 +270,7 @@ def linear_function_bounds(net: Network, input_set: InputSet, c: np.ndarray,
         return linear_bounds(net, input_set, spec=c, execution=execution,
                              slopes=slopes or SlopeOptions())[1]
     b = output_bounds(net, input_set, method, execution)
+    lo, hi = b.lower.reshape(-1), b.upper.reshape(-1)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        return interval_matvec(c, lo, hi)  # rows clear of the infinite outputs keep a bound
     return folded_spec_bounds(net, b.input_set, b.layers, c, execution)

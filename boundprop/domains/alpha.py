@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from boundprop.domains.backsub import BackSubstitution, BackwardPass
+from boundprop.domains.backsub import BackSubstitution, BackwardPass, box_minimizer
 
 DEFAULT_ITERATIONS = 20
 DEFAULT_LEARNING_RATE = 0.5  # measured on mnist-net_256x2 (0.1: 40 iterations for the same bound)
@@ -66,7 +66,6 @@ class SlopeOptimizer:
     def __init__(self, bs: BackSubstitution, options: SlopeOptions):
         self.bs = bs
         self.options = options
-        self.iterations_run = 0
 
     def _free_nodes(self, target: int) -> dict[int, tuple[np.ndarray, ...]]:
         """Nodes before ``target`` with a free slope somewhere: {n: slope ranges}."""
@@ -105,8 +104,7 @@ class SlopeOptimizer:
                 r = relax[n] if n in relax else bs._relaxation(n)
                 g[n] = node.op.relaxed_forward([g[i] for i in node.inputs], r, lam)
             else:  # concretised over its enclosure, at the vertex that minimised it
-                lo, hi = bs.bounds[n]
-                g[n] = np.where(lam >= 0, lo[None], hi[None])
+                g[n] = box_minimizer(lam, *bs.bounds[n])
         return g
 
     def wants(self, target: int, rows: int) -> bool:
@@ -148,7 +146,6 @@ class SlopeOptimizer:
                                         slopes.items()})
             bp = bs.backward(target, lam[active], relax, record=True, cuts=False)
             best[active] = np.fmax(best[active], bp.bound)  # a NaN iterate bounds nothing
-            self.iterations_run += 1
             if bp.point is None or opts.expired() or it == opts.iterations:
                 break
             g = self._forward(bp, relax)

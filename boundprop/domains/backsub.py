@@ -78,9 +78,13 @@ def _input_minimizer(lam: np.ndarray, s: InputSet) -> np.ndarray:
         norms = np.sqrt((lam2**2).sum(axis=1, keepdims=True))
         step = np.where(norms > 0, lam2 / np.where(norms > 0, norms, 1.0), 0.0)
         return (s.center.reshape(1, -1) - s.radius * step).reshape(lam.shape)
-    lo = np.broadcast_to(s.lower, lam.shape[1:])
-    hi = np.broadcast_to(s.upper, lam.shape[1:])
-    return np.where(lam >= 0, lo[None], hi[None])
+    return box_minimizer(lam, s.lower, s.upper)
+
+
+def box_minimizer(lam: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per row, the vertex of the box [lo, hi] where Λ_k·z is smallest (K, *box shape)."""
+    shape = lam.shape[1:]
+    return np.where(lam >= 0, np.broadcast_to(lo, shape)[None], np.broadcast_to(hi, shape)[None])
 
 
 @dataclass
