@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from boundprop.analysis import linear_function_bounds
+from boundprop.bab.proof import build_proof
+from boundprop.bab.run import DEFAULT_MAX_DOMAINS, branch_open_conjunctions
 from boundprop.domains.alpha import SlopeOptions
 from boundprop.errors import BoundpropError
 from boundprop.gn.uses import margin_search
@@ -79,6 +82,10 @@ class Verdict:
     # per case: the certified margin of each unsafe conjunction (max_k lower(A_k·y) − b_k)
     conjunction_margins: list[np.ndarray] = field(default_factory=list, repr=False)
     note: str = ""
+    # "verified" by branch and bound or at the root: the ``boundprop.proof/1`` document
+    # (:mod:`boundprop.bab.proof`) that ``boundprop check`` re-verifies
+    proof: dict | None = field(default=None, repr=False)
+    timed_out: bool = False
 
     def __post_init__(self) -> None:
         assert self.status in STATUSES, self.status
@@ -318,7 +325,8 @@ class _Search:
 def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
            timeout: float | None = None, seed: int = 0, n_samples: int = DEFAULT_SAMPLES,
            ort_model=None, batch: int = 256, execution: str = "float32",
-           slopes: SlopeOptions | None = None) -> Verdict:
+           slopes: SlopeOptions | None = None, branching: bool = True,
+           progress: Callable[[dict], None] | None = None) -> Verdict:
     """Decide a VNN-LIB property on ``net``: "verified" (the certified bounds prove that no
     input of the boxes reaches the unsafe region), "falsified" (a counterexample confirmed by
     onnxruntime), or "unknown".
@@ -332,34 +340,95 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     (seconds) bounds the search; the bound computation of a box is not interrupted, and a
     timeout before every box is bounded gives "unknown". ``ort_model`` defaults to an
     :class:`~boundprop.runtime.OrtModel` of ``net.source`` (without one, nothing is falsified).
+
+    What the bounds leave open is attacked once, then (``branching``) searched by branch and
+    bound (:mod:`boundprop.bab`: input splitting for inputs of ≤ 16 values, activation
+    splitting otherwise) until the deadline — or, without a timeout, for at most
+    ``DEFAULT_MAX_DOMAINS`` domains per conjunction —, then attacked again until the deadline.
+    A "verified" carries ``proof`` (``boundprop.proof/1``, when the model and property are
+    files) for ``boundprop check``. ``progress`` receives status dicts (phase, domains_left,
+    best_bound, elapsed) during long runs.
     """
     t0 = time.perf_counter()
     deadline = t0 + (np.inf if timeout is None else float(timeout))
     prop = _as_property(net, property_or_path)
     margin, per_case, open_cases, timed_out = _certified_margins(net, prop, method, execution,
                                                                  deadline, slopes)
+    say = progress or (lambda info: None)
+    say({"phase": "bounds", "domains_left": len(open_cases), "best_bound": margin,
+         "elapsed": time.perf_counter() - t0})
 
     def done(status: str, **kw) -> Verdict:
-        return Verdict(status=status, margin=margin, method=method, conjunction_margins=per_case,
-                       elapsed_s=time.perf_counter() - t0, **kw)
+        elapsed = time.perf_counter() - t0
+        if kw.get("proof") is not None:
+            kw["proof"]["stats"]["seconds"] = elapsed  # what finding it took, in all
+        return Verdict(status=status, margin=kw.pop("margin", margin), method=method,
+                       conjunction_margins=per_case, elapsed_s=elapsed, **kw)
 
     if not timed_out and not open_cases:
-        return done("verified")
+        return done("verified", proof=_root_proof(net, prop, method, execution, per_case))
     if ort_model is None and net.source:
         ort_model = OrtModel(net.source, net.input_name, net.output_name)
     rng = np.random.default_rng(seed)
     searches = [_Search(net, ort_model, box, conjs, rng, deadline, batch)
                 for box, conjs in open_cases]
-    hit, best = _search_counterexamples(searches, n_samples, deadline, timeout is None)
+    hit, best = _search_counterexamples(searches, n_samples, deadline, one_round=True)
     if hit is not None:
         return done("falsified", search_margin=best, counterexample=hit.found)
+    note = ""
+    if branching and not timed_out and time.perf_counter() < deadline:
+        outcome, found = _branch(net, prop, per_case, searches, method, execution, deadline,
+                                 say, None if timeout is not None else DEFAULT_MAX_DOMAINS)
+        if outcome.status == "verified":
+            return done("verified", margin=outcome.margin, proof=outcome.proof)
+        if found is not None:
+            return done("falsified", search_margin=min(best, found.best),
+                        counterexample=found.found)
+        note = f"branch and bound: {outcome.note}"
+    if timeout is not None and time.perf_counter() < deadline:
+        hit, best2 = _search_counterexamples(searches, n_samples, deadline, one_round=False)
+        best = min(best, best2)
+        if hit is not None:
+            return done("falsified", search_margin=best, counterexample=hit.found)
     rejected = sum(s.rejected for s in searches)
-    note = "timed out" if time.perf_counter() > deadline or timed_out else ""
+    late = time.perf_counter() > deadline or timed_out
     if ort_model is None:
         note = "no onnxruntime model to confirm counterexamples with"
     elif rejected:
         note = f"{rejected} IR candidate(s) not confirmed by onnxruntime"
-    return done("unknown", search_margin=best, note=note)
+    elif late:
+        note = "timed out"
+    return done("unknown", search_margin=best, note=note, timed_out=late)
+
+
+def _branch(net: Network, prop: Property, per_case: list[np.ndarray],
+            searches: list[_Search], method: str, execution: str, deadline: float,
+            progress, max_domains: int | None):
+    """Branch and bound on the open conjunctions (:mod:`boundprop.bab.run`); its attack
+    candidates go through the case's search (IR score, then onnxruntime). Returns the
+    outcome and the search that confirmed a counterexample (or None)."""
+    by_case = iter(searches)
+    confirm, owner = {}, {}
+    for c, m in enumerate(per_case):
+        if np.all(m > 0):
+            continue
+        search = next(by_case)
+        owner[c] = search
+        confirm[c] = (lambda s: lambda xs: s.confirm(xs, s.score(xs)))(search)
+    outcome = branch_open_conjunctions(
+        net, prop, per_case, method, ESCALATION.get(method, method), execution, deadline,
+        confirm, progress, max_domains)
+    found = next((s for s in owner.values() if s.found is not None), None)
+    return outcome, found
+
+
+def _root_proof(net: Network, prop: Property, method: str, execution: str,
+                per_case: list[np.ndarray]) -> dict | None:
+    """The proof of a property every conjunction of which the certified bounds refute."""
+    if not (net.source and Path(prop.path).is_file()):
+        return None
+    return build_proof(net.source, prop.path, method, ESCALATION.get(method, method),
+                       execution, [[None] * len(m) for m in per_case], {"mode": "root"})
 
 
 def _certified_margins(net: Network, prop: Property, method: str, execution: str,

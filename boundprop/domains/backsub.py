@@ -226,8 +226,7 @@ class BackSubstitution:
             except NotImplementedError:  # no linear rule: the node's box
                 if affine_only:
                     return BackwardPass(best, lams, None)
-                lo, hi = self.bounds[n]
-                c, e = _concretize_box(lam_n, lo, hi)
+                c, e = self._concretize_node(n, lam_n)
                 lam_ins = []
             del pending[n]
             if record:
@@ -248,16 +247,28 @@ class BackSubstitution:
         c, e, point = (0.0, 0.0, None)
         if 0 in pending:
             lam0 = pending.pop(0)
-            c, e = _concretize_input(lam0, self.set)
+            c, e = self._concretize_at_input(lam0)
             if 0 in self.f32_error:
                 e = e + (np.abs(lam0) * self.f32_error[0][None]).reshape(k_rows, -1).sum(1)
             if record:
                 lams[0] = lam0
-                point = _input_minimizer(lam0, self.set)
+                point = self._input_minimizer(lam0)
         total = const + c
         mag = np.abs(const) + np.abs(c)
         final = round_down(total - err - e - gamma(4) * mag)
         return BackwardPass(np.fmax(best, final), lams, point)  # NaN: no bound there
+
+    def _concretize_node(self, n: int, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """min of Λ·z_n over node n's enclosure, per row, and its rounding-error bound."""
+        lo, hi = self.bounds[n]
+        return _concretize_box(lam, lo, hi)
+
+    def _concretize_at_input(self, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """min of Λ·x over the input set, per row, and its rounding-error bound."""
+        return _concretize_input(lam, self.set)
+
+    def _input_minimizer(self, lam: np.ndarray) -> np.ndarray:
+        return _input_minimizer(lam, self.set)
 
     def _cut_bound(self, pending: dict[int, np.ndarray], const: np.ndarray, err: np.ndarray
                    ) -> np.ndarray:
@@ -269,7 +280,7 @@ class BackSubstitution:
             lo, hi = self.bounds[i]
             if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
                 return np.full(len(const), -np.inf)
-            c, ce = _concretize_box(lam_i, lo, hi)
+            c, ce = self._concretize_node(i, lam_i)
             total += c
             mag += np.abs(c)
             e += ce

@@ -109,6 +109,12 @@ class Activation(Primitive):
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         return self.fn(x)
 
+    def branch_points(self) -> tuple[float, ...]:
+        """The kinks of a piecewise-linear σ (its relaxation is exact on each side of a
+        split there, once no other kink is inside). Smooth σ: none — splitting their range
+        (GenBaB) is not implemented."""
+        return tuple(self.derivative_jumps()) if self.pieces() is None else ()
+
     def derivative_range(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray,
                                                                         np.ndarray]:
         """[dmin, dmax] ⊇ {σ'(x) : x ∈ [lo, hi]}, with both one-sided derivatives at kinks

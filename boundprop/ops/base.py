@@ -95,6 +95,12 @@ class Primitive:
         """Whether :meth:`linear_relaxation_candidates` may offer more than one."""
         return False
 
+    def branch_points(self) -> tuple[float, ...]:
+        """Values of this (elementwise, one-input) op's input at which activation branch and
+        bound may split an entry's range: on each side the op is closer to linear (a
+        ReLU's kink). None by default."""
+        return ()
+
     def backward_linear(self, lam: np.ndarray, relax, boxes: list[Interval]):
         """Back-substitution step: rows Λ (shape (K, *out_shape)) of a lower bound Λ·y are
         rewritten as Σ_i Λ_i·x_i + const − err over the inputs x_i, valid on their enclosures
