@@ -1,6 +1,10 @@
 """Proofs of "verified" (schema ``boundprop.proof/1``): what the verifier found, in a form
 anyone can re-check (:mod:`boundprop.checker.proof`).
 
+Each leaf's bounds are those of :class:`~boundprop.domains.batched.DomainBatch` on the case's
+enclosures by ``branching_method``, with ``slope_iterations`` of slope optimisation on the
+output rows (0: CROWN's slopes).
+
 A property's cases are boxes with unsafe conjunctions (:mod:`boundprop.vnnlib`). Each
 conjunction of each case is refuted either at the root — by the case's certified bounds, the
 verifier's first step, which the checker recomputes with the same function — or by a split
@@ -12,6 +16,8 @@ tree, written in preorder as a flat list of nodes (no nesting limit):
   that of z ≥ t;
 - ``["leaf", r, bound]``: row r of the conjunction has the certified lower bound ``bound``
   > b_r on this domain (the checker recomputes it; the value is a claim, never trusted);
+  r = m (the conjunction's row count, when m > 1) names the average of its rows
+  (:func:`~boundprop.bab.search.refutation_rows`);
 - ``["empty"]``: the domain's constraints leave no input.
 
 Every split covers its domain by construction (both halves, closed), so the leaves cover the
@@ -128,7 +134,7 @@ def leaves(nodes: list, lo: np.ndarray, hi: np.ndarray, n_rows: int,
 
 def build_proof(model_path: str | Path, property_path: str | Path, method: str,
                 branching_method: str, execution: str, trees: list[list[dict | None]],
-                stats: dict) -> dict:
+                stats: dict, slope_iterations: int = 0) -> dict:
     """The proof document: ``trees[c][j]`` the split tree of conjunction j of case c, None
     where the case's certified bounds refute it at the root."""
     cases = []
@@ -140,4 +146,4 @@ def build_proof(model_path: str | Path, property_path: str | Path, method: str,
             "property": {"file": Path(property_path).name,
                          "sha256": file_sha256(property_path)},
             "method": method, "branching_method": branching_method, "execution": execution,
-            "cases": cases, "stats": stats}
+            "slope_iterations": slope_iterations, "cases": cases, "stats": stats}

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from boundprop.domains.alpha import SlopeOptions
 from boundprop.domains.batched import DomainBatch, Split, root_float32_errors
 from boundprop.domains.walker import Box
 from boundprop.ir import Network
@@ -97,13 +98,14 @@ class BranchAndBound:
 
     def __init__(self, net: Network, root_layers: list[Box], lo: np.ndarray, hi: np.ndarray,
                  a: np.ndarray, b: np.ndarray, execution: str = "float32",
-                 mode: str = "input") -> None:
+                 mode: str = "input", slopes: SlopeOptions | None = None) -> None:
         assert mode in MODES, mode
         self.net, self.root, self.execution, self.mode = net, root_layers, execution, mode
-        self.a, self.b = np.atleast_2d(a), np.asarray(b, dtype=np.float64)
+        self.a, self.b = refutation_rows(a, b)
         self.lo, self.hi = np.asarray(lo, float).reshape(-1), np.asarray(hi, float).reshape(-1)
         self.f32 = root_float32_errors(net, root_layers) if execution == "float32" else {}
         self.splittable = splittable_nodes(net)
+        self.slopes = slopes  # optimise each domain's output slopes (None: CROWN's)
         self.tree: dict = {}
         self.counter = itertools.count()
         self.bounded = 0
@@ -118,7 +120,7 @@ class BranchAndBound:
         batch = DomainBatch(self.net, self.root, np.stack([d.lo for d in domains]).reshape(
             -1, *shape), np.stack([d.hi for d in domains]).reshape(-1, *shape),
             [d.splits for d in domains], self.execution, self.f32)
-        low, bp = batch.spec_lower(self.a, record=True)
+        low, bp = batch.spec_lower(self.a, record=True, slopes=self.slopes)
         self.bounded += len(domains)
         m = len(self.b)
         with np.errstate(invalid="ignore"):
@@ -133,15 +135,18 @@ class BranchAndBound:
             elif dom.margin > 0:
                 dom.tree.update({"refuted_by": int(best[d]), "bound": float(low[d, best[d]])})
                 self.min_refuted = min(self.min_refuted, dom.margin)
-        lam0 = bp.lams[0].reshape(len(domains) * m, -1)[rows]
         open_ = [d for d, dom in enumerate(domains) if not dom.tree]
         if self.mode == "input":
+            lam0 = bp.lams[0].reshape(len(domains) * m, -1)[rows]
             self._choose_input_splits([domains[d] for d in open_], lam0[open_])
         else:
             self._choose_activation_splits(domains, open_, batch, bp.lams, rows)
         return bp.point.reshape(len(domains) * m, -1)[rows]
 
     def _choose_input_splits(self, domains: list[Domain], lam0: np.ndarray) -> None:
+        """Per domain, the coordinate j maximising |λ_j|·(hi_j − lo_j), λ the input
+        coefficients of its most promising row (halving j raises that bound by up to half
+        of it); the widest coordinate where λ vanishes."""
         for dom, lam in zip(domains, lam0):
             width = dom.hi - dom.lo
             score = np.abs(lam) * width
@@ -157,8 +162,11 @@ class BranchAndBound:
         for k, j, points in self.splittable:
             lo, hi = (x.reshape(len(domains), -1) for x in batch.dbounds[k])
             lam = lams.get(j)
-            weight = (np.abs(lam.reshape(lam.shape[0], -1)[rows]) if lam is not None
-                      else np.zeros_like(lo))
+            lam = (lam.reshape(lam.shape[0], -1)[rows] if lam is not None
+                   else np.zeros_like(lo))
+            # rows with Λ < 0 pay the upper line's intercept (both phases remove it); Λ > 0
+            # rows use a lower line through the kink's side: a small weight
+            weight = np.maximum(-lam, 0.0) + 0.01 * np.maximum(lam, 0.0)
             for t in points:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     gap = np.where((lo < t) & (t < hi), (t - lo) * (hi - t) / (hi - lo), -1.0)
@@ -205,10 +213,9 @@ class BranchAndBound:
                              stats={"domains_per_s": self.bounded / max(
                                  time.perf_counter() - t0, 1e-9)})
 
-        todo = [root]
+        t_round = time.perf_counter()
+        todo, points = [root], self.bound([root])
         while todo:
-            t_round = time.perf_counter()
-            points = self.bound(todo)
             rounds += 1
             per_domain = (time.perf_counter() - t_round) / len(todo)
             if confirm is not None and confirm(points):
@@ -234,9 +241,22 @@ class BranchAndBound:
             batch = min(batch, max(1, int(left / max(per_domain, 1e-6) / 2)))
             if left <= 2 * per_domain:
                 return result("unknown", "timed out")
+            t_round = time.perf_counter()
             parents = [heapq.heappop(queue)[2] for _ in range(min(batch, len(queue)))]
             todo = [c for p in parents for c in self.children(p)]
+            points = self.bound(todo)
         return result("verified")  # pragma: no cover - the loop returns
+
+
+def refutation_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows whose certified bound can refute the conjunction A·y ≤ b on a domain:
+    each row A_k·y ≤ b_k, and (for m > 1 rows) their average (row m): if every row held, the
+    average would, so a lower bound of mean(A)·y above mean(b) refutes the conjunction too —
+    sometimes where no single row's bound does."""
+    a, b = np.atleast_2d(np.asarray(a, dtype=np.float64)), np.asarray(b, dtype=np.float64)
+    if len(b) > 1:
+        a, b = np.vstack([a, a.mean(axis=0)]), np.append(b, b.mean())
+    return a, b
 
 
 def count_leaves(tree: dict) -> int:

@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from boundprop.bab.proof import SCHEMA, Leaf, ProofError, file_sha256, leaves
-from boundprop.bab.run import root_layers, widened
+from boundprop.bab.run import domain_slopes, root_layers, widened
+from boundprop.bab.search import refutation_rows
+from boundprop.domains.alpha import SlopeOptions
 from boundprop.domains.batched import DomainBatch, root_float32_errors
 from boundprop.ir import Network
 from boundprop.vnnlib import load_vnnlib
@@ -79,6 +81,9 @@ def _check(proof: dict, net: Network, model_path: Path, property_path: Path) -> 
              "unknown method, branching_method or execution")
     _require(branching == ESCALATION.get(method, method),
              f"branching_method must be {ESCALATION.get(method, method)!r} for {method!r}")
+    iterations = proof.get("slope_iterations", 0)
+    _require(isinstance(iterations, int) and not isinstance(iterations, bool)
+             and 0 <= iterations <= 1000, "slope_iterations must be an integer in [0, 1000]")
     prop = load_vnnlib(property_path, int(np.prod(net.input_shape)),
                        int(np.prod(net.output_shape)))
     cases = proof.get("cases")
@@ -101,15 +106,17 @@ def _check(proof: dict, net: Network, model_path: Path, property_path: Path) -> 
                 layers = root_layers(net, box, branching, execution)
                 _require(layers is not None, f"case {c}: infinite enclosures")
             wide = widened(box)
+            a, b = refutation_rows(a, b)
             found = leaves(entry["tree"], wide.lower.reshape(-1), wide.upper.reshape(-1),
                            len(b), [int(np.prod(n.shape)) for n in net.nodes], where)
-            _check_leaves(net, layers, execution, found, a, b, where)
+            _check_leaves(net, layers, execution, found, a, b, where, domain_slopes(iterations))
             total += len(found)
     return total
 
 
 def _check_leaves(net: Network, layers: list, execution: str, found: list[Leaf],
-                  a: np.ndarray, b: np.ndarray, where: str) -> None:
+                  a: np.ndarray, b: np.ndarray, where: str,
+                  slopes: SlopeOptions | None) -> None:
     """Recompute every leaf's bounds in batches; raise on the first leaf not refuted."""
     shape = net.input_shape
     f32 = root_float32_errors(net, layers) if execution == "float32" else {}
@@ -118,7 +125,7 @@ def _check_leaves(net: Network, layers: list, execution: str, found: list[Leaf],
         batch = DomainBatch(net, layers, np.stack([lf.lo for lf in part]).reshape(-1, *shape),
                             np.stack([lf.hi for lf in part]).reshape(-1, *shape),
                             [lf.splits for lf in part], execution, f32)
-        low = batch.spec_lower(a)
+        low = batch.spec_lower(a, slopes=slopes)
         for i, lf in enumerate(part):
             at = f"{where}, leaf {start + i}"
             if batch.infeasible[i]:

@@ -67,31 +67,34 @@ class SlopeOptimizer:
         self.bs = bs
         self.options = options
 
-    def _free_nodes(self, target: int) -> dict[int, tuple[np.ndarray, ...]]:
-        """Nodes before ``target`` with a free slope somewhere: {n: slope ranges}."""
+    def _free_nodes(self, target: int, rows: np.ndarray) -> dict[int, tuple[np.ndarray, ...]]:
+        """Nodes before ``target`` with a free slope somewhere: {n: slope ranges} (per row
+        where the rows' enclosures differ, :meth:`BackSubstitution.row_enclosure`)."""
         out = {}
         for n in range(1, target):
-            op = self.bs.net.nodes[n].op
-            if not op.has("slope_parameters"):
+            node = self.bs.net.nodes[n]
+            if node is None or not node.op.has("slope_parameters"):
                 continue
-            (lo, hi), = self.bs._boxes(n)
-            ranges = op.slope_ranges(lo, hi)
+            lo, hi = self.bs.row_enclosure(node.inputs[0], rows)
+            ranges = node.op.slope_ranges(lo, hi)
             if np.any(ranges[1] > ranges[0]) or np.any(ranges[3] > ranges[2]):
                 out[n] = ranges
         return out
 
-    def _relax(self, slopes: dict[int, tuple[np.ndarray, np.ndarray]]
+    def _relax(self, slopes: dict[int, tuple[np.ndarray, np.ndarray]], rows: np.ndarray
                ) -> tuple[dict[int, object], dict[int, tuple[np.ndarray, np.ndarray]]]:
-        """Relaxations at the given (lower, upper) slopes, and where their lines touch σ."""
+        """Relaxations at the given (lower, upper) slopes of ``rows``, and where their lines
+        touch σ."""
         relax, touch = {}, {}
         for n, (a_l, a_u) in slopes.items():
-            (lo, hi), = self.bs._boxes(n)
+            lo, hi = self.bs.row_enclosure(self.bs.net.nodes[n].inputs[0], rows)
             relax[n], x_l, x_u = self.bs.net.nodes[n].op.with_slopes(
-                self.bs._relaxation(n), lo, hi, a_l, a_u)
+                self.bs.row_relaxation(n, rows), lo, hi, a_l, a_u)
             touch[n] = (x_l, x_u)
         return relax, touch
 
-    def _forward(self, bp: BackwardPass, relax: dict[int, object]) -> dict[int, np.ndarray]:
+    def _forward(self, bp: BackwardPass, relax: dict[int, object], rows: np.ndarray
+                 ) -> dict[int, np.ndarray]:
         """∂L/∂Λ_n for every node the pass reached: the relaxed network at x*, per row."""
         net, bs = self.bs.net, self.bs
         g = {0: bp.point}
@@ -101,10 +104,10 @@ class SlopeOptimizer:
             node = net.nodes[n]
             lam = bp.lams[n]
             if node.op.has("relaxed_forward") and all(i in g for i in node.inputs):
-                r = relax[n] if n in relax else bs._relaxation(n)
+                r = relax[n] if n in relax else bs.row_relaxation(n, rows)
                 g[n] = node.op.relaxed_forward([g[i] for i in node.inputs], r, lam)
             else:  # concretised over its enclosure, at the vertex that minimised it
-                g[n] = box_minimizer(lam, *bs.bounds[n])
+                g[n] = box_minimizer(lam, *bs.row_enclosure(n, rows))
         return g
 
     def wants(self, target: int, rows: int) -> bool:
@@ -123,17 +126,17 @@ class SlopeOptimizer:
         entry is then settled, which is all a ReLU-family kink at 0 can use."""
         bs, opts = self.bs, self.options
         best = bs.lower(target, lam)
-        free = self._free_nodes(target)
+        k = lam.shape[0]
+        free = self._free_nodes(target, np.arange(k))
         if not free or opts.iterations <= 0 or opts.expired():
             return best
         settle = target != bs.net.output
-        active = np.flatnonzero(~(best > 0)) if settle else np.arange(lam.shape[0])
-        k = lam.shape[0]
+        active = np.flatnonzero(~(best > 0)) if settle else np.arange(k)
         slopes = {}
         for n in free:
             # start from the best lines per neuron where the op offers several relaxations
             a_l, _, a_u, _ = bs.node_candidates(n)[-1] if bs.net.nodes[
-                n].op.has_relaxation_candidates() else bs._relaxation(n)
+                n].op.has_relaxation_candidates() else bs.row_relaxation(n, np.arange(k))
             shape = (k, *np.shape(a_l)[1:])
             slopes[n] = (np.broadcast_to(a_l, shape).copy(), np.broadcast_to(a_u, shape).copy())
         moments = {(n, side): (np.zeros_like(slopes[n][0]), np.zeros_like(slopes[n][0]))
@@ -143,12 +146,12 @@ class SlopeOptimizer:
             if active.size == 0:
                 break
             relax, touch = self._relax({n: (a[active], b[active]) for n, (a, b) in
-                                        slopes.items()})
-            bp = bs.backward(target, lam[active], relax, record=True, cuts=False)
+                                        slopes.items()}, active)
+            bp = bs.backward_rows(target, lam[active], active, relax, record=True, cuts=False)
             best[active] = np.fmax(best[active], bp.bound)  # a NaN iterate bounds nothing
             if bp.point is None or opts.expired() or it == opts.iterations:
                 break
-            g = self._forward(bp, relax)
+            g = self._forward(bp, relax, active)
             for n, ranges in free.items():
                 inp = bs.net.nodes[n].inputs[0]
                 if n not in bp.lams or inp not in g:
@@ -156,7 +159,7 @@ class SlopeOptimizer:
                 # Λ⁺(a_l·ĝ + b_l(a_l)) + Λ⁻(a_u·ĝ + b_u(a_u)), ∂b/∂a = −(touch point)
                 lam_n = bp.lams[n]
                 for side, weight in ((0, np.maximum(lam_n, 0.0)), (1, np.minimum(lam_n, 0.0))):
-                    lo_r, hi_r = ranges[2 * side], ranges[2 * side + 1]
+                    lo_r, hi_r = (_rows(r, active) for r in ranges[2 * side: 2 * side + 2])
                     if not np.any(hi_r > lo_r):
                         continue
                     grad = weight * (g[inp] - touch[n][side])
@@ -169,6 +172,11 @@ class SlopeOptimizer:
             if settle:
                 active = active[~(best[active] > 0)]
         return best
+
+
+def _rows(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The given rows of a per-row array; a shared one (leading axis 1) as it is."""
+    return a if np.ndim(a) == 0 or np.shape(a)[0] == 1 else a[rows]
 
 
 def _adam_step(moments: tuple[np.ndarray, np.ndarray], rows: np.ndarray, grad: np.ndarray,

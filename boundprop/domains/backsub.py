@@ -82,9 +82,9 @@ def _input_minimizer(lam: np.ndarray, s: InputSet) -> np.ndarray:
 
 
 def box_minimizer(lam: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Per row, the vertex of the box [lo, hi] where Λ_k·z is smallest (K, *box shape)."""
-    shape = lam.shape[1:]
-    return np.where(lam >= 0, np.broadcast_to(lo, shape)[None], np.broadcast_to(hi, shape)[None])
+    """Per row, the vertex of the box [lo, hi] where Λ_k·z is smallest (K, *box shape); the
+    box may carry a leading row axis (one box per row)."""
+    return np.where(lam >= 0, lo, hi)
 
 
 @dataclass
@@ -257,6 +257,22 @@ class BackSubstitution:
         mag = np.abs(const) + np.abs(c)
         final = round_down(total - err - e - gamma(4) * mag)
         return BackwardPass(np.fmax(best, final), lams, point)  # NaN: no bound there
+
+    # Per-row views (the slope optimiser's): every row shares this problem's enclosures here;
+    # the batched engine (:mod:`boundprop.domains.batched`) gives each row its domain's.
+    def row_enclosure(self, n: int, rows: np.ndarray) -> Box:
+        """Node n's enclosure for the given rows (leading axis 1: shared)."""
+        lo, hi = self.bounds[n]
+        return lo[None], hi[None]
+
+    def row_relaxation(self, n: int, rows: np.ndarray):
+        """Node n's default relaxation for the given rows."""
+        return self._relaxation(n)
+
+    def backward_rows(self, target: int, lam: np.ndarray, rows: np.ndarray,
+                      relax: dict[int, object] | None = None, **kw) -> BackwardPass:
+        """:meth:`backward` of the given rows (of the rows :meth:`lower` was called with)."""
+        return self.backward(target, lam, relax, **kw)
 
     def _concretize_node(self, n: int, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """min of Λ·z_n over node n's enclosure, per row, and its rounding-error bound."""
