@@ -39,7 +39,10 @@ INPUT_SPLIT_MAX_DIM = 16  # input splitting for inputs of at most this many valu
 ROUND_SECONDS = 1.0  # target duration of one bounding round (the batch size adapts)
 FIRST_BATCH = 16  # domains split in the first round
 MAX_BATCH = 2048
-MAX_QUEUE = 200_000  # open domains kept at most (memory cap): beyond, "unknown"
+MAX_QUEUE = 200_000
+# With a domain budget instead of a deadline (no timeout): no branching when bounding the root
+# domain takes longer than this (seconds), which the budget would multiply by thousands.
+ROOT_COST_LIMIT = 0.5  # open domains kept at most (memory cap): beyond, "unknown"
 
 
 @dataclass(eq=False)
@@ -220,6 +223,9 @@ class BranchAndBound:
             per_domain = (time.perf_counter() - t_round) / len(todo)
             if confirm is not None and confirm(points):
                 return result("falsified")
+            if max_domains is not None and rounds == 1 and per_domain > ROOT_COST_LIMIT:
+                return result("unknown", f"one domain costs {per_domain:.2g} s: no branching "
+                              "without a timeout")
             for dom in todo:
                 if dom.tree:
                     continue
@@ -238,7 +244,8 @@ class BranchAndBound:
                 return result("unknown", f"domain budget ({max_domains}) spent")
             left = deadline - time.perf_counter()
             batch = int(np.clip(ROUND_SECONDS / max(per_domain, 1e-6) / 2, 1, MAX_BATCH))
-            batch = min(batch, max(1, int(left / max(per_domain, 1e-6) / 2)))
+            if np.isfinite(left):
+                batch = min(batch, max(1, int(left / max(per_domain, 1e-6) / 2)))
             if left <= 2 * per_domain:
                 return result("unknown", "timed out")
             t_round = time.perf_counter()
