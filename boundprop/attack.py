@@ -21,10 +21,18 @@ to its best point when fewer than 75% of the steps since the last checkpoint dec
 when η_r was not halved last time and the best L did not improve since. The attack does not stop
 at L = 0: it runs PUSH_STEPS more steps once some restart is below 0, so that the point is
 pushed past the boundary and survives the float32 rounding of its confirmation.
+
+Smoothed directions (:func:`smoothed_network`): where the exact gradient sees only the few
+neurons active at x (a ReLU at z < 0 passes no gradient, however close to turning on), the step
+may follow the gradient of the ReLU-family activations s·z + (1 − s)·τ·log(1 + e^{z/τ})
+instead: the reverse rule of σ(z) = max(z, s·z) uses s + (1 − s)·logistic(z/τ) for
+σ'(z) = s + (1 − s)·1[z > 0], with τ = SMOOTHING · mean_i |z_i| of the layer at that point.
+Only the direction changes; the loss, the best points and the stopping rule stay exact.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -32,9 +40,10 @@ import numpy as np
 
 from boundprop.audit.function import NoJacobian, reverse_pass
 from boundprop.ir import Network
+from boundprop.ops.piecewise import KinkAtOrigin
 
 __all__ = ["NoJacobian", "PGDResult", "checkpoints", "loss_and_gradient", "margin_losses",
-           "pgd", "targets_for"]
+           "pgd", "smoothed_network", "targets_for"]
 
 PGD_STEPS = 100  # gradient steps per restart
 MOMENTUM = 0.75  # APGD's α
@@ -45,6 +54,7 @@ DECREASING_FRACTION = 0.75  # APGD's ρ
 PUSH_STEPS = 8  # steps after the first L < 0, to move the point past the boundary
 TARGETED_MAX_CONJUNCTIONS = 16  # above this, every restart minimises the score itself
 WHOLE_SCORE = -1  # target of a restart minimising the score s = min_j m_j
+SMOOTHING = 0.01  # τ of the smoothed directions, as a fraction of the layer's mean |z|
 
 
 @dataclass
@@ -83,17 +93,47 @@ def margin_losses(y: np.ndarray, unsafe, targets: np.ndarray) -> tuple[np.ndarra
     return per_row[np.arange(len(y)), active], active
 
 
-def loss_and_gradient(net: Network, unsafe, xs: np.ndarray, targets: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray]:
+class _SmoothedKink:
+    """A ReLU-family op (σ(z) = z for z ≥ 0, s·z below) whose reverse rule uses the smoothed
+    derivative s + (1 − s)·logistic(z/τ), τ = ``fraction`` · mean |z| of each point's input;
+    every other attribute is the op's own."""
+
+    def __init__(self, op: KinkAtOrigin, fraction: float) -> None:
+        self.op, self.fraction = op, fraction
+
+    def __getattr__(self, name: str):
+        return getattr(self.op, name)
+
+    def vjp(self, cot: np.ndarray, inputs: list[np.ndarray], rows: int) -> list[np.ndarray]:
+        z = inputs[0]
+        axes = tuple(range(1, z.ndim))
+        tau = self.fraction * np.mean(np.abs(z), axis=axes, keepdims=True) + 1e-12
+        s = self.op.negative_slope()
+        with np.errstate(over="ignore"):
+            d = s + (1 - s) / (1 + np.exp(-z / tau))
+        return [cot * np.repeat(d, rows, axis=0)]
+
+
+def smoothed_network(net: Network, fraction: float = SMOOTHING) -> Network:
+    """``net`` with the reverse rule of every ReLU-family activation smoothed (module
+    docstring; :class:`_SmoothedKink`): evaluates like ``net``, steers like a softplus net."""
+    nodes = [dataclasses.replace(n, op=_SmoothedKink(n.op, fraction))
+             if isinstance(n.op, KinkAtOrigin) else n for n in net.nodes]
+    return dataclasses.replace(net, nodes=nodes)
+
+
+def loss_and_gradient(net: Network, unsafe, xs: np.ndarray, targets: np.ndarray,
+                      reverse_net: Network | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Loss (:func:`margin_losses`) and its exact (sub)gradient A_{k*}·J(x) at the flat points
-    xs (S, n_in), by one float64 forward pass and one reverse pass of one row per point.
+    xs (S, n_in), by one float64 forward pass and one reverse pass of one row per point
+    (through the reverse rules of ``reverse_net`` if given: a :func:`smoothed_network`).
     Raises NoJacobian when an op on the path has no reverse rule."""
     n = len(xs)
     vals = net.evaluate_all(xs.reshape(n, *net.input_shape))
     y = vals[net.output].reshape(n, -1)
     loss, active = margin_losses(y, unsafe, targets)
     cot = unsafe.a[active].reshape(n, *net.output_shape)
-    g, _ = reverse_pass(net, vals, cot, n, ())
+    g, _ = reverse_pass(reverse_net or net, vals, cot, n, ())
     if g is None:  # the output does not depend on the input
         return loss, np.zeros_like(xs)
     return loss, np.nan_to_num(g.reshape(n, -1))
@@ -157,11 +197,13 @@ class _Restarts:
 
 def pgd(net: Network, unsafe, lo: np.ndarray, hi: np.ndarray, starts: np.ndarray,
         targets: np.ndarray, steps: int = PGD_STEPS, deadline: float = np.inf,
-        batch: int = 256) -> PGDResult:
+        batch: int = 256, reverse_net: Network | None = None) -> PGDResult:
     """APGD (module docstring) from each flat start point (R, n_in) in [lo, hi], restart r
     minimising the loss of ``targets[r]``; all restarts evaluated as one stack (in chunks of
     ``batch`` points). Stops after ``steps`` steps, PUSH_STEPS steps after some restart's loss
-    first went below 0, or at the deadline. Raises NoJacobian at an op without reverse rule."""
+    first went below 0, or at the deadline. Step directions from the reverse rules of
+    ``reverse_net`` (default ``net``; a :func:`smoothed_network`). Raises NoJacobian at an op
+    without reverse rule."""
     state = _Restarts(np.clip(starts, lo, hi))
     marks = set(checkpoints(steps))
     below_since = None
@@ -169,7 +211,7 @@ def pgd(net: Network, unsafe, lo: np.ndarray, hi: np.ndarray, starts: np.ndarray
     for k in range(steps):
         if time.perf_counter() > deadline:
             break
-        loss, grad = _chunked(net, unsafe, state.x, targets, batch)
+        loss, grad = _chunked(net, unsafe, state.x, targets, batch, reverse_net)
         state.record(loss, grad)
         if below_since is None and state.best_loss.min() < 0:
             below_since = k
@@ -181,9 +223,9 @@ def pgd(net: Network, unsafe, lo: np.ndarray, hi: np.ndarray, starts: np.ndarray
     return PGDResult(state.best_x, state.best_loss, targets, k + 1)
 
 
-def _chunked(net: Network, unsafe, xs: np.ndarray, targets: np.ndarray, batch: int
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _chunked(net: Network, unsafe, xs: np.ndarray, targets: np.ndarray, batch: int,
+             reverse_net: Network | None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`loss_and_gradient` over xs in chunks of ``batch`` points."""
-    parts = [loss_and_gradient(net, unsafe, xs[i:i + batch], targets[i:i + batch])
+    parts = [loss_and_gradient(net, unsafe, xs[i:i + batch], targets[i:i + batch], reverse_net)
              for i in range(0, len(xs), batch)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from boundprop.analysis import linear_function_bounds
-from boundprop.attack import NoJacobian, pgd, targets_for
+from boundprop.attack import NoJacobian, pgd, smoothed_network, targets_for
 from boundprop.domains.alpha import SlopeOptions
 from boundprop.errors import BoundpropError
 from boundprop.gn.uses import margin_search
@@ -65,6 +65,8 @@ GN_MAX_CONJUNCTIONS = 16  # per start, GN fits the conjunctions closest to being
 GN_FULL_INPUTS = 256  # above this input size, random-subspace GN with GN_SUBSPACE directions
 GN_SUBSPACE = 64
 PGD_RESTARTS = 32  # start points of the projected-gradient attack per round
+# τ of the attack's smoothed ReLU directions (fraction of a layer's mean |z|), by round
+PGD_SMOOTHINGS = (0.01, 0.03, 0.1)
 ELITE = 8  # best points met so far, kept as PGD start points
 
 
@@ -314,15 +316,21 @@ class _Search:
         return np.vstack([fixed_x, self.lo + (self.hi - self.lo) * u])
 
     def attack(self) -> bool:
-        """The projected-gradient attack (``boundprop.attack.pgd``) from PGD_RESTARTS points;
-        its restarts' best points are scored and confirmed like any candidate. Skipped (for
-        good) once an op without a reverse rule is met, and when no conjunction has rows."""
+        """The projected-gradient attack (``boundprop.attack.pgd``) from PGD_RESTARTS points:
+        steered by smoothed ReLU gradients (τ from PGD_SMOOTHINGS by round: they see the
+        neurons that are off), then by exact gradients from each restart's best point (which
+        also pushes points found unsafe past the boundary). The best points are scored and
+        confirmed like any candidate. Skipped (for good) once an op without a reverse rule is
+        met, and when no conjunction has rows."""
         if not self.exact_gradients or self.unsafe.starts is None or self.unsafe.always:
             return False
         starts = self.pgd_starts(PGD_RESTARTS)
+        targets = targets_for(len(starts), len(self.unsafe.rows))
+        smooth = smoothed_network(self.net, PGD_SMOOTHINGS[self.rounds % len(PGD_SMOOTHINGS)])
         try:
-            result = pgd(self.net, self.unsafe, self.lo, self.hi, starts,
-                         targets_for(len(starts), len(self.unsafe.rows)),
+            steered = pgd(self.net, self.unsafe, self.lo, self.hi, starts, targets,
+                          deadline=self.deadline, batch=self.batch, reverse_net=smooth)
+            result = pgd(self.net, self.unsafe, self.lo, self.hi, steered.x, targets,
                          deadline=self.deadline, batch=self.batch)
         except NoJacobian:
             self.exact_gradients = False
