@@ -7,9 +7,11 @@ verified iff every conjunction is refuted on every box — and only then. Boxes 
 ulp before bounding, so the file's decimal bounds are covered however parsing rounded them.
 
 Otherwise the unrefuted conjunctions are attacked. First a projected-gradient attack
-(:func:`boundprop.attack.pgd`, APGD with exact gradients from the IR's reverse rules) from
-PGD_RESTARTS points: the box centre (first round only), the best points met so far and uniform
-random points; restarts minimise the score or, with few conjunctions, one conjunction's margin.
+(:func:`boundprop.attack.pgd`, APGD on the float64 IR) from PGD_RESTARTS points — the box
+centre (first round only), the best points met so far and uniform random points —, steered by
+smoothed ReLU gradients (τ from PGD_SMOOTHINGS, by round), then by exact gradients (the IR's
+reverse rules) from each restart's best point; restarts minimise the score or, with few
+conjunctions, one conjunction's margin.
 Then random points of the box (uniform and vertices) evaluated as one stack by the float64 IR,
 a few projected ascent steps on a finite-difference gradient of the violation score from the
 best samples (the only gradient when an op has no reverse rule), (inputs of ≤ 64 values) a
