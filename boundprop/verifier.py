@@ -6,17 +6,23 @@ bound ``min_x A_k·y(x) > b_k`` (strictly: this refutes both ``≤`` and ``<``).
 verified iff every conjunction is refuted on every box — and only then. Boxes are widened by one
 ulp before bounding, so the file's decimal bounds are covered however parsing rounded them.
 
-Otherwise the unrefuted conjunctions are attacked: random points of the box (uniform and
-vertices) evaluated as one stack by the float64 IR, then a few projected ascent steps on a
-finite-difference gradient of the violation score from the best samples, (inputs of ≤ 64
-values) a local random search with shrinking radius, and Gauss-Newton on the hinge residual
+Otherwise the unrefuted conjunctions are attacked. First a projected-gradient attack
+(:func:`boundprop.attack.pgd`, APGD on the float64 IR) from PGD_RESTARTS points — the box
+centre (first round only), the best points met so far and uniform random points —, steered by
+smoothed ReLU gradients (τ from PGD_SMOOTHINGS, by round), then by exact gradients (the IR's
+reverse rules) from each restart's best point; restarts minimise the score or, with few
+conjunctions, one conjunction's margin.
+Then random points of the box (uniform and vertices) evaluated as one stack by the float64 IR,
+a few projected ascent steps on a finite-difference gradient of the violation score from the
+best samples (the only gradient when an op has no reverse rule), (inputs of ≤ 64 values) a
+local random search with shrinking radius, and Gauss-Newton on the hinge residual
 max(0, A·y − b + δ) of each open conjunction (``boundprop.gn.uses.MarginProblem``; random-
 subspace GN for inputs of more than 256 values). Without a timeout this runs once; with one
-it restarts with fresh samples until the deadline. A candidate becomes a counterexample only
-when onnxruntime, run on the candidate rounded to float32 (what the model computes on), gives an
-output satisfying every row of one unsafe conjunction *with no tolerance* (``A_k·y ≤ b_k``
-evaluated in float64 on ORT's float32 outputs — exact for the ±1-coefficient rows of the
-competition files) and the float32 input lies in the box.
+it restarts (PGD from fresh random points, fresh samples) until the deadline. A candidate
+becomes a counterexample only when onnxruntime, run on the candidate rounded to float32 (what
+the model computes on), gives an output satisfying every row of one unsafe conjunction *with
+no tolerance* (``A_k·y ≤ b_k`` evaluated in float64 on ORT's float32 outputs — exact for the
+±1-coefficient rows of the competition files) and the float32 input lies in the box.
 
 Margins (``Verdict``): for a conjunction, ``max_k (A_k·y − b_k)`` is > 0 exactly when y is outside
 it; the property's safety margin at x is the min of that over the conjunctions. ``margin`` is a
@@ -36,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from boundprop.analysis import linear_function_bounds
+from boundprop.attack import NoJacobian, pgd, smoothed_network, targets_for
 from boundprop.bab.proof import build_proof
 from boundprop.bab.run import DEFAULT_MAX_DOMAINS, branch_open_conjunctions
 from boundprop.domains.alpha import SlopeOptions
@@ -62,6 +69,10 @@ GN_MAX_ITER = 12  # Gauss-Newton iterations on the margin residual per start
 GN_MAX_CONJUNCTIONS = 16  # per start, GN fits the conjunctions closest to being met
 GN_FULL_INPUTS = 256  # above this input size, random-subspace GN with GN_SUBSPACE directions
 GN_SUBSPACE = 64
+PGD_RESTARTS = 32  # start points of the projected-gradient attack per round
+# τ of the attack's smoothed ReLU directions (fraction of a layer's mean |z|), by round
+PGD_SMOOTHINGS = (0.01, 0.03, 0.1)
+ELITE = 8  # best points met so far, kept as PGD start points
 
 
 @dataclass
@@ -184,6 +195,10 @@ class _Search:
         self.best = np.inf
         self.found: tuple[np.ndarray, np.ndarray] | None = None
         self.rejected = 0  # IR said unsafe, onnxruntime did not confirm
+        self.rounds = 0  # calls of run()
+        self.exact_gradients = True  # False once an op without a reverse rule was met
+        self.elite_x = np.empty((0, len(self.lo)))  # the ELITE best points scored so far
+        self.elite_s = np.empty(0)
 
     def expired(self) -> bool:
         return time.perf_counter() > self.deadline
@@ -197,7 +212,18 @@ class _Search:
             out[i:i + self.batch] = self.unsafe.scores(y.reshape(len(chunk), -1))
         if len(out):
             self.best = min(self.best, float(out.min()))
+            self.remember(xs, out)
         return out
+
+    def remember(self, xs: np.ndarray, s: np.ndarray) -> None:
+        """Keep the ELITE lowest-scoring points among the elite and xs (finite scores only)."""
+        keep = np.isfinite(s)
+        if not np.any(keep):
+            return
+        pool_x = np.vstack([self.elite_x, xs[keep]])
+        pool_s = np.concatenate([self.elite_s, s[keep]])
+        order = np.argsort(pool_s, kind="stable")[:ELITE]
+        self.elite_x, self.elite_s = pool_x[order], pool_s[order]
 
     def confirm(self, xs: np.ndarray, s: np.ndarray) -> bool:
         """Run onnxruntime on the most promising candidates; keep the first confirmed one."""
@@ -288,7 +314,43 @@ class _Search:
                 x, s = cand[k], float(cs[k])
         return x, s
 
+    def pgd_starts(self, n: int) -> np.ndarray:
+        """PGD start points: the box centre (first round), the best points met so far, and
+        uniform random points of the box up to n."""
+        fixed = [self.elite_x]
+        if self.rounds == 0:
+            fixed.insert(0, 0.5 * (self.lo + self.hi)[None])
+        fixed_x = np.vstack(fixed)[:n]
+        u = self.rng.random((n - len(fixed_x), len(self.lo)))
+        return np.vstack([fixed_x, self.lo + (self.hi - self.lo) * u])
+
+    def attack(self) -> bool:
+        """The projected-gradient attack (``boundprop.attack.pgd``) from PGD_RESTARTS points:
+        steered by smoothed ReLU gradients (τ from PGD_SMOOTHINGS by round: they see the
+        neurons that are off), then by exact gradients from each restart's best point (which
+        also pushes points found unsafe past the boundary). The best points are scored and
+        confirmed like any candidate. Skipped (for good) once an op without a reverse rule is
+        met, and when no conjunction has rows."""
+        if not self.exact_gradients or self.unsafe.starts is None or self.unsafe.always:
+            return False
+        starts = self.pgd_starts(PGD_RESTARTS)
+        targets = targets_for(len(starts), len(self.unsafe.rows))
+        smooth = smoothed_network(self.net, PGD_SMOOTHINGS[self.rounds % len(PGD_SMOOTHINGS)])
+        try:
+            steered = pgd(self.net, self.unsafe, self.lo, self.hi, starts, targets,
+                          deadline=self.deadline, batch=self.batch, reverse_net=smooth)
+            result = pgd(self.net, self.unsafe, self.lo, self.hi, steered.x, targets,
+                         deadline=self.deadline, batch=self.batch)
+        except NoJacobian:
+            self.exact_gradients = False
+            return False
+        return self.confirm(result.x, self.score(result.x))
+
     def run(self, n_samples: int) -> bool:
+        found = self.attack()
+        self.rounds += 1
+        if found or self.expired():
+            return found
         xs, s = self.sample(n_samples)
         if self.confirm(xs, s):
             return True
