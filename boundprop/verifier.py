@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,7 +68,8 @@ class Verdict:
 
     ``counterexample``: ``(x, y)`` when falsified — ``x`` (float32, the model input shape) is in
     the box and ``y`` is onnxruntime's output for it (float32 values as float64, the model
-    output shape), inside the unsafe region.
+    output shape), inside the unsafe region. ``timed_out``: "unknown" because the deadline
+    passed (the search, or the bounding of some box, was cut short).
     """
 
     status: str
@@ -79,13 +81,15 @@ class Verdict:
     # per case: the certified margin of each unsafe conjunction (max_k lower(A_k·y) − b_k)
     conjunction_margins: list[np.ndarray] = field(default_factory=list, repr=False)
     note: str = ""
+    timed_out: bool = False
 
     def __post_init__(self) -> None:
         assert self.status in STATUSES, self.status
 
     def to_json(self) -> dict:
         d = {"status": self.status, "margin": self.margin, "search_margin": self.search_margin,
-             "method": self.method, "elapsed_s": self.elapsed_s, "note": self.note}
+             "method": self.method, "elapsed_s": self.elapsed_s, "note": self.note,
+             "timed_out": self.timed_out}
         if self.counterexample is not None:
             x, y = self.counterexample
             d["counterexample"] = {"input": np.asarray(x).reshape(-1).tolist(),
@@ -318,7 +322,8 @@ class _Search:
 def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
            timeout: float | None = None, seed: int = 0, n_samples: int = DEFAULT_SAMPLES,
            ort_model=None, batch: int = 256, execution: str = "float32",
-           slopes: SlopeOptions | None = None) -> Verdict:
+           slopes: SlopeOptions | None = None,
+           progress: Callable[[dict], None] | None = None) -> Verdict:
     """Decide a VNN-LIB property on ``net``: "verified" (the certified bounds prove that no
     input of the boxes reaches the unsafe region), "falsified" (a counterexample confirmed by
     onnxruntime), or "unknown".
@@ -332,6 +337,8 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     (seconds) bounds the search; the bound computation of a box is not interrupted, and a
     timeout before every box is bounded gives "unknown". ``ort_model`` defaults to an
     :class:`~boundprop.runtime.OrtModel` of ``net.source`` (without one, nothing is falsified).
+    ``progress``: a callable given status dicts such as ``{"phase": str, "domains_left": int,
+    "best_bound": float, "elapsed": float}`` during long runs (not called yet).
     """
     t0 = time.perf_counter()
     deadline = t0 + (np.inf if timeout is None else float(timeout))
@@ -354,12 +361,13 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     if hit is not None:
         return done("falsified", search_margin=best, counterexample=hit.found)
     rejected = sum(s.rejected for s in searches)
-    note = "timed out" if time.perf_counter() > deadline or timed_out else ""
+    out_of_time = time.perf_counter() > deadline or timed_out
+    note = "timed out" if out_of_time else ""
     if ort_model is None:
         note = "no onnxruntime model to confirm counterexamples with"
     elif rejected:
         note = f"{rejected} IR candidate(s) not confirmed by onnxruntime"
-    return done("unknown", search_margin=best, note=note)
+    return done("unknown", search_margin=best, note=note, timed_out=out_of_time)
 
 
 def _certified_margins(net: Network, prop: Property, method: str, execution: str,
