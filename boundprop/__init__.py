@@ -13,6 +13,7 @@ import types
 
 from boundprop.errors import (
     BoundpropError,
+    BoundpropNote,
     InputShapeError,
     ModelLoadError,
     UnsupportedModelError,
@@ -59,6 +60,7 @@ __all__ = [
     "LinfBall",
     "OutputBounds",
     "InputShapeError",
+    "BoundpropNote",
     "ModelLoadError",
     "Network",
     "Node",

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from boundprop import __version__
-from boundprop.errors import BoundpropError
+from boundprop.errors import BoundpropError, BoundpropNote
 from boundprop.safe_io import (
     check_input_file,
     json_text,
@@ -40,9 +40,10 @@ EXAMPLES = """examples:
   boundprop compare models/vgg_small_relu.onnx models/vgg_small_smooth.onnx --global
   boundprop inspect model.onnx --input-shape 1,3,32,32 --json
   boundprop ops --rules                                # which rules each IR primitive has
+  boundprop verify model.onnx prop.vnnlib --timeout 60 -o result.txt   # sat/unsat/unknown
 
 exit status: 0 success / valid, 1 negative verdict (invalid certificate, violation, property
-not verified), 2 bad input or usage, 3 internal error.
+not verified; for verify: unknown or timeout), 2 bad input or usage, 3 internal error.
 """
 
 
@@ -59,6 +60,8 @@ DEFERRED_COMMANDS = {
     "compare": ("boundprop.report",
                 "certify several models and compare their ℓ, L, B side by side"),
     "gn": ("boundprop.gn.command", "Gauss-Newton fit of inputs or weights through onnxruntime"),
+    "verify": ("boundprop.verify_command",
+               "decide a VNN-LIB property (VNN-COMP interface: sat, unsat, unknown, timeout)"),
 }
 
 # Tokens that are numbers, not options: argparse alone takes only -1 and -0.5 for numbers, so
@@ -500,12 +503,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _replay_warnings(args: argparse.Namespace, caught: list, note_fp: bool) -> None:
     """numpy's floating-point warnings (overflow, 0·∞ → NaN, …: 10–30 lines of them on a
-    huge input set) become one note line, unless the command explained them already; other
-    warnings are shown as usual."""
+    huge input set) become one note line, unless the command explained them already; each
+    distinct :class:`BoundpropNote` is one note line (none after an error); other warnings are
+    shown as usual."""
     fp = 0
+    notes: set[str] = set()
     for w in caught:
         if issubclass(w.category, RuntimeWarning) and NUMPY_FP_WARNING.search(str(w.message)):
             fp += 1
+        elif issubclass(w.category, BoundpropNote):  # how the input was read: once, one line
+            if note_fp and str(w.message) not in notes:
+                notes.add(str(w.message))
+                print(f"boundprop: note: {w.message}", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if fp and note_fp and not getattr(args, "fp_noted", False):

@@ -25,3 +25,8 @@ class UnsupportedModelError(BoundpropError):
 
 class InputShapeError(BoundpropError):
     """The model's input shape is dynamic or ambiguous, or an input does not match it."""
+
+
+class BoundpropNote(UserWarning):
+    """Not an error: a remark on how the input was read (e.g. a dynamic batch dim fixed to 1);
+    the CLI prints it once as a ``boundprop: note:`` line."""

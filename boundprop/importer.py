@@ -29,6 +29,7 @@ from onnx import numpy_helper, version_converter
 from boundprop.constant_folding import fold
 from boundprop.errors import (
     BoundpropError,
+    BoundpropNote,
     InputShapeError,
     ModelLoadError,
     UnsupportedModelError,
@@ -553,7 +554,8 @@ def _choose_input(graph: onnx.GraphProto, path: Path, input_name: str | None,
 def _input_shape(chosen: onnx.ValueInfoProto, path: Path,
                  input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
     """The static input shape: the declared one, or ``input_shape`` where it fits the declared
-    dims (required when some are dynamic)."""
+    dims (required when a dim other than the leading one is dynamic). A dynamic leading (batch)
+    dim alone is fixed to 1, with a :class:`~boundprop.errors.BoundpropNote` warning."""
     dims, names = _static_shape(chosen)
     if 0 in dims:
         raise InputShapeError(f"{path}: input '{chosen.name}' is declared with shape "
@@ -566,6 +568,14 @@ def _input_shape(chosen: onnx.ValueInfoProto, path: Path,
             raise InputShapeError(f"{path}: input_shape {list(input_shape)} does not fit the "
                                   f"model input '{chosen.name}' of shape [{', '.join(names)}]")
         return input_shape
+    if len(dims) >= 2 and dims[0] is None and None not in dims[1:]:
+        # A free leading (batch) dim, as many exporters and competition models declare it:
+        # one sample is analysed, and onnxruntime is fed batch-1 inputs the same way.
+        warnings.warn(BoundpropNote(
+            f"{path}: input '{chosen.name}' has a dynamic batch dim [{', '.join(names)}]; it is "
+            f"fixed to 1 (give --input-shape, Python: input_shape=, for another size)"),
+            stacklevel=3)
+        return (1, *(int(d) for d in dims[1:]))
     if any(d is None for d in dims):
         guess = ", ".join("1" if d is None else str(d) for d in dims)
         raise InputShapeError(

@@ -81,7 +81,8 @@ class Verdict:
 
     ``counterexample``: ``(x, y)`` when falsified — ``x`` (float32, the model input shape) is in
     the box and ``y`` is onnxruntime's output for it (float32 values as float64, the model
-    output shape), inside the unsafe region.
+    output shape), inside the unsafe region. ``timed_out``: "unknown" because the deadline
+    passed (the search, or the bounding of some box, was cut short).
     """
 
     status: str
@@ -103,7 +104,8 @@ class Verdict:
 
     def to_json(self) -> dict:
         d = {"status": self.status, "margin": self.margin, "search_margin": self.search_margin,
-             "method": self.method, "elapsed_s": self.elapsed_s, "note": self.note}
+             "method": self.method, "elapsed_s": self.elapsed_s, "note": self.note,
+             "timed_out": self.timed_out}
         if self.counterexample is not None:
             x, y = self.counterexample
             d["counterexample"] = {"input": np.asarray(x).reshape(-1).tolist(),

@@ -112,10 +112,23 @@ def test_non_finite_weights(tmp_path, bad):
 
 
 def test_dynamic_dimension_needs_input_shape(tmp_path):
-    p = _mlp(tmp_path / "dyn.onnx", input_dims=("batch", 4))
+    p = _mlp(tmp_path / "dyn.onnx", input_dims=(1, "n"))
     with pytest.raises(bp.InputShapeError, match="input_shape"):
         bp.load(p)
     assert_cli_error(p, "dynamic", "--input-shape")
+    assert bp.load(p, input_shape=(1, 4)).output_shape == (1, 3)
+
+
+def test_dynamic_batch_dimension_is_fixed_to_one(tmp_path):
+    """A free leading dim alone (['batch', 4]) is read as 1, with one note line in the CLI;
+    --input-shape still chooses another size."""
+    p = _mlp(tmp_path / "dyn.onnx", input_dims=("batch", 4))
+    with pytest.warns(bp.BoundpropNote, match="dynamic batch dim"):
+        net = bp.load(p)
+    assert net.input_shape == (1, 4) and net.output_shape == (1, 3)
+    code, out, err = run_cli("inspect", str(p))
+    assert code == 0 and "1x3" in out, (code, out, err)
+    assert err.count("boundprop: note:") == 1 and "fixed to 1" in err, err
     net = bp.load(p, input_shape=(2, 4))
     assert net.output_shape == (2, 3)
     code, out, _ = run_cli("inspect", str(p), "--input-shape", "2,4")

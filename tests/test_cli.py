@@ -13,7 +13,7 @@ from boundprop import __version__
 from boundprop.cli import DEFERRED_COMMANDS, build_parser, main
 from tests.conftest import MODELS
 
-COMMANDS = ["certify", "check", "audit", "report", "compare", "inspect"]
+COMMANDS = ["certify", "check", "audit", "report", "compare", "inspect", "verify"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
@@ -25,7 +25,7 @@ def test_help_has_examples_and_json(cmd, capsys):
     assert "examples:" in out and "--json" in out
 
 
-@pytest.mark.parametrize("cmd", ["certify", "check", "audit", "compare"])
+@pytest.mark.parametrize("cmd", ["certify", "check", "audit", "compare", "verify"])
 def test_quiet_exists(cmd):
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     opts = {o for a in sub.choices[cmd]._actions for o in a.option_strings}

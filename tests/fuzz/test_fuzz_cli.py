@@ -69,8 +69,13 @@ COMMANDS = {
                         "--difference": ["choice"], "--certified-radius": ["num"],
                         "-o": ["out"], "--json": [], "--quiet": []}),
     "ops": ([], {"--json": []}),
+    "verify": (["@model", "@vnnlib"], {"--timeout": ["num"], "-o": ["out"], "--proof": ["out"],
+                                       "--method": ["choice"], "--seed": ["int"], "--json": [],
+                                       "--quiet": [], "--progress": [],
+                                       "--input-shape": ["shape"]}),
 }
-CHOICES = ["2", "inf", "1", "interval", "linear", "real", "float32", "input", "params",
+OUTPUT_OPTIONS = ("-o", "--plot", "--proof")
+CHOICES = ["2", "inf", "1", "interval", "linear", "alpha", "real", "float32", "input", "params",
            "squared", "cross_entropy", "lm", "grad_norm", "auto", "float64", "central",
            "forward", "", "nan"]
 NAMES = ["x", "y", "W1", "input", "last", "eps_bn", "", "nonexistent", "-", "a" * 300]
@@ -163,10 +168,10 @@ def _digest(path: str) -> str | None:
 def _after(argv: list[str], real: list[str], pool: dict[str, str], folder: Path,
            before: dict[str, str | None], listing: set[str], o) -> tuple[str | None, str]:
     """What the run broke beyond the exit contract, if anything."""
-    outs = {real[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-o", "--plot")}
+    outs = {real[i + 1] for i, a in enumerate(argv[:-1]) if a in OUTPUT_OPTIONS}
     written = {os.path.realpath(p) for p in outs}  # an output may be reached by a symlink too
     ins = {os.path.realpath(real[i]) for i in range(1, len(argv))
-           if argv[i - 1] not in ("-o", "--plot") and real[i]}  # the command's own inputs
+           if argv[i - 1] not in OUTPUT_OPTIONS and real[i]}  # the command's own inputs
     for name, path in pool.items():
         target = os.path.realpath(path)
         if (target in written and target not in ins) or name in (
