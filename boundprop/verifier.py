@@ -440,7 +440,10 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     if hit is not None:
         return done("falsified", search_margin=best, counterexample=hit.found)
     note = ""
-    if branching and not timed_out and time.perf_counter() < deadline:
+    # a branch-and-bound round costs about what the root's bounds did: none that cannot end
+    # before the deadline
+    t_bounds = time.perf_counter() - t0
+    if branching and not timed_out and time.perf_counter() + 2 * t_bounds < deadline:
         outcome, found = _branch(net, prop, per_case, searches, method, execution, deadline,
                                  say, None if timeout is not None else DEFAULT_MAX_DOMAINS)
         if outcome.status == "verified":

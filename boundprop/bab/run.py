@@ -19,7 +19,7 @@ from boundprop.sets import Box
 from boundprop.vnnlib import Property
 
 # Without a timeout, each conjunction's search stops after this many domains.
-DEFAULT_MAX_DOMAINS = 2_000
+DEFAULT_MAX_DOMAINS = 500
 # Slope-optimisation iterations per domain (α on each domain's output rows), per mode:
 # activation splitting needs them (mnist-net_256x2 prop_0 ε=0.03: the root's margin −0.363
 # with CROWN's slopes, −0.182 with 10 iterations, verified in 7 domains); on ACAS Xu's

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from boundprop.domains.alpha import SlopeOptions
-from boundprop.domains.batched import DomainBatch, Split, root_float32_errors
+from boundprop.domains.batched import DomainBatch, Split
 from boundprop.domains.walker import Box
 from boundprop.ir import Network
 
@@ -39,10 +39,10 @@ INPUT_SPLIT_MAX_DIM = 16  # input splitting for inputs of at most this many valu
 ROUND_SECONDS = 1.0  # target duration of one bounding round (the batch size adapts)
 FIRST_BATCH = 16  # domains split in the first round
 MAX_BATCH = 2048
-MAX_QUEUE = 200_000
+MAX_QUEUE = 200_000  # open domains kept at most (memory cap): beyond, "unknown"
 # With a domain budget instead of a deadline (no timeout): no branching when bounding the root
-# domain takes longer than this (seconds), which the budget would multiply by thousands.
-ROOT_COST_LIMIT = 0.5  # open domains kept at most (memory cap): beyond, "unknown"
+# domain takes longer than this (seconds), which the budget would multiply by hundreds.
+ROOT_COST_LIMIT = 0.05
 
 
 @dataclass(eq=False)
@@ -106,7 +106,6 @@ class BranchAndBound:
         self.net, self.root, self.execution, self.mode = net, root_layers, execution, mode
         self.a, self.b = refutation_rows(a, b)
         self.lo, self.hi = np.asarray(lo, float).reshape(-1), np.asarray(hi, float).reshape(-1)
-        self.f32 = root_float32_errors(net, root_layers) if execution == "float32" else {}
         self.splittable = splittable_nodes(net)
         self.slopes = slopes  # optimise each domain's output slopes (None: CROWN's)
         self.tree: dict = {}
@@ -122,7 +121,7 @@ class BranchAndBound:
         shape = self.net.input_shape
         batch = DomainBatch(self.net, self.root, np.stack([d.lo for d in domains]).reshape(
             -1, *shape), np.stack([d.hi for d in domains]).reshape(-1, *shape),
-            [d.splits for d in domains], self.execution, self.f32)
+            [d.splits for d in domains], self.execution)
         low, bp = batch.spec_lower(self.a, record=True, slopes=self.slopes)
         self.bounded += len(domains)
         m = len(self.b)
@@ -193,11 +192,13 @@ class BranchAndBound:
             j, v = what
             hi_l, lo_r = dom.hi.copy(), dom.lo.copy()
             hi_l[j], lo_r[j] = v, v
-            return [Domain(dom.lo, hi_l, dom.splits, left), Domain(lo_r, dom.hi, dom.splits,
-                                                                    right)]
-        k, i, t = what
-        return [Domain(dom.lo, dom.hi, dom.splits + (Split(k, i, -1, t),), left),
-                Domain(dom.lo, dom.hi, dom.splits + (Split(k, i, 1, t),), right)]
+            out = [Domain(dom.lo, hi_l, dom.splits, left), Domain(lo_r, dom.hi, dom.splits,
+                                                                   right)]
+        else:
+            k, i, t = what
+            out = [Domain(dom.lo, dom.hi, dom.splits + (Split(k, i, -1, t),), left),
+                   Domain(dom.lo, dom.hi, dom.splits + (Split(k, i, 1, t),), right)]
+        return out
 
     def run(self, deadline: float, confirm: Callable[[np.ndarray], bool] | None = None,
             progress: Callable[[dict], None] | None = None,

@@ -26,7 +26,7 @@ from boundprop.bab.proof import SCHEMA, Leaf, ProofError, file_sha256, leaves
 from boundprop.bab.run import domain_slopes, root_layers, widened
 from boundprop.bab.search import refutation_rows
 from boundprop.domains.alpha import SlopeOptions
-from boundprop.domains.batched import DomainBatch, root_float32_errors
+from boundprop.domains.batched import DomainBatch
 from boundprop.ir import Network
 from boundprop.vnnlib import load_vnnlib
 
@@ -119,12 +119,11 @@ def _check_leaves(net: Network, layers: list, execution: str, found: list[Leaf],
                   slopes: SlopeOptions | None) -> None:
     """Recompute every leaf's bounds in batches; raise on the first leaf not refuted."""
     shape = net.input_shape
-    f32 = root_float32_errors(net, layers) if execution == "float32" else {}
     for start in range(0, len(found), CHECK_BATCH):
         part = found[start:start + CHECK_BATCH]
         batch = DomainBatch(net, layers, np.stack([lf.lo for lf in part]).reshape(-1, *shape),
                             np.stack([lf.hi for lf in part]).reshape(-1, *shape),
-                            [lf.splits for lf in part], execution, f32)
+                            [lf.splits for lf in part], execution)
         low = batch.spec_lower(a, slopes=slopes)
         for i, lf in enumerate(part):
             at = f"{where}, leaf {start + i}"

@@ -234,7 +234,7 @@ class BackSubstitution:
             const += c
             err += e
             if n in self.f32_error:  # Λ·(y + δ) ≥ Λ·y − |Λ|·|δ|max
-                err += (np.abs(lam_n) * self.f32_error[n][None]).reshape(k_rows, -1).sum(1)
+                err += (np.abs(lam_n) * self._rows_f32_error(n)).reshape(k_rows, -1).sum(1)
             for i, li in zip(node.inputs, lam_ins):
                 if i in pending:
                     total = pending[i] + li
@@ -273,6 +273,10 @@ class BackSubstitution:
                       relax: dict[int, object] | None = None, **kw) -> BackwardPass:
         """:meth:`backward` of the given rows (of the rows :meth:`lower` was called with)."""
         return self.backward(target, lam, relax, **kw)
+
+    def _rows_f32_error(self, n: int) -> np.ndarray:
+        """Node n's float32 error bound δ_n, broadcastable against the rows Λ."""
+        return self.f32_error[n][None]
 
     def _concretize_node(self, n: int, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """min of Λ·z_n over node n's enclosure, per row, and its rounding-error bound."""
