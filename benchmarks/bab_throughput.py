@@ -4,7 +4,7 @@
 
 Domains as branch and bound makes them: on ACAS Xu 1_1 prop_3, sub-boxes of 1/8 of the box's
 width around random points (input splitting, CROWN per domain); on mnist-net_256x2 prop_0
-ε=0.03, random phase constraints on 8 unstable first-layer ReLUs (activation splitting, with
+ε=0.03, random phase constraints on 8 unstable ReLUs (activation splitting, with
 10 slope-optimisation iterations per domain, as the verifier runs it). Each batch size D is
 timed against bounding the same domains one at a time (D = 1 calls), in the same run: the
 ratio is what batching buys. Results in benchmarks/results/bab_throughput.json.
@@ -47,11 +47,11 @@ def _acas_domains(wide, d: int, rng) -> tuple:
 
 
 def _mnist_domains(net, wide, layers, d: int, rng) -> tuple:
-    k = splittable_nodes(net)[0][0]
-    lo, hi = (x.reshape(-1) for x in layers[k])
-    unstable = np.flatnonzero((lo < 0) & (hi > 0))
-    splits = [tuple(Split(k, int(i), int(rng.choice([-1, 1])), 0.0)
-                    for i in rng.choice(unstable, 8, replace=False)) for _ in range(d)]
+    unstable = [(k, int(i)) for k, _, _ in splittable_nodes(net) for i in np.flatnonzero(
+        (layers[k][0].reshape(-1) < 0) & (layers[k][1].reshape(-1) > 0))]
+    splits = [tuple(Split(*unstable[j], int(rng.choice([-1, 1])), 0.0)
+                    for j in rng.choice(len(unstable), min(8, len(unstable)), replace=False))
+              for _ in range(d)]
     x_lo = np.repeat(wide.lower.reshape(1, -1), d, axis=0)
     return x_lo, np.repeat(wide.upper.reshape(1, -1), d, axis=0), splits
 
