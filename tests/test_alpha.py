@@ -92,15 +92,16 @@ def test_gradient_matches_finite_differences(path):
     difference, slope by slope, lower and upper lines (piecewise smooth in the slopes)."""
     net, bs, opt, lam = _optimizer(path)
     target = net.output
-    free = opt._free_nodes(target)
+    k = lam.shape[0]
+    rows = np.arange(k)
+    free = opt._free_nodes(target, rows)
     assert free, "the test needs a free slope"
     rng = np.random.default_rng(1)
-    k = lam.shape[0]
     slopes = {n: tuple(r[0] + rng.random((k, *r[0].shape[1:])) * (r[1] - r[0])
                        for r in (ranges[:2], ranges[2:])) for n, ranges in free.items()}
-    relax, touch = opt._relax(slopes)
+    relax, touch = opt._relax(slopes, rows)
     bp_ = bs.backward(target, lam, relax, record=True, cuts=False)
-    g = opt._forward(bp_, relax)
+    g = opt._forward(bp_, relax, rows)
     checked = 0
     for n, ranges in free.items():
         lam_n = bp_.lams[n]
@@ -113,7 +114,7 @@ def test_gradient_matches_finite_differences(path):
                 for sign in (1, -1):
                     moved = {m: (a.copy(), b.copy()) for m, (a, b) in slopes.items()}
                     moved[n][side].reshape(k, -1)[:, j] += sign * h
-                    bounds.append(bs.backward(target, lam, opt._relax(moved)[0],
+                    bounds.append(bs.backward(target, lam, opt._relax(moved, rows)[0],
                                               cuts=False).bound)
                 fd = (bounds[0] - bounds[1]) / (2 * h)
                 assert np.allclose(grad[:, j], fd, rtol=1e-3, atol=1e-5), (n, side, j)
