@@ -418,6 +418,7 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     prop = _as_property(net, property_or_path)
     margin, per_case, open_cases, timed_out = _certified_margins(net, prop, method, execution,
                                                                  deadline, slopes)
+    t_bounds = time.perf_counter() - t0
     say = progress or (lambda info: None)
     say({"phase": "bounds", "domains_left": len(open_cases), "best_bound": margin,
          "elapsed": time.perf_counter() - t0})
@@ -442,7 +443,6 @@ def verify(net: Network, property_or_path, method: str = DEFAULT_METHOD,
     note = ""
     # a branch-and-bound round costs about what the root's bounds did: none that cannot end
     # before the deadline
-    t_bounds = time.perf_counter() - t0
     if branching and not timed_out and time.perf_counter() + 2 * t_bounds < deadline:
         outcome, found = _branch(net, prop, per_case, searches, method, execution, deadline,
                                  say, None if timeout is not None else DEFAULT_MAX_DOMAINS)

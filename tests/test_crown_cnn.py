@@ -22,8 +22,8 @@ from boundprop.analysis import interval_bounds, linear_function_bounds, output_b
 from boundprop.domains import backsub_crop
 from boundprop.domains.backsub import BackSubstitution
 from boundprop.ops.affine import ElementwiseAffine
-from boundprop.ops.base import region_shape, region_slices
 from boundprop.ops.conv import Conv
+from boundprop.ops.geometry import region_shape, region_slices
 from boundprop.ops.join import Sum
 from boundprop.ops.piecewise import Relu
 from boundprop.ops.pooling import AveragePool, MaxPool

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,6 @@ class BranchingOutcome:
     margin: float = -np.inf
     proof: dict | None = None
     note: str = ""
-    stats: dict = field(default_factory=dict)
 
 
 def root_layers(net: Network, box: Box, method: str, execution: str) -> list | None:
@@ -94,7 +93,7 @@ def branch_open_conjunctions(net: Network, prop: Property, per_case: list[np.nda
             r = search.run(deadline, confirm.get(c), progress, max_domains)
             domains += r.domains
             if r.status != "verified":
-                return BranchingOutcome(r.status, note=r.note, stats={"domains": domains})
+                return BranchingOutcome(r.status, note=r.note)
             trees[c][j] = r.tree
             leaves += count_leaves(r.tree)
             margin = min(margin, search.min_refuted)
@@ -104,4 +103,4 @@ def branch_open_conjunctions(net: Network, prop: Property, per_case: list[np.nda
     if net.source and Path(prop.path).is_file():
         proof = build_proof(net.source, prop.path, method, branching_method, execution, trees,
                             stats, SLOPE_ITERATIONS[mode])
-    return BranchingOutcome("verified", margin, proof, stats=stats)
+    return BranchingOutcome("verified", margin, proof)

@@ -37,7 +37,6 @@ from boundprop.ir import Network
 MODES = ("input", "activation")
 INPUT_SPLIT_MAX_DIM = 16  # input splitting for inputs of at most this many values
 ROUND_SECONDS = 1.0  # target duration of one bounding round (the batch size adapts)
-FIRST_BATCH = 16  # domains split in the first round
 MAX_BATCH = 2048
 MAX_QUEUE = 200_000  # open domains kept at most (memory cap): beyond, "unknown"
 # With a domain budget instead of a deadline (no timeout): no branching when bounding the root
@@ -71,7 +70,6 @@ class BabResult:
     rounds: int
     elapsed_s: float
     note: str = ""
-    leaves: int = 0
     stats: dict = field(default_factory=dict)
 
 
@@ -208,7 +206,7 @@ class BranchAndBound:
         t0 = time.perf_counter()
         root = Domain(self.lo, self.hi, (), self.tree)
         queue: list[tuple[float, int, Domain]] = []
-        rounds, batch, per_domain = 0, FIRST_BATCH, None
+        rounds = 0
 
         def result(status: str, note: str = "") -> BabResult:
             margin = min((dom.margin for _, _, dom in queue), default=np.inf)

@@ -17,7 +17,7 @@ file is trusted but its structure.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,6 @@ class ProofCheck:
     leaves: int = 0
     elapsed_s: float = 0.0
     prover_seconds: float | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _require(cond: bool, message: str) -> None:

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from boundprop.ir import Network
-from boundprop.ops.base import Region, region_shape, region_slices
+from boundprop.ops.geometry import Region, region_shape, region_slices
 from boundprop.sets import Box, L2Ball
 
 # Cost, in entry-operations, of one node of one tile's back-substitution apart from its

@@ -239,7 +239,7 @@ class DomainBatch(BackSubstitution):
         out: list[dict[int, object]] = [{}, {}]
         for k, node in enumerate(self.net.nodes[1:], start=1):
             op = node.op
-            if not op.has("slope_parameters") or getattr(op, "SLOPE_COST", 1) > 1:
+            if not op.has("slope_parameters") or op.SLOPE_COST > 1:
                 continue
             base = self._domain_relaxation(k)
             if base is None:

@@ -18,7 +18,6 @@ import numpy as np
 from boundprop.ops.base import (
     ConversionContext,
     Primitive,
-    Region,
     Shape,
     Tensor,
     Value,
@@ -26,6 +25,7 @@ from boundprop.ops.base import (
     box_max_abs,
     onnx_converter,
 )
+from boundprop.ops.geometry import Region
 from boundprop.ops.tangent import tangent_slopes
 from boundprop.rounding import (
     ELEMENTARY_RELATIVE_ERROR,

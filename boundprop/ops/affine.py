@@ -20,7 +20,6 @@ from boundprop.ops.base import (
     Const,
     ConversionContext,
     ParametricAffine,
-    Region,
     Shape,
     Tensor,
     Value,
@@ -31,6 +30,7 @@ from boundprop.ops.base import (
     onnx_converter,
 )
 from boundprop.ops.broadcast import expand_to_rank, lift, lift_input, sum_to_shape
+from boundprop.ops.geometry import Region
 from boundprop.ops.shape import Reshape, Transpose
 from boundprop.rounding import round_down, round_up
 

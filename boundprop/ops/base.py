@@ -9,7 +9,6 @@ mixed with the sample axis, so batch-coupled ops (training-mode batch norm) stay
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -19,6 +18,7 @@ import onnx
 
 from boundprop.errors import UnsupportedModelError
 from boundprop.norms import spectral_norm_upper
+from boundprop.ops.geometry import Region, Shape
 from boundprop.rounding import (
     FLOAT32_ABSOLUTE,
     FLOAT32_ELEMENTARY_RELATIVE_ERROR,
@@ -34,22 +34,7 @@ FAMILIES = ("input", "affine", "activation", "pooling", "normalising", "join")
 # Cholesky certificate can confirm them (see AffinePrimitive.operator_norm_upper).
 CHECK_HEADROOM = 1e-7
 
-Shape = tuple[int, ...]
-
-
 Interval = tuple[np.ndarray, np.ndarray]
-# A box of entries of a tensor: one (start, stop) per axis (stop exclusive).
-Region = tuple[tuple[int, int], ...]
-
-
-def region_shape(region: Region) -> Shape:
-    """The shape of the entries a region selects."""
-    return tuple(b - a for a, b in region)
-
-
-def region_slices(region: Region) -> tuple[slice, ...]:
-    """The index selecting a region (of an array with the region's rank)."""
-    return tuple(slice(a, b) for a, b in region)
 
 
 class Primitive:
@@ -617,14 +602,3 @@ def normalize_axis(axis: int, rank: int) -> int:
 
 def broadcast_shapes(*shapes: Shape) -> Shape:
     return tuple(np.broadcast_shapes(*shapes))
-
-
-def window_slices(kernel: Shape, strides: Shape, dilations: Shape, out_spatial: Shape):
-    """For each kernel offset, the strided slices of the (padded) input it meets.
-
-    Offset ``o`` along a spatial axis sees input positions ``o*d + s*j`` for output ``j``; a
-    sliding-window op (convolution, pooling) is a sum/max over offsets of these slices.
-    """
-    for offs in itertools.product(*(range(k) for k in kernel)):
-        yield offs, tuple(slice(o * d, o * d + s * (n - 1) + 1, s)
-                          for o, d, s, n in zip(offs, dilations, strides, out_spatial))

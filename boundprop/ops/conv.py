@@ -18,7 +18,6 @@ from boundprop.ops.base import (
     AffinePrimitive,
     ConversionContext,
     ParametricAffine,
-    Region,
     Shape,
     Tensor,
     Value,
@@ -27,10 +26,9 @@ from boundprop.ops.base import (
     const_value,
     float_array,
     onnx_converter,
-    region_shape,
-    window_slices,
 )
 from boundprop.ops.broadcast import expand_to_rank
+from boundprop.ops.geometry import Region, region_shape, window_slices
 from boundprop.rounding import round_up
 
 

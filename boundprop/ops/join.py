@@ -12,7 +12,6 @@ from boundprop.ops.base import (
     Const,
     ConversionContext,
     Primitive,
-    Region,
     Shape,
     Tensor,
     Value,
@@ -23,6 +22,7 @@ from boundprop.ops.base import (
     onnx_converter,
 )
 from boundprop.ops.broadcast import lift_input, sum_to_shape
+from boundprop.ops.geometry import Region
 from boundprop.ops.shape import ConcatConst
 from boundprop.ops.smooth import Erf, Gelu
 from boundprop.rounding import FLOAT32_ABSOLUTE, UNIT_ROUNDOFF, gamma, gamma32, round_up, widen

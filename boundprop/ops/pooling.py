@@ -15,7 +15,6 @@ from boundprop.ops.base import (
     AffinePrimitive,
     ConversionContext,
     Primitive,
-    Region,
     Shape,
     Tensor,
     TightensEveryEntry,
@@ -25,9 +24,9 @@ from boundprop.ops.base import (
     const_value,
     normalize_axis,
     onnx_converter,
-    window_slices,
 )
 from boundprop.ops.conv import check_window, clamp_strides, resolve_pads, window_crop
+from boundprop.ops.geometry import Region, window_slices
 from boundprop.rounding import gamma, round_up
 
 
