@@ -1,0 +1,190 @@
+"""Local Lipschitz bounds through the Jacobian graph (``boundprop.lipschitz``): attacked with
+exact IR Jacobians at many points (random, box corners, near kinks), on shipped models,
+hypothesis networks and branched domains; a planted error is caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import boundprop as bp
+import boundprop.domains.jacobian_linear as jl
+from boundprop.analysis import output_bounds
+from boundprop.domains.jacobian_linear import JacobianBounds, JacobianRuleMissing
+from boundprop.lipschitz import local_lipschitz
+from boundprop.lipschitz.points import jacobians, operator_norms
+from boundprop.sets import Box, L2Ball, LinfBall, default_input_set
+from boundprop.vnnlib import load_vnnlib
+from tests.conftest import VNNCOMP, needs_vnncomp
+from tests.test_bounds import ACTS, random_mlp
+
+SHIPPED = ["mlp_relu", "mlp_sigmoid", "mlp_tanh", "mlp_gelu", "mlp_elu", "mlp_leakyrelu",
+           "mlp_prelu", "mlp_clip", "mlp_hardsigmoid", "sklearn_mlp_regressor",
+           "mlp_784_100_100_10_relu", "torch_mlp_gelu_dynamo"]
+
+
+def attack_points(s, rng, n: int = 400) -> np.ndarray:
+    """Random points of the set, and (for boxes) random corners: where ReLU patterns are
+    extreme."""
+    xs = [s.sample(n, rng)]
+    if not isinstance(s, L2Ball):
+        lo, hi = s.lower, s.upper
+        corners = np.where(rng.random((n // 4, *lo.shape)) < 0.5, lo, hi)
+        xs.append(corners)
+    return np.concatenate(xs)
+
+
+def violations(net, s, rb, norm: str, xs: np.ndarray) -> tuple[int, int]:
+    """(rows exceeding their value bound, rows farther from their centre than their error
+    bound) over the points xs, for the root's output rows ``rb``."""
+    jac = jacobians(net, xs)
+    k = jac.shape[1]
+    dual = (lambda v: np.abs(v).sum(-1)) if norm == "inf" else (
+        lambda v: np.sqrt((v * v).sum(-1)))
+    tol = 1e-9 * (1 + np.abs(jac).sum(-1))
+    over = dual(jac) > rb.value[:k][None] + tol
+    far = dual(jac - rb.centre[:k][None]) > rb.error[:k][None] + tol
+    return int(over.sum()), int(far.sum())
+
+
+def root_rows(net, s, norm):
+    ob = output_bounds(net, s, method="linear")
+    layers = [(np.asarray(lo)[None], np.asarray(hi)[None]) for lo, hi in ob.layers]
+    return JacobianBounds(net, layers, norm).output_rows()
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+@pytest.mark.parametrize("name", SHIPPED)
+def test_row_bounds_hold_on_shipped_models(name, norm):
+    net = bp.load(f"models/{name}.onnx")
+    s = default_input_set(net)
+    rb = root_rows(net, s, norm)
+    rng = np.random.default_rng(0)
+    assert violations(net, s, rb, norm, attack_points(s, rng)) == (0, 0)
+    res = local_lipschitz(net, s, norm=norm)
+    norms = operator_norms(jacobians(net, attack_points(s, rng, 200)), norm)
+    assert norms.max() <= res.upper * (1 + 1e-9)
+    assert 0 < res.lower <= res.upper
+
+
+@pytest.mark.parametrize("name", ["softmax_head", "layernorm_mlp"])
+def test_ops_without_a_jacobian_rule_are_named(name):
+    net = bp.load(f"models/{name}.onnx")
+    with pytest.raises(JacobianRuleMissing, match="has no Jacobian rule"):
+        local_lipschitz(net, default_input_set(net))
+
+
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), depth=st.integers(1, 4),
+       kind=st.sampled_from(["box", "linf", "l2"]), scale=st.sampled_from([0.01, 0.3, 2.0]),
+       norm=st.sampled_from(["inf", "2"]),
+       acts=st.lists(st.sampled_from(ACTS), min_size=4, max_size=4))
+def test_random_networks(tmp_path_factory, seed, depth, kind, scale, norm, acts):
+    rng = np.random.default_rng(seed)
+    widths = [int(rng.integers(1, 7)) for _ in range(depth + 2)]
+    net = bp.load(random_mlp(tmp_path_factory.mktemp("jl"), rng, widths, acts))
+    c = rng.standard_normal(net.input_shape)
+    s = {"box": lambda: Box(c - scale * rng.random(c.shape), c + scale * rng.random(c.shape)),
+         "linf": lambda: LinfBall(c, scale), "l2": lambda: L2Ball(c, scale)}[kind]()
+    rb = root_rows(net, s, norm)
+    assert violations(net, s, rb, norm, attack_points(s, rng, 600)) == (0, 0)
+
+
+def test_exact_where_every_unit_is_stable():
+    """On a tiny box every ReLU is stable: the bound is ‖J‖ itself (and the attack above
+    would see any slack below it)."""
+    net = bp.load("models/mlp_784_100_100_10_relu.onnx")
+    x = default_input_set(net).sample(1, np.random.default_rng(3))[0]
+    s = LinfBall(x, 1e-7)
+    for norm in ("inf", "2"):
+        got = local_lipschitz(net, s, norm=norm)
+        true = operator_norms(jacobians(net, x[None]), norm)[0]
+        assert true <= got.upper <= true * (1 + 1e-6)
+
+
+# ---------------------------------------------------------------- branching
+def grid_case(tmp_path, seed: int):
+    """A random 2-8-8-3 ReLU net on [−1, 1]², with max ‖J‖ (both norms) over a 121² grid."""
+    rng = np.random.default_rng(seed)
+    net = bp.load(random_mlp(tmp_path, rng, [2, 8, 8, 3], ["Relu", "Relu"]))
+    s = Box(-np.ones(net.input_shape), np.ones(net.input_shape))
+    g = np.linspace(-1, 1, 121)
+    jac = jacobians(net, np.stack(np.meshgrid(g, g), -1).reshape(-1, *net.input_shape))
+    return net, s, {n: operator_norms(jac, n).max() for n in ("inf", "2")}
+
+
+@settings(max_examples=12, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), norm=st.sampled_from(["inf", "2"]))
+def test_input_branching_stays_above_a_grid(tmp_path_factory, seed, norm):
+    """2 inputs: the branched bound tightens, monotonically, and stays above the grid."""
+    net, s, truth = grid_case(tmp_path_factory.mktemp("jl"), seed)
+    root = local_lipschitz(net, s, norm=norm)
+    got = local_lipschitz(net, s, norm=norm, time_budget=0.4)
+    assert truth[norm] <= got.upper * (1 + 1e-9)
+    assert got.upper <= root.upper
+    assert all(b[1] <= a[1] for a, b in zip(got.history, got.history[1:]))
+
+
+def test_a_planted_error_is_caught(tmp_path, monkeypatch):
+    """Gates shrunk by a quarter toward their midpoint are unsound: branching then ends
+    below the grid's maximum, which the test above would report."""
+    net, s, truth = grid_case(tmp_path, 0)
+    assert local_lipschitz(net, s, time_budget=0.4).upper >= truth["inf"]
+    real = jl.Activation.derivative_range
+
+    def shrunk(self, lo, hi):
+        dlo, dhi = real(self, lo, hi)
+        m, r = 0.5 * (dlo + dhi), 0.5 * (dhi - dlo)
+        return m - 0.75 * r, m + 0.75 * r
+
+    monkeypatch.setattr(jl.Activation, "derivative_range", shrunk)
+    assert local_lipschitz(net, s, time_budget=0.4).upper < truth["inf"]
+
+
+def test_activation_branching_stays_above_samples(tmp_path):
+    rng = np.random.default_rng(7)
+    net = bp.load(random_mlp(tmp_path, rng, [20, 16, 16, 4], ["Relu", "Relu"]))
+    x = rng.standard_normal(net.input_shape)
+    s = LinfBall(x, 0.3)
+    root = local_lipschitz(net, s, norm="inf")
+    got = local_lipschitz(net, s, norm="inf", time_budget=1.0)
+    assert got.mode == "activation" and got.domains > 1
+    xs = attack_points(s, rng, 4000)
+    assert operator_norms(jacobians(net, xs), "inf").max() <= got.upper * (1 + 1e-9)
+    assert got.upper <= root.upper
+
+
+def test_one_sided_gates_only_on_split_entries(tmp_path):
+    """A split moves its entry off the kink (one-sided σ'); other entries keep [0, 1]."""
+    from boundprop.domains.batched import Split
+    from boundprop.lipschitz.branching import LipschitzSearch
+
+    rng = np.random.default_rng(1)
+    net = bp.load(random_mlp(tmp_path, rng, [20, 16, 4], ["Relu"]))
+    s = LinfBall(rng.standard_normal(net.input_shape), 2.0)
+    ob = output_bounds(net, s, method="linear")
+    root = [(np.asarray(lo), np.asarray(hi)) for lo, hi in ob.layers]
+    search = LipschitzSearch(net, root, "inf", "activation", {1: (0.0,)})
+    layers = [(lo[None], hi[None]) for lo, hi in root]
+    lo1 = root[1][0].reshape(-1)
+    e = int(np.argmax((lo1 < 0) & (root[1][1].reshape(-1) > 0)))
+    out = search._one_sided(layers, [(Split(1, e, 1, 0.0),)])
+    assert out[1][0].reshape(-1)[e] > 0 and layers[1][0].reshape(-1)[e] < 0
+    assert np.array_equal(np.delete(out[1][0].reshape(-1), e), np.delete(lo1, e))
+
+
+@needs_vnncomp()
+def test_acas_branching_tightens_by_orders_of_magnitude():
+    net = bp.load(str(VNNCOMP / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx"))
+    p = load_vnnlib(VNNCOMP / "acasxu" / "prop_1.vnnlib", 5, 5)
+    box = p.boxes[0]
+    s = Box(box.lower.reshape(net.input_shape), box.upper.reshape(net.input_shape))
+    got = local_lipschitz(net, s, norm="inf", time_budget=3.0)
+    assert got.upper < 0.1 * local_lipschitz(net, s, norm="inf").upper
+    rng = np.random.default_rng(0)
+    xs = attack_points(s, rng, 2000)
+    assert operator_norms(jacobians(net, xs), "inf").max() <= got.upper
