@@ -62,6 +62,8 @@ DEFERRED_COMMANDS = {
     "gn": ("boundprop.gn.command", "Gauss-Newton fit of inputs or weights through onnxruntime"),
     "verify": ("boundprop.verify_command",
                "decide a VNN-LIB property (VNN-COMP interface: sat, unsat, unknown, timeout)"),
+    "lipschitz": ("boundprop.lipschitz.command",
+                  "local Lipschitz constant on a set: certified, with a lower bound beside it"),
 }
 
 # Tokens that are numbers, not options: argparse alone takes only -1 and -0.5 for numbers, so
@@ -437,16 +439,9 @@ def _add_certify(sub: Commands) -> None:
         "  boundprop certify ACASXU.onnx --vnnlib prop_1.vnnlib",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_args(p)
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--box", nargs=2, metavar=("LO", "HI"),
-                       help="box [LO, HI]: numbers (broadcast) or .npy files")
-    group.add_argument("--linf", nargs=2, metavar=("X", "EPS"),
-                       help="l-inf ball around X (number or .npy) of radius EPS")
-    group.add_argument("--l2", nargs=2, metavar=("X", "R"), help="l2 ball around X of radius R")
+    group = add_set_args(p)
     group.add_argument("--vnnlib", metavar="FILE", help="a VNN-LIB property: prints the verdict "
                        "(exit 0 verified, 1 falsified or unknown)")
-    p.add_argument("--clip", nargs=2, type=float, metavar=("LO", "HI"),
-                   help="with --linf: intersect the ball with the box [LO, HI]")
     p.add_argument("--method", choices=["interval", "linear", "alpha"], default="linear",
                    help="interval (fast), linear (back-substitution, tighter; default) or "
                    "alpha (linear with optimised slopes, tightest, slower)")
@@ -476,6 +471,20 @@ def _add_certify(sub: Commands) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--quiet", action="store_true", help="print nothing; exit status only")
     p.set_defaults(func=cmd_certify)
+
+
+def add_set_args(p: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
+    """The input-set options (--box, --linf [--clip], --l2; read by ``_input_set``); returns
+    their exclusive group, for a command to add alternatives."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--box", nargs=2, metavar=("LO", "HI"),
+                       help="box [LO, HI]: numbers (broadcast) or .npy files")
+    group.add_argument("--linf", nargs=2, metavar=("X", "EPS"),
+                       help="l-inf ball around X (number or .npy) of radius EPS")
+    group.add_argument("--l2", nargs=2, metavar=("X", "R"), help="l2 ball around X of radius R")
+    p.add_argument("--clip", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="with --linf: intersect the ball with the box [LO, HI]")
+    return group
 
 
 def _add_ops(sub: Commands) -> None:

@@ -4,6 +4,8 @@ hypothesis networks and branched domains; a planted error is caught."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 import boundprop as bp
 import boundprop.domains.jacobian_linear as jl
 from boundprop.analysis import output_bounds
+from boundprop.cli import main as cli
 from boundprop.domains.jacobian_linear import JacobianBounds, JacobianRuleMissing
 from boundprop.lipschitz import local_lipschitz
 from boundprop.lipschitz.points import jacobians, operator_norms
@@ -188,3 +191,29 @@ def test_acas_branching_tightens_by_orders_of_magnitude():
     rng = np.random.default_rng(0)
     xs = attack_points(s, rng, 2000)
     assert operator_norms(jacobians(net, xs), "inf").max() <= got.upper
+
+
+# ---------------------------------------------------------------- command line
+def test_lipschitz_command(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert cli(["lipschitz", "models/mlp_relu.onnx", "--norm", "2", "--json", "-o",
+                str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert json.loads(out.read_text()) == doc
+    net = bp.load("models/mlp_relu.onnx")
+    assert doc["upper"] == local_lipschitz(net, default_input_set(net), norm="2").upper
+    assert 0 < doc["lower"] <= doc["upper"] and doc["branching"] is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["models/softmax_head.onnx"], "has no Jacobian rule"),
+    (["models/mlp_relu.onnx", "--time-budget", "-1"], "--time-budget -1"),
+    (["models/mlp_relu.onnx", "--clip", "0", "1"], "--clip applies"),
+    (["models/mlp_relu.onnx", "--vnnlib", "missing.vnnlib"], "missing.vnnlib"),
+])
+def test_lipschitz_command_bad_input(argv, message, capsys, tmp_path):
+    out = tmp_path / "r.json"
+    assert cli(["lipschitz", *argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -101,39 +101,58 @@ class JacobianBounds:
             if not isinstance(node.op, AffinePrimitive):
                 gated.update(j for j in node.inputs if j != 0)
         self.magnitude: dict[int, np.ndarray] = {}
+        self.uncertain: dict[int, np.ndarray] = {}
         self.centres: dict[int, np.ndarray] | None = {} if keep_centres else None
         for j in sorted(gated):
             size = int(np.prod(net.nodes[j].shape))
             if size * self.n_domains * self._path_entries(j) > MAGNITUDE_BUDGET:
                 continue
+            self.uncertain[j] = self._uncertain(j)
             self.magnitude[j] = self._magnitudes(j)
+
+    def _uncertain(self, j: int) -> np.ndarray:
+        """(D, size_j): the entries of gated node j where some consumer's Clarke Jacobian is
+        not one value (a gate with d_lo < d_hi) — the only radii worth converting; the
+        others (rounding-size) are carried back with the centre."""
+        size = int(np.prod(self.net.nodes[j].shape))
+        out = np.zeros((self.n_domains, size), dtype=bool)
+        for i in self.net.consumers()[j]:
+            node = self.net.nodes[i]
+            if isinstance(node.op, AffinePrimitive):
+                continue
+            ones = np.ones((self.n_domains, *node.shape))
+            with np.errstate(invalid="ignore", over="ignore"):
+                parts = self._backward(i, ones, np.zeros_like(ones), np.arange(self.n_domains))
+            for k, (c, r) in zip(node.inputs, parts):
+                if k == j:
+                    c, r = c.reshape(self.n_domains, -1), r.reshape(self.n_domains, -1)
+                    out |= ~(r <= 1e-12 * np.abs(c) + 1e-290)
+        return out
 
     def _path_entries(self, k: int) -> int:
         return sum(int(np.prod(n.shape)) for n in self.net.nodes[: k + 1])
 
     def _magnitudes(self, j: int) -> np.ndarray:
-        """a_j (D, size_j): bounds of sup |t_j,e| per domain, by back-substituting every
-        entry's unit row."""
+        """a_j (D, size_j): bounds of sup |t_j,e| per domain, by back-substituting the unit
+        row of every uncertain entry (+∞ elsewhere: never used)."""
         shape = self.net.nodes[j].shape
         size = int(np.prod(shape))
         widest = max(int(np.prod(n.shape)) for n in self.net.nodes[: j + 1])
         per_chunk = max(1, MAX_ROW_ENTRIES // (widest * 4))
-        out = np.empty((self.n_domains, size))
+        out = np.full((self.n_domains, size), np.inf)
         n_in = int(np.prod(self.net.input_shape))
-        cen = np.empty((self.n_domains * size, n_in)) if self.centres is not None else None
-        dom = np.repeat(np.arange(self.n_domains), size)
-        ent = np.tile(np.arange(size), self.n_domains)
-        flat = out.reshape(-1)
+        cen = np.zeros((self.n_domains, size, n_in)) if self.centres is not None else None
+        dom, ent = np.nonzero(self.uncertain[j])
         for a in range(0, dom.size, per_chunk):
             d, e = dom[a:a + per_chunk], ent[a:a + per_chunk]
             lam = np.zeros((d.size, size))
             lam[np.arange(d.size), e] = 1.0
             rb = self.rows(j, lam.reshape(d.size, *shape), d)
-            flat[a:a + d.size] = rb.value
+            out[d, e] = rb.value
             if cen is not None:
-                cen[a:a + d.size] = rb.centre
+                cen[d, e] = rb.centre
         if cen is not None:
-            self.centres[j] = cen.reshape(self.n_domains, size, n_in)
+            self.centres[j] = cen
         return out
 
     def output_rows(self, record: bool = False) -> RowBounds:
@@ -157,12 +176,15 @@ class JacobianBounds:
                     continue
                 c, r = acc.pop(i)
                 if i in self.magnitude and i != target:
-                    part = r.reshape(n_rows, -1) * self.magnitude[i][row_domain]
-                    offset = round_up(offset + dot_upper(r.reshape(n_rows, -1),
-                                                         self.magnitude[i][row_domain]))
+                    mask = self.uncertain[i][row_domain]
+                    r2 = r.reshape(n_rows, -1)
+                    part = np.where(mask, r2, 0.0) * np.where(mask, self.magnitude[i][
+                        row_domain], 0.0)
+                    offset = round_up(offset + round_up(part.sum(axis=1) * (
+                        1 + gamma(part.shape[1] + 2))))
                     if record:
                         contributions[i] = part
-                    r = np.zeros_like(c)
+                    r = np.where(mask, 0.0, r2).reshape(r.shape)
                 for j, (cj, rj) in zip(self.net.nodes[i].inputs,
                                        self._backward(i, c, r, row_domain)):
                     if j in acc:
