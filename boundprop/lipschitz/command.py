@@ -81,7 +81,8 @@ def run_command(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     """Add ``boundprop lipschitz`` to the CLI's subparsers."""
     p = sub.add_parser(
-        "lipschitz", help="local Lipschitz constant on a set: certified, with a lower bound",
+        "lipschitz",
+        help="local Lipschitz constant on a set: certified, with a lower bound beside it",
         description="Certified local Lipschitz constant of the model on an input set (default: "
         "the set the model declares), by bound propagation through the Jacobian graph, and "
         "with --time-budget by branching on the set; prints the empirical lower bound and "
