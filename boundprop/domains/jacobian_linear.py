@@ -47,7 +47,7 @@ from boundprop.rounding import gamma, round_up
 MAX_ROW_ENTRIES = 2**25
 # Work limit (rows × entries) of the magnitude passes of one gated node; beyond it the node's
 # radius is carried (interval Jacobian) instead of converted at it.
-MAGNITUDE_BUDGET = 2**31
+MAGNITUDE_BUDGET = 2**25
 
 NORMS = ("inf", "2")
 
@@ -148,7 +148,9 @@ class JacobianBounds:
             lam = np.zeros((d.size, size))
             lam[np.arange(d.size), e] = 1.0
             rb = self.rows(j, lam.reshape(d.size, *shape), d)
-            out[d, e] = rb.value
+            # converting with a_j ≤ the carried bound is never worse than carrying r_j
+            out[d, e] = np.fmin(rb.value, self.rows(j, lam.reshape(d.size, *shape), d,
+                                                    convert=False).value)
             if cen is not None:
                 cen[d, e] = rb.centre
         if cen is not None:
@@ -163,9 +165,10 @@ class JacobianBounds:
         return self.rows(self.net.output, lam, np.repeat(np.arange(self.n_domains), k), record)
 
     def rows(self, target: int, lam: np.ndarray, row_domain: np.ndarray,
-             record: bool = False) -> RowBounds:
+             record: bool = False, convert: bool = True) -> RowBounds:
         """Bounds of the rows ``lam`` (R, *shape of node target), row r in domain
-        ``row_domain[r]`` (nondecreasing)."""
+        ``row_domain[r]`` (nondecreasing); ``convert=False``: every radius carried to the
+        input (the interval Jacobian enclosure of the rows)."""
         n_rows = lam.shape[0]
         acc = {target: (lam, np.zeros_like(lam))}
         offset = np.zeros(n_rows)
@@ -175,7 +178,7 @@ class JacobianBounds:
                 if i not in acc:
                     continue
                 c, r = acc.pop(i)
-                if i in self.magnitude and i != target:
+                if convert and i in self.magnitude and i != target:
                     mask = self.uncertain[i][row_domain]
                     r2 = r.reshape(n_rows, -1)
                     part = np.where(mask, r2, 0.0) * np.where(mask, self.magnitude[i][

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from boundprop.analysis import output_bounds
+from boundprop.constants import constants
 from boundprop.domains.jacobian_linear import NORMS, JacobianBounds, JacobianRuleMissing
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
@@ -36,7 +37,9 @@ class LocalLipschitz:
     ``upper``: certified sup_{x∈S} ‖J(x)‖ (norm ``norm``); ``lower``: the largest ‖J(x)‖ found
     at points x of S (not certified: an empirical lower bound); ``ratio`` = upper / lower;
     ``per_output`` (ℓ∞ only): the root bound of each sup ‖∇f_i‖₁; ``domains``: domains bounded
-    (1 without branching); ``history``: (seconds, upper) after each branching round."""
+    (1 without branching); ``history``: (seconds, upper) after each branching round;
+    ``jacobian_bound`` (Jacobian bound propagation, branched) and ``layer_product`` (the
+    constants domain's composition of layer constants): ``upper`` is the smaller."""
 
     upper: float
     lower: float
@@ -48,6 +51,8 @@ class LocalLipschitz:
     witness: np.ndarray | None = field(default=None, repr=False)
     history: list[tuple[float, float]] = field(default_factory=list, repr=False)
     bound_method: str = "linear"
+    layer_product: float = float("inf")
+    jacobian_bound: float = float("inf")
 
     @property
     def ratio(self) -> float:
@@ -60,6 +65,8 @@ class LocalLipschitz:
                 "ratio": num(self.ratio), "elapsed_s": round(self.elapsed_s, 4),
                 "domains": self.domains, "branching": self.mode,
                 "bound_method": self.bound_method,
+                "jacobian_bound": num(self.jacobian_bound),
+                "layer_product": num(self.layer_product),
                 "per_output": None if self.per_output is None else
                 [num(float(v)) for v in self.per_output],
                 "history": [[round(t, 4), num(u)] for t, u in self.history]}
@@ -99,6 +106,8 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
     root = [(np.asarray(lo), np.asarray(hi)) for lo, hi in ob.layers]
     rb = JacobianBounds(net, [(lo[None], hi[None]) for lo, hi in root], norm).output_rows()
     upper = float(domain_norm_upper(rb, 1, norm)[0])
+    product = constants(net, input_set, norm=norm, symbolic=False,
+                        layers=root).lipschitz
     rng = np.random.default_rng(seed)
     xs = np.concatenate([input_set.sample(ROOT_SAMPLES, rng),
                          (0.5 * (root[0][0] + root[0][1]))[None]])
@@ -124,7 +133,8 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
         upper = min(upper, search.upper())
         domains, history = search.bounded + 1, search.history
     per_output = rb.value if norm == "inf" else None
-    return LocalLipschitz(upper=upper, lower=found["lower"], norm=norm,
+    return LocalLipschitz(upper=min(upper, product), lower=found["lower"], norm=norm,
                           elapsed_s=time.perf_counter() - t0, domains=domains, mode=mode
                           if domains > 1 else None, per_output=per_output,
-                          witness=found["x"], history=history, bound_method=method)
+                          witness=found["x"], history=history, bound_method=method,
+                          layer_product=product, jacobian_bound=upper)
