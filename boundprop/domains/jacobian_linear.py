@@ -39,6 +39,7 @@ import numpy as np
 
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
+from boundprop.norms import spectral_norm_upper
 from boundprop.ops.activation import Activation
 from boundprop.ops.base import AffinePrimitive
 from boundprop.rounding import gamma, round_up
@@ -91,7 +92,7 @@ class JacobianBounds:
     (``centres[j]``: (D, size_j, n_in)), for choosing input splits."""
 
     def __init__(self, net: Network, layers: list[tuple[np.ndarray, np.ndarray]], norm: str,
-                 keep_centres: bool = False):
+                 keep_centres: bool = False, magnitude_budget: int = MAGNITUDE_BUDGET):
         if norm not in NORMS:
             raise BoundpropError(f"Jacobian bounds: norm '{norm}' not supported; use inf or 2")
         self.net, self.layers, self.norm = net, layers, norm
@@ -105,7 +106,7 @@ class JacobianBounds:
         self.centres: dict[int, np.ndarray] | None = {} if keep_centres else None
         for j in sorted(gated):
             size = int(np.prod(net.nodes[j].shape))
-            if size * self.n_domains * self._path_entries(j) > MAGNITUDE_BUDGET:
+            if size * self.n_domains * self._path_entries(j) > magnitude_budget:
                 continue
             self.uncertain[j] = self._uncertain(j)
             self.magnitude[j] = self._magnitudes(j)
@@ -237,3 +238,24 @@ class JacobianBounds:
             raise JacobianRuleMissing(f"node '{node.name}' ({op.kind}) has no Jacobian rule: "
                                       "the Jacobian bounds do not apply to this network")
         return parts
+
+
+def domain_norm_upper(rb: RowBounds, n_domains: int, norm: str) -> np.ndarray:
+    """Per domain, the certified ‖J‖ from its output rows (K consecutive rows per domain):
+    ℓ∞: the largest row bound; ℓ2: min(‖C‖₂ + ‖e‖₂, ‖v‖₂) with C the centre rows, e the row
+    errors (‖J − C‖₂ ≤ ‖J − C‖_F ≤ ‖e‖₂) and v the row bounds (‖J‖₂ ≤ ‖J‖_F)."""
+    v = rb.value.reshape(n_domains, -1)
+    if norm == "inf":
+        return v.max(axis=1)
+    k = v.shape[1]
+    e = rb.error.reshape(n_domains, k)
+    c = rb.centre.reshape(n_domains, k, -1)
+    out = np.empty(n_domains)
+    for d in range(n_domains):
+        frob = np.sqrt(np.sum(v[d] ** 2) * (1 + 2.0**-40))
+        if not np.all(np.isfinite(c[d])) or not np.isfinite(e[d]).all():
+            out[d] = frob
+            continue
+        split = spectral_norm_upper(c[d]) + np.sqrt(np.sum(e[d] ** 2) * (1 + 2.0**-40))
+        out[d] = min(frob, split)
+    return round_up(out * (1 + 2.0**-50))

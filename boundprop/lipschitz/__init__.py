@@ -18,10 +18,15 @@ import numpy as np
 
 from boundprop.analysis import output_bounds
 from boundprop.constants import constants
-from boundprop.domains.jacobian_linear import NORMS, JacobianBounds, JacobianRuleMissing
+from boundprop.domains.jacobian_linear import (
+    NORMS,
+    JacobianBounds,
+    JacobianRuleMissing,
+    domain_norm_upper,
+)
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
-from boundprop.lipschitz.branching import INPUT_SPLIT_MAX, LipschitzSearch, domain_norm_upper
+from boundprop.lipschitz.branching import INPUT_SPLIT_MAX, LipschitzSearch
 from boundprop.lipschitz.points import best_point
 from boundprop.sets import InputSet
 

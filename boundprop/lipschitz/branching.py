@@ -31,10 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from boundprop.domains.batched import DomainBatch, Split
-from boundprop.domains.jacobian_linear import JacobianBounds, RowBounds
+from boundprop.domains.jacobian_linear import JacobianBounds, RowBounds, domain_norm_upper
 from boundprop.ir import Network
-from boundprop.norms import spectral_norm_upper
-from boundprop.rounding import round_up
 
 INPUT_SPLIT_MAX = 16
 # Domains bounded per round at first; the batch then grows or shrinks toward ~0.5 s a round.
@@ -52,27 +50,6 @@ class Leaf:
     splits: tuple[Split, ...] = field(compare=False, default=())
     bound: float = field(compare=False, default=np.inf)
     score: np.ndarray | None = field(compare=False, default=None)  # split choice data
-
-
-def domain_norm_upper(rb: RowBounds, n_domains: int, norm: str) -> np.ndarray:
-    """Per domain, the certified ‖J‖ from its output rows (K consecutive rows per domain):
-    ℓ∞: the largest row bound; ℓ2: min(‖C‖₂ + ‖e‖₂, ‖v‖₂) with C the centre rows, e the row
-    errors (‖J − C‖₂ ≤ ‖J − C‖_F ≤ ‖e‖₂) and v the row bounds (‖J‖₂ ≤ ‖J‖_F)."""
-    v = rb.value.reshape(n_domains, -1)
-    if norm == "inf":
-        return v.max(axis=1)
-    k = v.shape[1]
-    e = rb.error.reshape(n_domains, k)
-    c = rb.centre.reshape(n_domains, k, -1)
-    out = np.empty(n_domains)
-    for d in range(n_domains):
-        frob = np.sqrt(np.sum(v[d] ** 2) * (1 + 2.0**-40))
-        if not np.all(np.isfinite(c[d])) or not np.isfinite(e[d]).all():
-            out[d] = frob
-            continue
-        split = spectral_norm_upper(c[d]) + np.sqrt(np.sum(e[d] ** 2) * (1 + 2.0**-40))
-        out[d] = min(frob, split)
-    return round_up(out * (1 + 2.0**-50))
 
 
 class LipschitzSearch:
