@@ -11,7 +11,9 @@ search is anytime. A leaf is
   e added to the worst row, C_e the centre of e's own Jacobian row (how fast z_e moves with
   x_i), width(z_e) its enclosure's width — the share of e's uncertainty one halving removes;
 - or phase constraints on kinks of piecewise-linear activations (``mode="activation"``):
-  z_e ≤ t | z_e ≥ t on the unstable entry e with the largest offset w_e in the worst row.
+  z_e ≤ t | z_e ≥ t on the unstable entry e with the largest offset w_e in the worst row,
+  in the earliest node that has one (a phase fixed early narrows every later enclosure:
+  mnist-net_256x2 ε=0.03 reached 233 in 3 s this way, 258 by the largest offset overall).
   With the phase fixed, σ' is one-sided there: the gate is exact, and the domain's other
   enclosures tighten (:class:`~boundprop.domains.batched.DomainBatch`).
 
@@ -111,19 +113,17 @@ class LipschitzSearch:
                 share = w[worst] / np.maximum(zhi - zlo, 1e-300)
                 score += share @ np.abs(cen[d])
             return score * width
-        best = (0.0, None)
-        for j, w in rb.contributions.items():
+        for j in sorted(rb.contributions):  # the earliest node first
             points = self.kinks.get(j)
             if not points:
                 continue
             zlo, zhi = (a[d].reshape(-1) for a in layers[j])
             for t in points:
-                open_ = (zlo < t) & (t < zhi)
-                cand = np.where(open_, w[worst], -1.0)
+                cand = np.where((zlo < t) & (t < zhi), rb.contributions[j][worst], -1.0)
                 e = int(np.argmax(cand))
-                if cand[e] > best[0]:
-                    best = (float(cand[e]), (j, e, t))
-        return best[1]
+                if cand[e] > 0:
+                    return (j, e, t)
+        return None
 
     # ------------------------------------------------------------------ search
     def push(self, lo, hi, splits, bound, score) -> None:
@@ -157,8 +157,8 @@ class LipschitzSearch:
             points: Callable[[np.ndarray], None], target_ratio: float,
             progress: Callable[[dict], None] | None, t0: float) -> None:
         """Split the worst leaves until the deadline, the leaf cap, or upper ≤ target·lower."""
-        batch = FIRST_BATCH
-        while self.leaves and time.perf_counter() < deadline:
+        batch, per_domain = FIRST_BATCH, 0.0
+        while self.leaves and time.perf_counter() + per_domain * 2 * batch < deadline:
             if self.upper() <= target_ratio * lower() or len(self.leaves) > MAX_LEAVES:
                 break
             taken, kids = [], []
@@ -181,7 +181,9 @@ class LipschitzSearch:
             if self.mode == "input":
                 points(0.5 * (lo + hi))
             elapsed = time.perf_counter() - t_round
-            batch = int(min(MAX_BATCH, max(1, batch * (2 if elapsed < 0.25 else 0.5))))
+            per_domain = elapsed / len(kids)
+            batch = int(min(MAX_BATCH, max(1, batch * (2 if elapsed < 0.25 else 0.5)),
+                            max(1, (deadline - time.perf_counter()) / (2 * per_domain + 1e-12))))
             now = time.perf_counter() - t0
             self.history.append((now, self.upper()))
             if progress is not None:
