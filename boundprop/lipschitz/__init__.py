@@ -97,12 +97,14 @@ def _mode(net: Network, kinks: dict) -> str | None:
 def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
                     time_budget: float = 0.0, method: str = "linear",
                     target_ratio: float = 1.0, seed: int = 0,
-                    progress: Callable[[dict], None] | None = None) -> LocalLipschitz:
+                    progress: Callable[[dict], None] | None = None,
+                    max_domains: int | None = None) -> LocalLipschitz:
     """Certified local Lipschitz constant of ``net`` on ``input_set`` in ``norm`` ("inf" or
     "2"), by Jacobian bound propagation on the enclosures of ``method`` ("linear" or
     "alpha"); with ``time_budget`` seconds, branching until the budget ends or upper ≤
-    ``target_ratio``·lower. Raises :class:`JacobianRuleMissing` for a network with an op
-    lacking a Jacobian rule."""
+    ``target_ratio``·lower (or ``max_domains`` domains are bounded: a result independent of
+    the machine's speed, up to the last round's batch). Raises :class:`JacobianRuleMissing`
+    for a network with an op lacking a Jacobian rule."""
     if norm not in NORMS:
         raise BoundpropError(f"local Lipschitz: norm '{norm}' not supported; use inf or 2")
     t0 = time.perf_counter()
@@ -134,7 +136,7 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
         bounds, _, scores = search.bound(lo[None], hi[None], [()])
         search.push(lo, hi, (), min(float(bounds[0]), upper), scores[0])
         search.run(t0 + time_budget, lambda: found["lower"], points, target_ratio, progress,
-                   t0)
+                   t0, max_domains)
         upper = min(upper, search.upper())
         domains, history = search.bounded + 1, search.history
     per_output = rb.value if norm == "inf" else None

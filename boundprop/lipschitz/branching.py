@@ -155,11 +155,15 @@ class LipschitzSearch:
 
     def run(self, deadline: float, lower: Callable[[], float],
             points: Callable[[np.ndarray], None], target_ratio: float,
-            progress: Callable[[dict], None] | None, t0: float) -> None:
-        """Split the worst leaves until the deadline, the leaf cap, or upper ≤ target·lower."""
+            progress: Callable[[dict], None] | None, t0: float,
+            max_domains: int | None = None) -> None:
+        """Split the worst leaves until the deadline, ``max_domains`` bounded, the leaf cap,
+        or upper ≤ target·lower."""
         batch, per_domain = FIRST_BATCH, 0.0
         while self.leaves and time.perf_counter() + per_domain * 2 * batch < deadline:
             if self.upper() <= target_ratio * lower() or len(self.leaves) > MAX_LEAVES:
+                break
+            if max_domains is not None and self.bounded >= max_domains:
                 break
             taken, kids = [], []
             while self.leaves and len(kids) < 2 * batch:
