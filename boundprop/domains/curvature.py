@@ -170,6 +170,6 @@ def curvature_smoothness(net: Network, layers: list[Box] | None, norm: str
                 return None, why
             rows = g.get(0)
         total.append(_node_term(d, kappa, rows, picked, norm))
-    if not total:
+    if not any(total):
         return 0.0, None
     return float(round_up(sum(total) * (1 + gamma(len(total) + 2)))), None
