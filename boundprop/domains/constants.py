@@ -315,7 +315,8 @@ class ConstantsPass:
         l_curv, curv_note = None, None
         if enclosure:
             l_enc, note = jacobian_enclosure_norm(net, self.layers, self.norm)
-            l_curv, curv_note = curvature_smoothness(net, self.layers, self.norm)
+            l_curv, curv_note = curvature_smoothness(
+                net, self.layers, self.norm, [lc.op_smoothness for lc in self.layer_constants])
         smooth = values[self.syms[out][1]]
         if l_curv is not None:
             smooth = min(smooth, l_curv)

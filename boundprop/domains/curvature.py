@@ -33,6 +33,8 @@ L_φ = 0) and has a ``jacobian`` rule; otherwise it reports why not.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import sympy as sp  # the constants rules speak sympy (op_smoothness = 0: affine on the set)
 
@@ -61,17 +63,31 @@ def _affine_on_set(node: Node, boxes: list[Box] | None, norm: str) -> bool:
         return False
 
 
-def _not_applicable(net: Network, layers: list[Box] | None, norm: str) -> str | None:
-    """Why the curvature method does not apply to ``net`` (None: it applies)."""
-    for node in net.nodes[1:]:
+def _not_applicable(net: Network, layers: list[Box] | None, norm: str,
+                    op_smoothness: Sequence[float] | None) -> str | None:
+    """Why the curvature method does not apply to ``net`` (None: it applies). A node that is
+    not elementwise is admitted when its op's L_φ on its enclosure is 0 (``op_smoothness``:
+    the values the constants pass computed; None: ask each op's constants rule)."""
+    for i, node in enumerate(net.nodes[1:], 1):
         if not node.op.has("jacobian"):
             return f"curvature method not applicable: no Jacobian rule for {node.op.kind}"
         if node.op.has("curvature") and len(node.inputs) == 1:
             continue
-        if not _affine_on_set(node, layers, norm):
+        affine = (op_smoothness[i] == 0.0 if op_smoothness is not None
+                  else _affine_on_set(node, layers, norm))
+        if not affine:
             return (f"curvature method not applicable: node {node.name} ({node.op.kind}) is "
                     "neither elementwise with a curvature rule nor affine on the set")
     return None
+
+
+def _work(net: Network, acts: list[int]) -> int:
+    """Rows × node entries of the backward passes: from the output, and from each elementwise
+    node's input."""
+    k_out = int(np.prod(net.output_shape))
+    sizes = np.cumsum([int(np.prod(n.shape)) for n in net.nodes])
+    return k_out * int(sizes[-1]) + sum(int(np.prod(net.nodes[i].shape)) *
+                                        int(sizes[net.nodes[i].inputs[0]]) for i in acts)
 
 
 def _column_weights(d: np.ndarray, norm: str) -> np.ndarray:
@@ -123,23 +139,23 @@ def _weights_and_picks(d: np.ndarray, kappa: np.ndarray, norm: str
     return kappa, np.flatnonzero(kappa > 0)
 
 
-def curvature_smoothness(net: Network, layers: list[Box] | None, norm: str
+def curvature_smoothness(net: Network, layers: list[Box] | None, norm: str,
+                         op_smoothness: Sequence[float] | None = None
                          ) -> tuple[float | None, str | None]:
     """Certified L of the network output on the set (``layers``: every node's enclosure; None:
     over all inputs) by the per-neuron second-order chain rule (module docstring), in the
-    p-norm ``norm``. Returns (L, None) or (None, why the method does not apply)."""
-    why = _not_applicable(net, layers, norm)
-    if why is not None:
-        return None, why
-    boxes = layers if layers is not None else [unbounded(n.shape) for n in net.nodes]
+    p-norm ``norm``. ``op_smoothness``: each node's certified L_φ if already computed.
+    Returns (L, None) or (None, why the method does not apply)."""
     acts = [i for i, n in enumerate(net.nodes) if i and n.op.has("curvature")]
-    k_out = int(np.prod(net.output_shape))
-    sizes = np.cumsum([int(np.prod(n.shape)) for n in net.nodes])
-    work = k_out * int(sizes[-1]) + sum(int(np.prod(net.nodes[i].shape)) *
-                                        int(sizes[net.nodes[i].inputs[0]]) for i in acts)
+    work = _work(net, acts)
     if work > ENCLOSURE_BUDGET:
         return None, (f"curvature method skipped: {work} row × entry operations exceed the "
                       "work budget")
+    why = _not_applicable(net, layers, norm, op_smoothness)
+    if why is not None:
+        return None, why
+    boxes = layers if layers is not None else [unbounded(n.shape) for n in net.nodes]
+    k_out = int(np.prod(net.output_shape))
     seed = (np.eye(k_out).reshape(k_out, *net.output_shape),
             np.zeros((k_out, *net.output_shape)))
     sens, why = backward_enclosures(net, boxes, net.output, seed, frozenset(acts))
