@@ -346,7 +346,9 @@ def _print_certificate(args: argparse.Namespace, net, cert, s) -> None:
           + (f", Jacobian enclosure {_fmt(c.lipschitz_enclosure)}" if c.lipschitz_enclosure
              is not None else f"; {c.enclosure_note}" if c.enclosure_note else "") + ")")
     print(f"smoothness L = {_fmt(c.smoothness)}"
-          + (f"   ({c.smoothness_reason})" if c.smoothness_reason else ""))
+          + (f"   ({c.smoothness_reason})" if c.smoothness_reason else "")
+          + (f"   (curvature method {_fmt(c.smoothness_curvature)})"
+             if c.smoothness_curvature is not None and not c.smoothness_reason else ""))
     print(f"bound B      = {_fmt(c.bound)}")
     if cert.objective is not None:
         o = cert.objective

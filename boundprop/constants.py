@@ -16,6 +16,12 @@ substituted (the global formulas). It knows nothing about particular ops.
 (the Clarke Jacobian enclosed in an interval matrix by a backward pass from the outputs,
 then the norm of the enclosure: max row sum (ℓ∞), max column sum (ℓ1), or ‖ |J|max ‖₂ (ℓ2);
 :mod:`boundprop.domains.jacobian`). The certified ℓ is the smaller; both are reported.
+
+L has two methods likewise: the composition (the rules above, the symbolic form) and the
+curvature method (:mod:`boundprop.domains.curvature`: the exact second-order chain rule with
+per-neuron bounds of |σ''|, of the output's sensitivity to each neuron and of each neuron's
+gradient, ``Constants.smoothness_curvature``; None with ``curvature_note`` where it does not
+apply). The certified L is the smaller.
 """
 
 from __future__ import annotations

@@ -179,7 +179,8 @@ def _question_tamperings(path: tuple, x: Any, doc: dict) -> Iterator[tuple]:
 
 
 ENUMS = {"norm": ["2", "inf", "1"], "wrt": ["input", "params"], "execution": ["float32"]}
-NULL_CLAIMS = {"lipschitz_enclosure": 0, "layers[].interval_width": 0, "param_radius": 0.5,
+NULL_CLAIMS = {"lipschitz_enclosure": 0, "smoothness_curvature": 0,
+               "layers[].interval_width": 0, "param_radius": 0.5,
                "layers[].op_lipschitz": 0, "layers[].op_smoothness": 0}
 
 
@@ -269,6 +270,7 @@ def _cosmetic_tamperings(doc: dict) -> Iterator[tuple]:
     yield "elapsed_s", _setter(("elapsed_s",), 12345.0)
     yield "enclosure_note", _setter(("enclosure_note",), "anything")
     yield "smoothness_reason", _setter(("smoothness_reason",), "anything")
+    yield "curvature_note", _setter(("curvature_note",), "anything")
     yield "symbolic.meaning", _setter(("symbolic", "meaning"), {"R": "anything"})
 
 

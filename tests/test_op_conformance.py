@@ -74,7 +74,7 @@ def implemented(cls: type[Primitive], rule: str) -> bool:
         return _overrides(cls, "relaxed_forward")
     method = {"ort_interval": "emit_interval_onnx", "materialize": "materialize",
               "row_norms": "sq_linear", "needs_tighter": "needs_tighter",
-              "slope_parameters": "with_slopes"}[rule]
+              "slope_parameters": "with_slopes", "curvature": "smoothness_on"}[rule]
     return callable(getattr(cls, method, None))
 
 
@@ -220,6 +220,31 @@ def test_jacobian_encloses_finite_differences(spec):
                 tol = 1e-5 * (1 + np.abs(fd))
                 assert np.all(np.abs(fd - centre) <= radius + tol), \
                     f"outside by {np.max(np.abs(fd - centre) - radius):.3g}"
+
+
+# ------------------------------------------------------------------ curvature
+@pytest.mark.parametrize("spec", rows("curvature"))
+def test_curvature_bounds_sampled_derivative_quotients(spec):
+    """Elementwise, and per entry |σ'(x) − σ'(y)| ≤ κ̄ |x − y| for x, y in the entry's box
+    (σ' by central differences of the op itself, away from the box ends)."""
+    op, boxes, xs, rng = build(spec)
+    (lo, hi), = boxes
+    kappa = op.smoothness_on(lo, hi)
+    assert kappa.shape == np.broadcast_shapes(lo.shape, kappa.shape) and np.all(kappa >= 0)
+    x = xs[0]
+    y = x + 0.1 * rng.random(x.shape) * (hi - lo)
+    h = 1e-5 * np.maximum(1.0, np.abs(hi - lo))
+    ok = (lo + h <= np.minimum(x, y)) & (np.maximum(x, y) <= hi - h) & np.isfinite(kappa)
+    y = np.where(ok, y, x)
+
+    def slope(z):
+        return (op.evaluate(z + h) - op.evaluate(z - h)) / (2 * h)
+
+    quot = np.abs(slope(x) - slope(y))
+    moved = np.where(np.isfinite(kappa), kappa, 0.0) * np.abs(x - y)
+    bound = np.where(np.isfinite(kappa), moved, np.inf) + 1e-6 * (1 + np.abs(slope(x))) \
+        + 4e-16 / h
+    assert np.all(quot <= bound), f"σ' moves by {np.max(quot - bound):.3g} more than κ̄ allows"
 
 
 # ------------------------------------------------------------------ vjp

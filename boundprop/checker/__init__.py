@@ -39,6 +39,8 @@ checked only without a set, over all inputs); a ``float32`` execution claim is r
 with float32 rounding and its samples are run through onnxruntime in float32 with no
 tolerance; ``lipschitz_product`` must be ≥ the exact layer product; ``lipschitz_enclosure``
 and ``Jenc`` (upper bounds of ℓ) ≥ the verified product or the re-derived Jacobian enclosure;
+the global ``smoothness`` ≥ the output node's verified composed L or the re-derived curvature
+bound (:mod:`boundprop.domains.curvature`), ``smoothness_curvature`` and ``Lcurv`` ≥ the latter;
 every layer's ``op_lipschitz``/``op_smoothness`` ≥ its op rule's value; the input layer's
 constants ≥ those of the identity (1 or 0, 0, R).
 

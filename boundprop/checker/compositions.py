@@ -82,16 +82,66 @@ def _check_upper_of_lipschitz(ck: Recorder, st: State, name: str, claim, product
             f"re-derived Jacobian enclosure {enc if enc is not None else note}")
 
 
+def _curvature_value(st: State) -> tuple[float | None, str | None]:
+    """The curvature method's bound re-derived by the prover's code (w.r.t. the input only)."""
+    if st.doc["wrt"] == "params":
+        return None, "w.r.t. the parameters there is no curvature method"
+    return st.curvature()
+
+
+def _at_least(claim, value: float | None) -> bool:
+    """Whether the claim (exact, or math.inf) is ≥ the re-derived float ``value`` (None: no
+    value, never)."""
+    if value is None:
+        return False
+    return claim == math.inf if value == math.inf else claim >= Fraction(value)
+
+
+def _check_curvature_claim(ck: Recorder, st: State, name: str, claim) -> None:
+    """A claimed curvature-method bound on L (``smoothness_curvature``, ``Lcurv``): ≥ the
+    bound re-derived by the prover's code."""
+    curv, note = _curvature_value(st)
+    ok = _at_least(claim, curv)
+    ck.item(name, ok, "recomputed",
+            f"claimed {show(claim)} ≥ re-derived curvature bound {curv!r}" if ok else
+            f"claimed {show(claim)} is below the re-derived curvature bound "
+            f"{curv if curv is not None else note}")
+
+
+def _check_global_smoothness(ck: Recorder, st: State, claim, composed) -> None:
+    """The global L: ≥ the output node's verified composed L, or else ≥ the curvature bound
+    re-derived by the prover's code."""
+    if claim >= composed:
+        ck.item("global smoothness", True, "exact", f"claimed {show(claim)} ≥ the composed "
+                f"output node's {show(composed)}")
+        return
+    curv, note = _curvature_value(st)
+    ok = _at_least(claim, curv)
+    ck.item("global smoothness", ok, "recomputed",
+            f"claimed {show(claim)} ≥ re-derived curvature bound {curv!r}" if ok else
+            f"claimed {show(claim)} is below the composed {show(composed)} and the "
+            f"re-derived curvature bound {curv if curv is not None else note}")
+
+
 def check_globals(ck: Recorder, st: State) -> None:
     """Global ℓ, L, B against the output node's; ``lipschitz_product`` against the exact
     layer product; ``lipschitz_enclosure`` and ``Jenc`` against the product or the re-derived
-    enclosure; the global formulas (and their ``*_free`` forms) against the composed rules."""
+    enclosure; L against the output node's composed L or the re-derived curvature bound,
+    ``smoothness_curvature`` and ``Lcurv`` against the latter; the global formulas (and
+    their ``*_free`` forms) against the composed rules."""
     doc, net = st.doc, st.net
     out = doc["layers"][net.output]
-    for which in ("smoothness", "bound"):
-        c = as_number(doc[which])
-        ck.item(f"global {which}", c >= as_number(out[which]), "exact",
-                f"claimed {show(c)}, output node's {show(as_number(out[which]))}")
+    c = as_number(doc["bound"])
+    ck.item("global bound", c >= as_number(out["bound"]), "exact",
+            f"claimed {show(c)}, output node's {show(as_number(out['bound']))}")
+    _check_global_smoothness(ck, st, as_number(doc["smoothness"]),
+                             as_number(out["smoothness"]))
+    if doc.get("smoothness_curvature") is not None:
+        _check_curvature_claim(ck, st, "smoothness_curvature",
+                               as_number(doc["smoothness_curvature"]))
+    if "Lcurv" in st.claimed:
+        st.covered.add("Lcurv")
+        _check_curvature_claim(ck, st, "constant Lcurv", st.claimed["Lcurv"])
     product = as_number(out["lipschitz"])
     exact_product = st.layer_hi[net.output].get("lipschitz", product) if net.output else product
     _check_upper_of_lipschitz(ck, st, "global lipschitz", as_number(doc["lipschitz"]), product)
@@ -133,6 +183,8 @@ def _check_global_formulas(ck: Recorder, st: State) -> None:
     full = compose_global_formulas(net, st.syms, st.rules_local)[net.output]
     if "Jenc" in st.claimed:
         full = (sp.Min(full[0], sp.Symbol("Jenc", nonnegative=True)), *full[1:])
+    if "Lcurv" in st.claimed:
+        full = (full[0], sp.Min(full[1], sp.Symbol("Lcurv", nonnegative=True)), full[2])
     free = doc.get("free") or []
     names = {str(x) for e in full for x in e.free_symbols}
     missing = [f for f in free if f not in names]

@@ -19,6 +19,7 @@ import numpy as np
 
 from boundprop.analysis import output_bounds
 from boundprop.constants import jacobian_enclosure_norm, node_symbols, param_ball_intervals
+from boundprop.domains.curvature import curvature_smoothness
 from boundprop.errors import BoundpropError
 from boundprop.importer import load
 from boundprop.ops.base import AffinePrimitive
@@ -109,3 +110,9 @@ class Prover:
         """‖J‖_p of the Jacobian enclosure over the enclosures (the enclosure method's ℓ)."""
         self._use("boundprop.constants.jacobian_enclosure_norm (Jacobian enclosure)")
         return jacobian_enclosure_norm(net, boxes, norm)
+
+    def curvature_smoothness(self, net, boxes, norm: str) -> tuple[float | None, Any]:
+        """The curvature method's bound on L over the enclosures (per-neuron second-order
+        chain rule: σ'' ranges, backward Jacobian enclosures, certified spectral norms)."""
+        self._use("boundprop.domains.curvature.curvature_smoothness (curvature method)")
+        return curvature_smoothness(net, boxes, norm)

@@ -109,6 +109,7 @@ class State:
     layer_hi: list = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
     _enclosure: tuple | None = None
+    _curvature: tuple | None = None
 
     def enclosure(self) -> tuple[float | None, str | None]:
         """The Jacobian enclosure's norm re-derived by the prover's code (computed once)."""
@@ -116,3 +117,10 @@ class State:
             self._enclosure = self.prover.jacobian_enclosure_norm(self.net, self.boxes,
                                                                   self.doc["norm"])
         return self._enclosure
+
+    def curvature(self) -> tuple[float | None, str | None]:
+        """The curvature method's bound on L re-derived by the prover's code (computed once)."""
+        if self._curvature is None:
+            self._curvature = self.prover.curvature_smoothness(self.net, self.boxes,
+                                                               self.doc["norm"])
+        return self._curvature

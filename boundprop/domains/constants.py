@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp  # this domain is symbolic: sympy is its arithmetic, not an optional extra
 
+from boundprop.domains.curvature import curvature_smoothness
 from boundprop.domains.jacobian import jacobian_enclosure_norm
 from boundprop.domains.walker import Box, input_boxes
 from boundprop.errors import BoundpropError, UnsupportedModelError
@@ -99,9 +100,11 @@ class Constants:
     smoothness_reason: str | None
     bound: float
     layers: list[LayerConstants]
-    values: dict[sp.Symbol, float] = field(repr=False)
-    meaning: dict[sp.Symbol, str] = field(repr=False)
-    latex_names: dict[sp.Symbol, str] = field(repr=False)
+    smoothness_curvature: float | None = None
+    curvature_note: str | None = None
+    values: dict[sp.Symbol, float] = field(default_factory=dict, repr=False)
+    meaning: dict[sp.Symbol, str] = field(default_factory=dict, repr=False)
+    latex_names: dict[sp.Symbol, str] = field(default_factory=dict, repr=False)
     lipschitz_formula: sp.Expr | None = field(default=None, repr=False)
     smoothness_formula: sp.Expr | None = field(default=None, repr=False)
     bound_formula: sp.Expr | None = field(default=None, repr=False)
@@ -304,18 +307,25 @@ class ConstantsPass:
 
     def result(self, s: InputSet | None, enclosure: bool, symbolic: bool) -> Constants:
         """The network output's constants: ℓ the smaller of the product (chain rule) and, if
-        ``enclosure``, the Jacobian-enclosure bound; with ``symbolic`` the global formulas."""
+        ``enclosure``, the Jacobian-enclosure bound; L the smaller of the composition and, if
+        ``enclosure``, the curvature method's bound; with ``symbolic`` the global formulas."""
         net, values, out = self.net, self.table.values, self.net.output
         l_prod = values[self.syms[out][0]]
         l_enc, note = None, None
+        l_curv, curv_note = None, None
         if enclosure:
             l_enc, note = jacobian_enclosure_norm(net, self.layers, self.norm)
+            l_curv, curv_note = curvature_smoothness(
+                net, self.layers, self.norm, [lc.op_smoothness for lc in self.layer_constants])
         smooth = values[self.syms[out][1]]
+        if l_curv is not None:
+            smooth = min(smooth, l_curv)
         params = self.param_radius is not None
         res = Constants(norm=self.norm, local=s is not None,
                         lipschitz=l_prod if l_enc is None else min(l_prod, l_enc),
                         lipschitz_product=l_prod, lipschitz_enclosure=l_enc,
                         enclosure_note=note, smoothness=smooth,
+                        smoothness_curvature=l_curv, curvature_note=curv_note,
                         smoothness_reason=self.first_reason if smooth == float("inf")
                         else None, bound=values[self.syms[out][2]],
                         layers=self.layer_constants, values=values,
@@ -324,11 +334,12 @@ class ConstantsPass:
                         param_radius=float(self.param_radius) if params else None,
                         output_box=None if self.layers is None else self.layers[out])
         if symbolic:
-            self._formulas(res, l_enc)
+            self._formulas(res, l_enc, l_curv)
         return res
 
-    def _formulas(self, res: Constants, l_enc: float | None) -> None:
-        """The output's global formulas; ℓ's is min(product formula, Jenc) with an enclosure."""
+    def _formulas(self, res: Constants, l_enc: float | None, l_curv: float | None) -> None:
+        """The output's global formulas; ℓ's is min(product formula, Jenc) with an enclosure,
+        L's min(composed formula, Lcurv) with the curvature method."""
         full = global_formulas(self.net, self.syms, self.rules_local)
         enc_sym = None
         if l_enc is not None:
@@ -336,5 +347,11 @@ class ConstantsPass:
             self.table.add(enc_sym, l_enc, f"‖Jacobian enclosure‖_{self.norm} (enclosure "
                            "method)", "\\|\\mathcal{J}\\|")
         lo_f, sm_f, bo_f = full[self.net.output]
+        if l_curv is not None and np.isfinite(l_curv):
+            curv_sym = sp.Symbol("Lcurv", nonnegative=True)
+            self.table.add(curv_sym, l_curv, f"‖D²y‖ bound of the curvature method "
+                           f"(per-neuron second-order chain rule, {self.norm}-norm)",
+                           "L_{\\mathrm{curv}}")
+            sm_f = sp.Min(sm_f, curv_sym)
         res.lipschitz_formula = lo_f if enc_sym is None else sp.Min(lo_f, enc_sym)
         res.smoothness_formula, res.bound_formula = sm_f, bo_f

@@ -51,7 +51,7 @@ class Activation(Primitive):
     # Every activation has these rules; those with an onnxruntime emission add "ort_interval".
     rules: ClassVar[frozenset[str]] = frozenset(
         {"interval", "backward_linear", "constants", "jacobian", "vjp", "needs_tighter",
-         "relaxed_forward", "slope_parameters"})
+         "relaxed_forward", "slope_parameters", "curvature"})
 
     def __init__(self, in_shape: Shape, **params: float) -> None:
         self.in_shapes, self.out_shape = (tuple(in_shape),), tuple(in_shape)

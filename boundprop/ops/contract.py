@@ -28,6 +28,8 @@ RULES: dict[str, str] = {
     "needs_tighter": "which inputs a tighter enclosure would help (needs_tighter)",
     "relaxed_forward": "the linear bound backward_linear used, evaluated at points "
                        "(relaxed_forward: gradients of a bound for the slope optimiser)",
+    "curvature": "elementwise y = σ(x) on one input with per-entry Lipschitz constants of σ' "
+                 "(|σ''| bounds) on input boxes (smoothness_on)",
     "slope_parameters": "free slopes of the lower and upper lines per entry, any value in "
                         "their ranges sound (slope_ranges, with_slopes)",
 }
@@ -37,7 +39,7 @@ COLUMN: dict[str, str] = {
     "interval": "int", "backward_linear": "back", "constants": "const", "jacobian": "jac",
     "ort_interval": "ort", "vjp": "vjp", "parametric": "param", "materialize": "mat",
     "entry_selection": "sel", "row_norms": "rows", "needs_tighter": "tight",
-    "relaxed_forward": "fwd", "slope_parameters": "slope",
+    "relaxed_forward": "fwd", "slope_parameters": "slope", "curvature": "curv",
 }
 
 

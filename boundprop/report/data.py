@@ -213,7 +213,9 @@ def global_facts(doc: dict) -> list[tuple[str, str]]:
                  f"{fmt_number(doc.get('elapsed_s'), 3)} s"),
         ("Lipschitz ℓ", f"{fmt_number(doc.get('lipschitz'))}   ({_lipschitz_detail(doc)})"),
         ("smoothness L", fmt_number(doc.get("smoothness"))
-         + (f"   ({doc['smoothness_reason']})" if doc.get("smoothness_reason") else "")),
+         + (f"   ({doc['smoothness_reason']})" if doc.get("smoothness_reason") else
+            f"   (curvature method {fmt_number(doc['smoothness_curvature'])})"
+            if doc.get("smoothness_curvature") is not None else "")),
         ("bound B", fmt_number(doc.get("bound"))),
     ]
     if doc.get("free"):
