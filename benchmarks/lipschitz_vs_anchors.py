@@ -48,7 +48,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's boundprop
 
 import boundprop as bp  # noqa: E402
-from boundprop.audit.jacobian_search import jacobian_norm_lower  # noqa: E402
+from boundprop.audit.jacobian_search import (  # noqa: E402
+    jacobian_norm_lower,
+    pair_quotient,
+    smoothness_lower,
+)
 from boundprop.vnnlib import load_vnnlib  # noqa: E402
 
 try:
@@ -160,3 +164,182 @@ def run_lirpa(py: str, case: Path, timeout: float) -> dict:
     if err:
         res["error"] = err
     return res
+
+
+def cached_lirpa(args, name: str, net, box, cache: dict) -> dict | None:
+    """auto_LiRPA's ℓ∞ result for one instance: from the cache when its key matches (and no
+    --rerun-lirpa), else measured (unless --no-lirpa or no venv) and cached."""
+    with tempfile.TemporaryDirectory() as td:
+        try:
+            case, key = lirpa_case(Path(td), net, box)
+        except ValueError as e:
+            return {"error": f"not a dense chain: {e}"}
+        hit = cache.get(name)
+        if hit and hit.get("key") == key and not args.rerun_lirpa:
+            return dict(hit, cached=True)
+        if args.no_lirpa or not Path(args.lirpa_python).exists():
+            return None
+        print(f"  auto_LiRPA on {name} …", file=sys.stderr, flush=True)
+        res = dict(run_lirpa(args.lirpa_python, case, args.timeout), key=key)
+    if "lipschitz" in res and res.get("complete"):
+        cache[name] = res
+        CACHE.write_text(json.dumps(cache, indent=1) + "\n")
+    return res
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def certified(net, box, norm: str, budget: float) -> dict:
+    """The certified engine's value (n/a until boundprop.lipschitz is on this branch)."""
+    if local_lipschitz is None:
+        return {"value": None, "note": "n/a: boundprop.lipschitz.local_lipschitz not on this "
+                "branch"}
+    try:
+        r, dt = timed(lambda: local_lipschitz(net, box, norm=norm, time_budget=budget))
+    except Exception as e:  # noqa: BLE001 - reported in the table
+        return {"value": None, "note": f"error: {type(e).__name__}: {e}"[:200]}
+    return {"value": float(r.upper), "lower": float(r.lower), "seconds": dt,
+            "elapsed_s": float(r.elapsed_s), "domains": int(r.domains)}
+
+
+def instance_rows(args, name, net, box, cache) -> list[dict]:
+    rows = []
+    anchor = ANCHORS.get(name, {})
+    smooth = not any(n.op.kind == "Relu" for n in net.nodes)
+    lirpa = cached_lirpa(args, name, net, box, cache)
+    for norm in ("inf", "2"):
+        (val, x, row), search_s = timed(lambda norm=norm: jacobian_norm_lower(
+            net, box, norm, args.budget, seed=0))
+        pair = pair_quotient(net, box, x.reshape(-1), norm, row)
+        cert = certified(net, box, norm, args.cert_budget)
+        c, old_s = timed(lambda norm=norm: bp.certify(net, box, norm=norm))
+        r = {"instance": name, "quantity": "lipschitz", "norm": norm,
+             "lower": val, "lower_row": row, "lower_pair_quotient": pair,
+             "lower_search_s": search_s, "certified": cert,
+             "ratio_certified_lower": (cert["value"] / val if cert.get("value") else None),
+             "old_boundprop": float(c.lipschitz), "old_boundprop_s": old_s,
+             "ratio_old_lower": float(c.lipschitz) / val,
+             "anchor_sampled_lower": anchor.get("sampled") if norm == "inf" else None}
+        if norm == "inf" and lirpa:
+            if "lipschitz" in lirpa:
+                r["auto_LiRPA"] = {k: lirpa.get(k) for k in (
+                    "lipschitz", "seconds", "per_output", "build_s", "versions", "dtype",
+                    "complete", "cached", "rebuild_max_abs_diff")}
+                r["ratio_lirpa_lower"] = lirpa["lipschitz"] / val
+            else:
+                r["auto_LiRPA"] = {"error": lirpa.get("error", "?")}
+        rows.append(r)
+        print(f"  {name} ℓ{norm}: lower {val:.4g} ({search_s:.0f} s), old {c.lipschitz:.4g}",
+              file=sys.stderr, flush=True)
+        if smooth:
+            lo_L = smoothness_lower(net, box, norm, args.budget / 3, seed=0,
+                                    points=[x.reshape(-1)])
+            rows.append({"instance": name, "quantity": "smoothness", "norm": norm,
+                         "lower": lo_L, "certified": {"value": None, "note": "n/a"},
+                         "old_boundprop": float(c.smoothness),
+                         "ratio_old_lower": float(c.smoothness) / lo_L if lo_L else None})
+    return rows
+
+
+def fmt(x, digits=4) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, str):
+        return x
+    return f"{x:,.{digits}g}" if abs(x) < 1e5 else f"{x:.3e}"
+
+
+def markdown(rows, st) -> list[str]:
+    lines = [
+        "Local Lipschitz constants on the anchors' instances (issue 15). ℓ∞: max_i sup_{x∈box} "
+        "‖∇f_i(x)‖₁; ℓ2: sup_{x∈box} ‖J(x)‖₂; smoothness L: Lipschitz constant of J on the box "
+        "(same norm).", "",
+        "*lower*: best ‖J(x)‖ found by boundprop.audit.jacobian_search at a point x of the box "
+        "(exact Jacobian of the float64 IR; the pair quotient column is the same value as a "
+        "difference quotient of two points of the box) — every value is a true lower bound. "
+        "*certified*: boundprop.lipschitz.local_lipschitz. *old*: bp.certify(net, box, "
+        "norm).lipschitz / .smoothness. auto_LiRPA: its Jacobian bound (JacobianOP + GradNorm(1), "
+        f"one compute_jacobian_bounds per output row, time summed), {st.get('lirpa')}.", "",
+        "| instance | quantity | norm | lower (search s) | pair quotient | anchors' sampled | "
+        "certified (s) | certified/lower | auto_LiRPA (s) | auto_LiRPA/lower | old boundprop (s) "
+        "| old/lower |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        c = r["certified"]
+        cert = fmt(c.get("value")) + (f" ({c['seconds']:.1f})" if c.get("seconds") else "")
+        lr = r.get("auto_LiRPA") or {}
+        if "lipschitz" in lr:
+            lir = f"{fmt(lr['lipschitz'])} ({lr['seconds']:.1f})"
+        else:
+            lir = lr.get("error", "—") if lr else "—"
+        low = fmt(r["lower"]) + (f" ({r['lower_search_s']:.0f})" if "lower_search_s" in r
+                                 else "")
+        old = fmt(r["old_boundprop"]) + (f" ({r['old_boundprop_s']:.1f})"
+                                        if "old_boundprop_s" in r else "")
+        lines.append(
+            f"| {r['instance']} | {r['quantity']} | {r['norm']} | {low} | "
+            f"{fmt(r.get('lower_pair_quotient'))} | {fmt(r.get('anchor_sampled_lower'))} | "
+            f"{cert} | {fmt(r.get('ratio_certified_lower'), 3)} | {lir} | "
+            f"{fmt(r.get('ratio_lirpa_lower'), 3)} | {old} | {fmt(r.get('ratio_old_lower'), 3)} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lirpa-python", default=os.environ.get("BOUNDPROP_LIRPA_PYTHON",
+                                                             DEFAULT_VENV))
+    ap.add_argument("--no-lirpa", action="store_true",
+                    help="never run auto_LiRPA (its columns come from the cache only)")
+    ap.add_argument("--rerun-lirpa", action="store_true", help="ignore the cache")
+    ap.add_argument("--eran-dir", default=os.environ.get("BOUNDPROP_ERAN_DIR", DEFAULT_ERAN))
+    ap.add_argument("--budget", type=float, default=30.0,
+                    help="seconds of lower-bound search per instance and norm")
+    ap.add_argument("--cert-budget", type=float, default=0.0,
+                    help="time_budget passed to local_lipschitz")
+    ap.add_argument("--timeout", type=float, default=3600.0,
+                    help="seconds for auto_LiRPA on one instance (all output rows)")
+    ap.add_argument("--only", nargs="+", help="instances whose name contains any of these")
+    ap.add_argument("--out", default=str(OUT), help="writes OUT.json and OUT.md")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    rows = []
+    for name, onnx_rel, vnn_rel, where in INSTANCES:
+        if args.only and not any(s.lower() in name.lower() for s in args.only):
+            continue
+        base = VNN if where == "vnn" else Path(args.eran_dir)
+        onnx_path, vnn_path = base / onnx_rel, base / vnn_rel
+        if not (onnx_path.exists() and vnn_path.exists()):
+            print(f"skipped {name}: {onnx_path} or {vnn_path} absent", file=sys.stderr)
+            continue
+        net, box = load_instance(onnx_path, vnn_path)
+        rows += instance_rows(args, name, net, box, cache)
+    lv = next((r["auto_LiRPA"]["versions"] for r in rows
+               if "versions" in (r.get("auto_LiRPA") or {})), None)
+    st = {"lirpa": (f"auto_LiRPA {lv['auto_LiRPA']}, torch {lv['torch']}, float64, CPU, 2 threads"
+                    if lv else "auto_LiRPA not run"),
+          "search_budget_s": args.budget, "certified_engine": local_lipschitz is not None,
+          "boundprop_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                                             capture_output=True, text=True,
+                                             cwd=ROOT).stdout.strip() or None,
+          "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()}
+    wall = time.perf_counter() - t0
+    md = markdown(rows, st) + ["", f"Total wall time of this run: {wall:.0f} s (auto_LiRPA "
+                                   "times are from its own run, cached)."]
+    print("\n".join(md))
+    cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT)]
+                               + sys.argv[1:])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out + ".json").write_text(json.dumps(
+        {"command": cmd, "wall_s": wall, "settings": st, "anchors": ANCHORS, "rows": rows},
+        indent=1) + "\n")
+    Path(args.out + ".md").write_text("\n".join(md) + "\n")
+    print(f"\nwrote {os.path.relpath(args.out, ROOT)}.json and .md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

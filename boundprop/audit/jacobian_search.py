@@ -42,7 +42,7 @@ import numpy as np
 
 from boundprop.attack import smoothed_network
 from boundprop.audit.function import NoJacobian, reverse_pass
-from boundprop.audit.pnorms import operator_norm_direction
+from boundprop.audit.pnorms import operator_norm, operator_norm_direction
 from boundprop.audit.regions import region_of_set
 from boundprop.ops.piecewise import KinkAtOrigin
 
@@ -257,4 +257,39 @@ def jacobian_norm_lower(net, input_set, norm: str = "inf", time_budget: float = 
     return best.value, x, best.row
 
 
-__all__ += ["NoJacobian"]
+def smoothness_lower(net, input_set, norm: str = "2", time_budget: float = 5.0, seed: int = 0,
+                     points=None) -> float:
+    """A lower bound of the smoothness constant L (‖J(x) − J(y)‖_p ≤ L‖x − y‖_p on the set):
+    the largest quotient ‖J(b) − J(a)‖_p / ‖b − a‖_p (exact Jacobians) over pairs a, b of the
+    set, b − a along the top singular direction of J at the base point or a random corner
+    direction, at several scales; base points ``points`` (flat, e.g. the Lipschitz search's
+    best) then samples."""
+    deadline = time.perf_counter() + time_budget
+    rng = np.random.default_rng(seed)
+    region = _region(net, input_set)
+    pts = [] if points is None else [np.asarray(p, float).reshape(1, -1) for p in points]
+    best = 0.0
+    scales = (1e-3, 1e-2, 0.1, 0.3)
+    while time.perf_counter() < deadline:
+        base = pts.pop(0) if pts else region.sample(1, rng)
+        J = exact_jacobians(net, base)[0]
+        v = operator_norm_direction(J, "2")[1]
+        dirs = [v[None], region.directions(1, rng)]
+        for d in dirs:
+            nd = np.abs(d).max() if hasattr(region, "lo") else np.linalg.norm(d)
+            if nd == 0:
+                continue
+            for t in scales:
+                off = t * (region.scale or 1.0) * d / nd
+                c, (da, db) = region.fit(base, [-off / 2, off / 2])
+                a, b = region.project(c + da), region.project(c + db)
+                step = (b - a)[0]
+                den = np.abs(step).max() if norm == "inf" else np.linalg.norm(step)
+                if den == 0:
+                    continue
+                Ja, Jb = exact_jacobians(net, np.concatenate([a, b]))
+                best = max(best, operator_norm(Jb - Ja, norm) / den)
+    return float(best)
+
+
+__all__ += ["NoJacobian", "smoothness_lower"]
