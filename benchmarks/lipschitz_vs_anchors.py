@@ -175,13 +175,14 @@ def cached_lirpa(args, name: str, net, box, cache: dict) -> dict | None:
         except ValueError as e:
             return {"error": f"not a dense chain: {e}"}
         hit = cache.get(name)
-        if hit and hit.get("key") == key and not args.rerun_lirpa:
+        if hit and hit.get("key") == key and (hit.get("complete") or args.no_lirpa) \
+                and not args.rerun_lirpa:
             return dict(hit, cached=True)
         if args.no_lirpa or not Path(args.lirpa_python).exists():
-            return None
+            return {"key": key, "error": "not run (--no-lirpa or no venv), not cached"}
         print(f"  auto_LiRPA on {name} …", file=sys.stderr, flush=True)
         res = dict(run_lirpa(args.lirpa_python, case, args.timeout), key=key)
-    if "lipschitz" in res and res.get("complete"):
+    if "lipschitz" in res:  # a partial run (killed or timed out) is cached as such
         cache[name] = res
         CACHE.write_text(json.dumps(cache, indent=1) + "\n")
     return res
@@ -206,6 +207,18 @@ def certified(net, box, norm: str, budget: float) -> dict:
             "elapsed_s": float(r.elapsed_s), "domains": int(r.domains)}
 
 
+def fill_lirpa(r: dict, lirpa: dict) -> None:
+    """auto_LiRPA's columns of a row (ℓ∞ Lipschitz) from its result or cache entry."""
+    r["lirpa_key"] = lirpa.get("key")
+    if "lipschitz" in lirpa:
+        r["auto_LiRPA"] = {k: lirpa.get(k) for k in (
+            "lipschitz", "seconds", "per_output", "build_s", "versions", "dtype",
+            "complete", "cached", "rebuild_max_abs_diff", "error")}
+        r["ratio_lirpa_lower"] = lirpa["lipschitz"] / r["lower"]
+    else:
+        r["auto_LiRPA"] = {"error": lirpa.get("error", "?")}
+
+
 def instance_rows(args, name, net, box, cache) -> list[dict]:
     rows = []
     anchor = ANCHORS.get(name, {})
@@ -225,13 +238,7 @@ def instance_rows(args, name, net, box, cache) -> list[dict]:
              "ratio_old_lower": float(c.lipschitz) / val,
              "anchor_sampled_lower": anchor.get("sampled") if norm == "inf" else None}
         if norm == "inf" and lirpa:
-            if "lipschitz" in lirpa:
-                r["auto_LiRPA"] = {k: lirpa.get(k) for k in (
-                    "lipschitz", "seconds", "per_output", "build_s", "versions", "dtype",
-                    "complete", "cached", "rebuild_max_abs_diff")}
-                r["ratio_lirpa_lower"] = lirpa["lipschitz"] / val
-            else:
-                r["auto_LiRPA"] = {"error": lirpa.get("error", "?")}
+            fill_lirpa(r, lirpa)
         rows.append(r)
         print(f"  {name} ℓ{norm}: lower {val:.4g} ({search_s:.0f} s), old {c.lipschitz:.4g}",
               file=sys.stderr, flush=True)
@@ -274,6 +281,8 @@ def markdown(rows, st) -> list[str]:
         lr = r.get("auto_LiRPA") or {}
         if "lipschitz" in lr:
             lir = f"{fmt(lr['lipschitz'])} ({lr['seconds']:.1f})"
+            if not lr.get("complete"):
+                lir = f"≥ {lir}, {len(lr['per_output'])} rows only"
         else:
             lir = lr.get("error", "—") if lr else "—"
         low = fmt(r["lower"]) + (f" ({r['lower_search_s']:.0f})" if "lower_search_s" in r
@@ -304,9 +313,21 @@ def main() -> None:
                     help="seconds for auto_LiRPA on one instance (all output rows)")
     ap.add_argument("--only", nargs="+", help="instances whose name contains any of these")
     ap.add_argument("--out", default=str(OUT), help="writes OUT.json and OUT.md")
+    ap.add_argument("--refresh-lirpa", action="store_true",
+                    help="only refill auto_LiRPA's columns of OUT.json from the cache (rows "
+                         "whose key matches) and rewrite OUT.json/.md; nothing is measured")
     args = ap.parse_args()
     t0 = time.perf_counter()
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    if args.refresh_lirpa:
+        doc = json.loads(Path(args.out + ".json").read_text())
+        for r in doc["rows"]:
+            hit = cache.get(r["instance"])
+            if r["quantity"] == "lipschitz" and r["norm"] == "inf" and hit \
+                    and hit.get("key") == r.get("lirpa_key"):
+                fill_lirpa(r, dict(hit, cached=True))
+        write(args, doc["rows"], doc["settings"], doc["wall_s"], doc["command"])
+        return
     rows = []
     for name, onnx_rel, vnn_rel, where in INSTANCES:
         if args.only and not any(s.lower() in name.lower() for s in args.only):
@@ -328,11 +349,15 @@ def main() -> None:
                                              cwd=ROOT).stdout.strip() or None,
           "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()}
     wall = time.perf_counter() - t0
-    md = markdown(rows, st) + ["", f"Total wall time of this run: {wall:.0f} s (auto_LiRPA "
-                                   "times are from its own run, cached)."]
-    print("\n".join(md))
     cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT)]
                                + sys.argv[1:])
+    write(args, rows, st, wall, cmd)
+
+
+def write(args, rows, st, wall, cmd) -> None:
+    md = markdown(rows, st) + ["", f"Command: `{cmd}`. Total wall time of this run: {wall:.0f} "
+                                   "s (auto_LiRPA's times are from its own run, cached)."]
+    print("\n".join(md))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps(
         {"command": cmd, "wall_s": wall, "settings": st, "anchors": ANCHORS, "rows": rows},
