@@ -134,3 +134,18 @@ def test_smoothness_lower_below_certified(tmp_path):
     for norm in ("2", "inf"):
         lo = smoothness_lower(net, box, norm, time_budget=1.0, seed=0)
         assert 0 < lo <= bp.certify(net, box, norm=norm).smoothness * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_balls(tmp_path, norm):
+    """ℓ2 and ℓ∞ balls: the point stays in the ball and the value is ‖J‖ there."""
+    net = random_mlp(tmp_path / "m.onnx", [6, 16, 16, 3], seed=1)
+    for s in (bp.L2Ball(np.zeros((1, 6)), 0.5), bp.LinfBall(np.zeros((1, 6)), 0.5)):
+        val, x, row = jacobian_norm_lower(net, s, norm, time_budget=30.0, seed=0, steps=20)
+        inside = (np.linalg.norm(x) <= 0.5 if isinstance(s, bp.L2Ball)
+                  else np.abs(x).max() <= 0.5)
+        assert inside
+        J = fd_jacobian(net, x)
+        want = np.abs(J[row]).sum() if norm == "inf" else np.linalg.norm(J, 2)
+        assert val == pytest.approx(want, rel=1e-5)
+        assert val <= bp.certify(net, s, norm=norm).lipschitz * (1 + 1e-9)

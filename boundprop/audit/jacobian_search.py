@@ -60,6 +60,7 @@ FRACTIONS = (0.03, 0.01, 0.02, 0.1)  # smoothing τ / mean|z|, cycled over resta
 FD_STEP = 1e-4  # surrogate forward differences: this fraction of the box width per coordinate
 HVP_STEP = 1e-5  # smooth nets: central difference of gradients, this fraction of the scale
 BATCH = 4096  # reverse-pass rows per chunk
+TOP_ROWS = 3  # ℓ∞: every other ascent follows one of the rows best among the seeds
 
 
 def exact_jacobians(net, X, reverse_net=None) -> np.ndarray:
@@ -222,6 +223,7 @@ def jacobian_norm_lower(net, input_set, norm: str = "inf", time_budget: float = 
     v0, r0 = jacobian_norms(J0, norm)
     best.update(X0, v0, r0)
     order = list(np.argsort(-v0, kind="stable"))
+    seed_rows = np.abs(J0).sum(axis=2).max(axis=0)  # each row's best seed value
     taken, restart, done = 0, 0, 0
     while time.perf_counter() < deadline and (steps is None or done < steps):
         R = RESTARTS
@@ -238,8 +240,9 @@ def jacobian_norm_lower(net, input_set, norm: str = "inf", time_budget: float = 
         fixed_rows = None
         if norm == "inf":  # each ascent keeps its row: the seed's best, or another row
             fixed_rows = np.abs(Jx).sum(axis=2).argmax(axis=1)
-            if restart % 2 == 0:
-                fixed_rows = rng.integers(0, Jx.shape[1], len(X))
+            if restart % 2 == 0:  # another of the TOP_ROWS rows best among the seeds
+                top = np.argsort(-seed_rows, kind="stable")[:TOP_ROWS]
+                fixed_rows = rng.choice(top, len(X))
         n_steps = STEPS
         for k in range(n_steps):
             if time.perf_counter() >= deadline or (steps is not None and done >= steps):
