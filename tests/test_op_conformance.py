@@ -74,7 +74,7 @@ def implemented(cls: type[Primitive], rule: str) -> bool:
         return _overrides(cls, "relaxed_forward")
     method = {"ort_interval": "emit_interval_onnx", "materialize": "materialize",
               "row_norms": "sq_linear", "needs_tighter": "needs_tighter",
-              "slope_parameters": "with_slopes"}[rule]
+              "slope_parameters": "with_slopes", "slope_restriction": "slope_restriction"}[rule]
     return callable(getattr(cls, method, None))
 
 

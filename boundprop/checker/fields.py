@@ -12,7 +12,7 @@ from boundprop.certificate import schema
 # those present (and any key the schema does not define) in ``CheckResult.unverified``;
 # ``boundprop report`` shows them as "not verified", never under the checker's verdict.
 UNVERIFIED_FIELDS = frozenset({
-    "model.path", "tool", "tool.name", "tool.version", "elapsed_s", "enclosure_note",
+    "model.path", "tool", "tool.name", "tool.version", "elapsed_s", "enclosure_note", "lmi_note",
     "smoothness_reason", "layers[].smoothness_reason", "symbolic.meaning",
     "symbolic.meaning.*",
 })

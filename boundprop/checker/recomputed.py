@@ -19,6 +19,7 @@ import numpy as np
 
 from boundprop.analysis import output_bounds
 from boundprop.constants import jacobian_enclosure_norm, node_symbols, param_ball_intervals
+from boundprop.domains.lipsdp import mlp_chain
 from boundprop.errors import BoundpropError
 from boundprop.importer import load
 from boundprop.ops.base import AffinePrimitive
@@ -109,3 +110,9 @@ class Prover:
         """‖J‖_p of the Jacobian enclosure over the enclosures (the enclosure method's ℓ)."""
         self._use("boundprop.constants.jacobian_enclosure_norm (Jacobian enclosure)")
         return jacobian_enclosure_norm(net, boxes, norm)
+
+    def mlp_chain(self, net):
+        """The net as an MLP chain (its composed matrices with error bounds, its activations'
+        slope restrictions), or (None, why not): what the LipSDP-Neuron test is run on."""
+        self._use("boundprop.domains.lipsdp.mlp_chain (matrices and slope restrictions)")
+        return mlp_chain(net)

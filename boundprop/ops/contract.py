@@ -30,6 +30,8 @@ RULES: dict[str, str] = {
                        "(relaxed_forward: gradients of a bound for the slope optimiser)",
     "slope_parameters": "free slopes of the lower and upper lines per entry, any value in "
                         "their ranges sound (slope_ranges, with_slopes)",
+    "slope_restriction": "global per-entry bounds α ≤ (σ(a) − σ(b))/(a − b) ≤ β over all "
+                         "a ≠ b (slope_restriction: the LipSDP-Neuron chain)",
 }
 
 # Short column labels of the matrix.
@@ -37,7 +39,7 @@ COLUMN: dict[str, str] = {
     "interval": "int", "backward_linear": "back", "constants": "const", "jacobian": "jac",
     "ort_interval": "ort", "vjp": "vjp", "parametric": "param", "materialize": "mat",
     "entry_selection": "sel", "row_norms": "rows", "needs_tighter": "tight",
-    "relaxed_forward": "fwd", "slope_parameters": "slope",
+    "relaxed_forward": "fwd", "slope_parameters": "slope", "slope_restriction": "sr",
 }
 
 

@@ -1,0 +1,207 @@
+"""Global ℓ2 Lipschitz constant of an MLP chain below the layer product: a LipSDP-Neuron
+certificate with closed-form multipliers (no SDP solver), verified in floating point.
+
+**The chain.** f(x) = W_L σ_{L−1}(W_{L−1} ⋯ σ_1(W_1 x + b_1) ⋯) + b_L: consecutive affine
+nodes composed into one matrix, elementwise activations between them (an identity matrix
+inserted between two activations, before a leading one and after a trailing one), neuron i of
+layer l slope-restricted in [α_li, β_li] (the op's ``slope_restriction``). Biases do not
+matter. Any other op (pooling, joins, normalisation…): no chain, no value.
+
+**The certificate** (LipSDP-Neuron, Fazlyab et al. 2019): for multipliers t_l ≥ 0 and ρ, if
+ρ‖Δz_0‖² − ‖W_L Δz_{L−1}‖² − 2 Σ_l Σ_i t_li (Δz_li − α_iΔv_li)(β_iΔv_li − Δz_li) is a
+positive semidefinite form, then ‖f(x) − f(x')‖₂ ≤ √ρ ‖x − x'‖₂. The checker kernel's
+:func:`boundprop.checker.kernel.neuron_lmi_holds` assembles its block-tridiagonal matrix and
+shows it positive definite (shifted Cholesky with a rounding proof). Whatever the prover
+computes below is only a candidate until that test passes.
+
+**The multipliers** (ECLipsE-Fast, Xu & Sivaranjani, NeurIPS 2024, in this normalisation;
+α taken as 0 in the choice, the test uses the true α): with W'_l = diag(β_l) W_l, eliminate the
+blocks from the input: X_0 = I, A_l = W'_l X_{l−1}^{-1} W'_lᵀ, T_l = (c_l/λ_max(A_l)) I,
+X_l = 2T_l − T_l A_l T_l (≻ 0 for 0 < c_l < 2; c_l = 1 is ECLipsE-Fast); then
+ρ = λ_max(W_L X_{L−1}^{-1} W_Lᵀ), and the certificate's multipliers are ρ T_l (the
+constraint t Δz(βΔv − Δz) reads the same in both coordinates). With c_l = 1, X_l ⪰ T_l
+gives by induction ρ ≤ ∏_l max β_l² ‖W_l‖²: never above the product. The c_l are then
+improved by a coordinate search (each trial is a candidate; only the final one is verified).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from boundprop.checker.kernel import neuron_lmi_holds
+from boundprop.ir import Network
+from boundprop.ops.activation import Activation
+from boundprop.ops.base import AffinePrimitive
+from boundprop.rounding import gamma, round_up
+
+# Largest LMI (sum of the input and hidden widths) certified by a dense factorisation.
+LMI_SIZE_LIMIT = 4000
+# Relative enlargements of √ρ tried, smallest first, until the verified test passes.
+HEADROOMS = (1e-9, 1e-7, 1e-5, 1e-3, 1e-2)
+C_GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 1.9)
+
+
+@dataclass
+class Chain:
+    """An MLP chain: ``weights[l] = (w, e)`` with |W_{l+1} − w| ≤ e entrywise (float64),
+    ``slopes[l] = (α, β)`` per neuron of hidden layer l+1 (flat arrays)."""
+
+    weights: list[tuple[np.ndarray, np.ndarray]]
+    slopes: list[tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def lmi_size(self) -> int:
+        return self.weights[0][0].shape[1] + sum(w.shape[0] for w, _ in self.weights[:-1])
+
+
+@dataclass
+class LmiBound:
+    """A verified global ℓ2 bound ``value`` and its multipliers (one vector per hidden
+    layer), or no value and the reason."""
+
+    value: float | None
+    multipliers: list[np.ndarray] | None
+    note: str | None = None
+
+
+def _compose(outer: tuple[np.ndarray, np.ndarray], inner: tuple[np.ndarray, np.ndarray]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(fl(BA), bound on |fl(BA) − B'A'|) for |B' − b| ≤ e_b, |A' − a| ≤ e_a:
+    γ_{k+2}|b||a| + e_b|a| + |b|e_a + e_b e_a, enlarged for its own rounding."""
+    (b, eb), (a, ea) = outer, inner
+    k = a.shape[0]
+    ab, aa = np.abs(b), np.abs(a)
+    err = gamma(k + 2) * (ab @ aa) + eb @ aa + ab @ ea + eb @ ea
+    return b @ a, round_up(err * (1 + 2 * gamma(k + 2)))
+
+
+def _affine_matrix(op: AffinePrimitive) -> tuple[np.ndarray, np.ndarray] | None:
+    """The op's matrix (materialised: at most one rounding per entry) and its error bound."""
+    m = op.materialize()
+    if m is None:
+        return None
+    return m, round_up(np.abs(m) * 2.0**-52)
+
+
+def mlp_chain(net: Network) -> tuple[Chain | None, str | None]:
+    """The network as an MLP chain (see the module docstring), or (None, why not)."""
+    nodes = net.nodes
+    if net.output != len(nodes) - 1 or any(n.inputs != (i,) for i, n in
+                                           enumerate(nodes[1:])):
+        return None, "not a chain of nodes"
+    weights, slopes, pending = [], [], None
+    for node in nodes[1:]:
+        op = node.op
+        if isinstance(op, AffinePrimitive):
+            m = _affine_matrix(op)
+            if m is None:
+                return None, f"node {node.name}: matrix too large"
+            pending = m if pending is None else _compose(m, pending)
+        elif isinstance(op, Activation) and op.has("slope_restriction"):
+            if pending is None:  # activation first or after another: the identity between
+                n = int(np.prod(op.in_shapes[0]))
+                pending = (np.eye(n), np.zeros((n, n)))
+            a, b = (np.asarray(x, dtype=np.float64).reshape(-1) for x in op.slope_restriction())
+            weights.append(pending)
+            slopes.append((a, b))
+            pending = None
+        else:
+            return None, f"node {node.name} ({op.kind}) is neither affine nor an activation"
+    if not slopes:
+        return None, "no activation: the layer product is exact"
+    if pending is None:
+        n = weights[-1][0].shape[0]
+        pending = (np.eye(n), np.zeros((n, n)))
+    weights.append(pending)
+    return Chain(weights, slopes), None
+
+
+def _congruence(x: np.ndarray | None, w: np.ndarray) -> np.ndarray:
+    """w X^{-1} wᵀ for X ≻ 0 (Cholesky solve; X = I when None), symmetrised."""
+    if x is None:
+        g = w @ w.T
+    else:
+        r = scipy.linalg.cholesky(x, lower=False)
+        y = scipy.linalg.solve_triangular(r, w.T, trans="T", lower=False)
+        g = y.T @ y
+    return 0.5 * (g + g.T)
+
+
+def _lambda_max(a: np.ndarray) -> float:
+    n = a.shape[0]
+    return float(scipy.linalg.eigvalsh(a, subset_by_index=[n - 1, n - 1])[0])
+
+
+def _reduce(chain: Chain, i: int, x: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """A_i = W'_i X^{-1} W'_iᵀ of hidden layer i (0-based) and its λ_max (1 if A_i = 0)."""
+    w, beta = chain.weights[i][0], np.maximum(chain.slopes[i][1], 1e-300)
+    a = _congruence(x, beta[:, None] * w)
+    lam = _lambda_max(a)
+    return a, lam if lam > 0 else 1.0
+
+
+def _run(chain: Chain, cs: list[float], start: int = 0, x: np.ndarray | None = None,
+         first: tuple[np.ndarray, float] | None = None) -> tuple[float, list[float]]:
+    """(ρ, τ_l) of the elimination from hidden layer ``start`` on (state ``x`` before it;
+    ``first``: its A and λ if known), with the factors ``cs``; ρ = ∞ if a step fails."""
+    taus = []
+    try:
+        for i in range(start, len(chain.slopes)):
+            a, lam = first if (i == start and first is not None) else _reduce(chain, i, x)
+            tau = cs[i] / lam
+            x = 2 * tau * np.eye(a.shape[0]) - tau * tau * a
+            taus.append(tau)
+        rho = _lambda_max(_congruence(x, chain.weights[-1][0]))
+    except (np.linalg.LinAlgError, ValueError):
+        return float("inf"), taus
+    return max(rho, 1e-300), taus
+
+
+def eclipse_candidate(chain: Chain, cs: list[float]) -> tuple[float, list[np.ndarray]]:
+    """(ρ, multipliers t_l = ρ τ_l) of the closed-form elimination with factors ``cs`` (a
+    candidate: floating point, unverified); ρ = ∞ if an elimination step fails."""
+    rho, taus = _run(chain, cs)
+    return rho, [np.full(w.shape[0], rho * tau) for (w, _), tau in zip(chain.weights, taus)]
+
+
+def _search(chain: Chain) -> list[float]:
+    """The factors c_l: ECLipsE-Fast's c_l = 1, then two sweeps of coordinate search over
+    :data:`C_GRID` keeping the smallest candidate ρ (the prefix state is shared)."""
+    cs = [1.0] * len(chain.slopes)
+    best = _run(chain, cs)[0]
+    for _ in range(2):
+        improved, x = False, None
+        for i in range(len(cs)):
+            first = _reduce(chain, i, x)
+            for c in C_GRID:
+                trial = cs[:i] + [c] + cs[i + 1:]
+                rho = _run(chain, trial, i, x, first)[0]
+                if rho < best * (1 - 1e-9):
+                    best, cs, improved = rho, trial, True
+            tau = cs[i] / first[1]
+            x = 2 * tau * np.eye(first[0].shape[0]) - tau * tau * first[0]
+        if not improved:
+            break
+    return cs
+
+
+def lipschitz_lmi(net: Network) -> LmiBound:
+    """A verified global ℓ2 Lipschitz bound of ``net`` by the LipSDP-Neuron certificate, or
+    no value (with the reason) when the net is not an MLP chain or no candidate verifies."""
+    chain, why = mlp_chain(net)
+    if chain is None:
+        return LmiBound(None, None, why)
+    if chain.lmi_size > LMI_SIZE_LIMIT:
+        return LmiBound(None, None, f"LMI of size {chain.lmi_size} > {LMI_SIZE_LIMIT}")
+    rho, ts = eclipse_candidate(chain, _search(chain))
+    if not np.isfinite(rho):
+        return LmiBound(None, None, "no positive definite elimination")
+    for h in HEADROOMS:
+        u = float(round_up(np.sqrt(rho) * (1 + h)))
+        ok, _ = neuron_lmi_holds(chain.weights, chain.slopes, ts, u)
+        if ok:
+            return LmiBound(u, ts, None)
+    return LmiBound(None, None, "no candidate passed the verified positive-definiteness test")
