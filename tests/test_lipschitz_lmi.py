@@ -23,12 +23,12 @@ from boundprop.checker.kernel import neuron_lmi_holds, psd_holds
 from boundprop.domains.lipsdp import eclipse_candidate, lipschitz_lmi, mlp_chain
 from boundprop.ir import InputPrimitive, Network, Node
 from boundprop.ops.affine import Dense
-from boundprop.ops.piecewise import LeakyRelu, Relu
-from boundprop.ops.smooth import Sigmoid, Tanh
+from boundprop.ops.piecewise import HardSwish, LeakyRelu, Relu
+from boundprop.ops.smooth import Gelu, Sigmoid, Tanh
 from tests.conftest import MODELS, VNNCOMP, needs_vnncomp
 
 SHIPPED = ["mlp_relu", "mlp_sigmoid", "mlp_tanh", "mlp_leakyrelu", "mlp_prelu", "mlp_softplus",
-           "mlp_elu", "mlp_clip"]
+           "mlp_elu", "mlp_clip", "mlp_gelu"]  # GELU: α < 0, the α-aware search
 
 
 def chain_net(weights: list[np.ndarray], act=Relu, biases: bool = True, seed: int = 0
@@ -132,8 +132,9 @@ def test_tiny_relu_nets_above_every_activation_pattern(seed, widths, scale):
     assert r.value <= prod * (1 + 2e-2)  # the closed form is never above the product
 
 
-@pytest.mark.parametrize("act", [Relu, Sigmoid, Tanh, functools.partial(LeakyRelu, alpha=0.1)],
-                         ids=["relu", "sigmoid", "tanh", "leakyrelu"])
+@pytest.mark.parametrize("act", [Relu, Sigmoid, Tanh, functools.partial(LeakyRelu, alpha=0.1),
+                                 Gelu, HardSwish],
+                         ids=["relu", "sigmoid", "tanh", "leakyrelu", "gelu", "hardswish"])
 def test_random_deeper_nets_attacked(act):
     rng = np.random.default_rng(7)
     widths = [6, 12, 12, 12, 3]

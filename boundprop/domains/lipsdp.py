@@ -6,8 +6,9 @@ nodes composed into one matrix, elementwise activations between them (an identit
 inserted between two activations, before a leading one and after a trailing one), neuron i of
 layer l slope-restricted in [α_li, β_li] (the op's ``slope_restriction``; a positive α is
 replaced by 0 — a weaker, still true restriction — because the multipliers below are chosen for
-α = 0; the tiny negative α of the derivative ranges' rounding margins stays). Biases do not
-matter. Any other op (pooling, joins, normalisation…): no chain, no value.
+α = 0; the tiny negative α of the derivative ranges' rounding margins stays; a real α < 0 —
+GELU, HardSwish — gets its own α-aware search of one multiplier per layer, ``alpha_candidates``).
+Biases do not matter. Any other op (pooling, joins, normalisation…): no chain, no value.
 
 **The certificate** (LipSDP-Neuron, Fazlyab et al. 2019): for multipliers t_l ≥ 0 and ρ, if
 ρ‖Δz_0‖² − ‖W_L Δz_{L−1}‖² − 2 Σ_l Σ_i t_li (Δz_li − α_iΔv_li)(β_iΔv_li − Δz_li) is a
@@ -50,6 +51,8 @@ C_GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 1.9)
 # about DESCENT_WORK flops in all (each step costs ~10 n_l³ per hidden layer of width n_l).
 DESCENT_ITERATIONS = 200
 DESCENT_WORK = 4e9
+# Factors of the per-layer multipliers tried when some α < 0.
+ALPHA_GRID = (0.1, 0.25, 0.5, 0.7, 0.85, 1.2, 1.5, 2.0, 4.0, 10.0)
 
 
 @dataclass
@@ -276,6 +279,8 @@ def candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
     rho, ts = eclipse_candidate(chain, _search(chain))
     if not np.isfinite(rho):
         return []
+    if any(np.any(al < -1e-9) for al, _ in chain.slopes):  # α < 0 matters: α-aware search
+        return alpha_candidates(chain)
     work = sum(10 * w.shape[0] ** 3 for w, _ in chain.weights[:-1])  # flops per iteration
     iters = int(np.clip(DESCENT_WORK // max(work, 1), 20, DESCENT_ITERATIONS))
     try:
@@ -286,6 +291,74 @@ def candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
     except (np.linalg.LinAlgError, ValueError):
         return [(rho, ts)]
     return [(r2, [r2 * t for t in taus]), (rho, ts)] if 0 < r2 < rho else [(rho, ts)]
+
+
+def _alpha_rho(chain: Chain, taus: list[float]) -> float:
+    """ρ of the elimination with the true α (scalar τ_l per layer, X_0 = I): block l−1 gains
+    2W_lᵀ diag(αβτ_l) W_l before it is eliminated, the coupling is diag((α+β)τ_l) W_l, so
+    X_l = 2τ_l I − C (X_{l−1} + 2W_lᵀdiag(αβτ_l)W_l)^{-1} Cᵀ; ρ = λ_max(W_L X^{-1} W_Lᵀ);
+    ∞ where a block is not positive definite."""
+    x = np.eye(chain.weights[0][0].shape[1])
+    try:
+        for (w, _), (al, be), tau in zip(chain.weights, chain.slopes, taus):
+            xp = x + 2 * w.T @ ((al * be * tau)[:, None] * w)
+            c = ((al + be) * tau)[:, None] * w
+            x = 2 * tau * np.eye(w.shape[0]) - _congruence(0.5 * (xp + xp.T), c)
+        return max(_lambda_max(_congruence(x, chain.weights[-1][0])), 1e-300)
+    except (np.linalg.LinAlgError, ValueError):
+        return float("inf")
+
+
+def _alpha_greedy(chain: Chain) -> list[float]:
+    """Scalars τ_l chosen layer by layer, each maximising λ_min(X_l) over a log grid of 48
+    values (the α-aware analogue of ECLipsE-Fast's choice); [] if none is definite."""
+    x, taus = np.eye(chain.weights[0][0].shape[1]), []
+    for (w, _), (al, be) in zip(chain.weights, chain.slopes):
+        lam = max(_lambda_max(_congruence(x, (al + be)[:, None] * w)), 1e-300)
+        best, pick = -np.inf, None
+        for tau in np.geomspace(1e-6, 2.0, 48) / lam:
+            try:
+                xp = x + 2 * w.T @ ((al * be * tau)[:, None] * w)
+                c = ((al + be) * tau)[:, None] * w
+                xn = 2 * tau * np.eye(w.shape[0]) - _congruence(0.5 * (xp + xp.T), c)
+                score = float(scipy.linalg.eigvalsh(xn, subset_by_index=[0, 0])[0])
+            except (np.linalg.LinAlgError, ValueError):
+                continue
+            if score > best:
+                best, pick = score, (tau, xn)
+        if pick is None:
+            return []
+        taus.append(pick[0])
+        x = pick[1]
+    return taus
+
+
+def alpha_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
+    """For slopes with α < 0 (GELU, HardSwish…): per-layer scalars τ_l, greedy
+    (:func:`_alpha_greedy`), then a coordinate search on a log grid evaluated by
+    :func:`_alpha_rho`; [(ρ, multipliers ρτ_l)] for the best τ and for it scaled by 0.97, 0.9,
+    0.75 (smaller multipliers leave every block further from singular, for the verified
+    test); [] if nothing is positive definite."""
+    taus = _alpha_greedy(chain)
+    if not taus:
+        return []
+    best = _alpha_rho(chain, taus)
+    for _ in range(3):
+        for i in range(len(taus)):
+            for f in ALPHA_GRID:
+                trial = taus[:i] + [taus[i] * f] + taus[i + 1:]
+                rho = _alpha_rho(chain, trial)
+                if rho < best * (1 - 1e-9):
+                    best, taus = rho, trial
+    if not np.isfinite(best):
+        return []
+    out = []
+    for f in (1.0, 0.97, 0.9, 0.75):  # backed off: every block further from singular
+        rho = best if f == 1.0 else _alpha_rho(chain, [t * f for t in taus])
+        if np.isfinite(rho):
+            out.append((rho, [np.full(w.shape[0], rho * t * f)
+                              for (w, _), t in zip(chain.weights, taus)]))
+    return out
 
 
 def lipschitz_lmi(net: Network) -> LmiBound:
