@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,7 @@ def _float_below(x: Fraction) -> float:
     return float(np.nextafter(f, -np.inf)) if Fraction(f) > x else f
 
 
-def psd_holds(m, f) -> tuple[bool, str]:
+def psd_holds(m: np.ndarray, f: np.ndarray) -> tuple[bool, str]:
     """True only if every symmetric real M with |M − m| ≤ f entrywise is positive definite,
     for the symmetric float matrix ``m`` and the nonnegative float matrix ``f``.
 
@@ -176,7 +176,7 @@ def psd_holds(m, f) -> tuple[bool, str]:
     return False, "the rounding margin exceeds the shift"
 
 
-def _abs_gram(w, e, g) -> tuple[np.ndarray, np.ndarray]:
+def _abs_gram(w: np.ndarray, e: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(fl(Wᵀ diag(g) W), an entrywise bound on its distance to the exact Wᵀ diag(g) W for
     every W with |W − w| ≤ e): γ_{n+4}|w|ᵀ|g||w| + (2|w| + e)ᵀ|g| e (g exact floats, n the
     inner size), enlarged by 2⁻⁴⁰ for the rounding of the bound itself."""
@@ -190,7 +190,9 @@ def _abs_gram(w, e, g) -> tuple[np.ndarray, np.ndarray]:
     return gram, bound * (1 + 2.0**-40)
 
 
-def neuron_lmi_holds(weights, slopes, multipliers, u) -> tuple[bool, str]:
+def neuron_lmi_holds(weights: Sequence[tuple[np.ndarray, np.ndarray]],
+                     slopes: Sequence[tuple[np.ndarray, np.ndarray]],
+                     multipliers: Sequence[Any], u: float) -> tuple[bool, str]:
     """Whether the LipSDP-Neuron certificate shows ‖f(x) − f(x')‖₂ ≤ u‖x − x'‖₂ for the chain
     f = W_L σ_{L−1}(⋯ σ_1(W_1 x + b_1) ⋯) + b_L, where neuron i of layer l is slope-restricted
     in [α_li, β_li] (``slopes[l−1] = (α_l, β_l)``) and |W_l − w_l| ≤ e_l entrywise
