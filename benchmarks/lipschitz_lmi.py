@@ -1,7 +1,8 @@
 """Global ℓ2 Lipschitz constants of MLP chains: the layer product ∏‖W_l‖₂ sup|σ'| against the
 verified LipSDP-Neuron bound (``boundprop.domains.lipsdp``; ECLipsE-Fast's closed form shown
-as an unverified reference), with a sampled lower bound (max ‖J(x)‖₂ of exact IR Jacobians
-at standard normal points scaled by 0.1 … 1000).
+as an unverified reference — it takes α = 0, so for GELU, α < 0, it is no bound at all), with
+a sampled lower bound (max ‖J(x)‖₂ of exact IR Jacobians at standard normal points scaled by
+0.1 … 1000).
 
 Models: the shipped MLPs, mnist-net_256x2 and ACAS Xu 1_1 of VNN-COMP 2021 (when
 ../shared/vnncomp2021 exists) and, with ``--lipsdp DIR``, the example weights of the LipSDP

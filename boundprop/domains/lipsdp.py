@@ -363,13 +363,21 @@ def alpha_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
 
 def lipschitz_lmi(net: Network) -> LmiBound:
     """A verified global ℓ2 Lipschitz bound of ``net`` by the LipSDP-Neuron certificate, or
-    no value (with the reason) when the net is not an MLP chain or no candidate verifies."""
+    no value (with the reason) when the net is not an MLP chain, its LMI is larger than
+    LMI_SIZE_LIMIT (checked from the shapes, before any matrix is materialised), a numerical
+    step fails, or no candidate passes the verified test."""
+    size = int(np.prod(net.input_shape)) + sum(
+        int(np.prod(n.shape)) for n in net.nodes[1:] if isinstance(n.op, Activation))
+    if size > LMI_SIZE_LIMIT:
+        return LmiBound(None, None, f"LMI of size {size} > {LMI_SIZE_LIMIT}")
     chain, why = mlp_chain(net)
     if chain is None:
         return LmiBound(None, None, why)
-    if chain.lmi_size > LMI_SIZE_LIMIT:
-        return LmiBound(None, None, f"LMI of size {chain.lmi_size} > {LMI_SIZE_LIMIT}")
-    for rho, ts in candidates(chain):
+    try:
+        found = candidates(chain)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError) as e:
+        return LmiBound(None, None, f"numerical failure choosing multipliers ({e})")
+    for rho, ts in found:
         for h in HEADROOMS:
             u = float(round_up(np.sqrt(rho) * (1 + h)))
             if neuron_lmi_holds(chain.weights, chain.slopes, ts, u)[0]:
