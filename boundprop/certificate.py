@@ -106,6 +106,10 @@ class Certificate:
             "lipschitz_product": c.lipschitz_product,
             "lipschitz_enclosure": c.lipschitz_enclosure,
             "enclosure_note": c.enclosure_note,
+            "lipschitz_lmi": c.lipschitz_lmi,
+            "lmi_multipliers": None if c.lmi_multipliers is None else
+            [np.asarray(t, dtype=np.float64).tolist() for t in c.lmi_multipliers],
+            "lmi_note": c.lmi_note,
             "smoothness": c.smoothness,
             "smoothness_reason": c.smoothness_reason,
             "smoothness_curvature": c.smoothness_curvature,
@@ -184,7 +188,11 @@ class Certificate:
                       smoothness_formula=formulas["smoothness"],
                       bound_formula=formulas["bound"], wrt=doc["wrt"],
                       param_radius=doc.get("param_radius"),
-                      output_box=None if lower is None else (lower, upper))
+                      output_box=None if lower is None else (lower, upper),
+                      lipschitz_lmi=num(doc.get("lipschitz_lmi")),
+                      lmi_multipliers=None if doc.get("lmi_multipliers") is None else
+                      [np.asarray(t, dtype=np.float64) for t in doc["lmi_multipliers"]],
+                      lmi_note=doc.get("lmi_note"))
         objective = None
         if doc.get("objective"):
             o = doc["objective"]

@@ -344,7 +344,9 @@ def _print_certificate(args: argparse.Namespace, net, cert, s) -> None:
               f"{_fmt(lc.bound):>11}")
     print(f"\nLipschitz ℓ  = {_fmt(c.lipschitz)}   (layer product {_fmt(c.lipschitz_product)}"
           + (f", Jacobian enclosure {_fmt(c.lipschitz_enclosure)}" if c.lipschitz_enclosure
-             is not None else f"; {c.enclosure_note}" if c.enclosure_note else "") + ")")
+             is not None else f"; {c.enclosure_note}" if c.enclosure_note else "")
+          + (f", LipSDP-Neuron {_fmt(c.lipschitz_lmi)}" if c.lipschitz_lmi is not None
+             else f"; LipSDP-Neuron: {c.lmi_note}" if c.lmi_note else "") + ")")
     print(f"smoothness L = {_fmt(c.smoothness)}"
           + (f"   ({c.smoothness_reason})" if c.smoothness_reason else "")
           + (f"   (curvature method {_fmt(c.smoothness_curvature)})"

@@ -181,7 +181,8 @@ def _question_tamperings(path: tuple, x: Any, doc: dict) -> Iterator[tuple]:
 ENUMS = {"norm": ["2", "inf", "1"], "wrt": ["input", "params"], "execution": ["float32"]}
 NULL_CLAIMS = {"lipschitz_enclosure": 0, "smoothness_curvature": 0,
                "layers[].interval_width": 0, "param_radius": 0.5,
-               "layers[].op_lipschitz": 0, "layers[].op_smoothness": 0}
+               "layers[].op_lipschitz": 0, "layers[].op_smoothness": 0, "lipschitz_lmi": 0,
+               "lmi_multipliers": [[0.0]]}
 
 
 def _leaf_tamperings(path: tuple, x: Any, doc: dict) -> Iterator[tuple]:
@@ -212,6 +213,11 @@ def _leaf_tamperings(path: tuple, x: Any, doc: dict) -> Iterator[tuple]:
         new = "0" * 64 if p == "model.sha256" else "boundprop.certificate/2" \
             if p == "schema" else "0" if x != "0" else "1/2"
         yield p, f"{path} edited", _setter(path, new), True
+    elif p == "lmi_multipliers" and x:  # the LipSDP-Neuron multipliers: the LMI must fail
+        yield p, "first multiplier vector zeroed", _setter(path, [[0.0] * len(x[0]), *x[1:]]), \
+            True
+        yield p, "a multiplier negative", _setter(path, [[-1.0, *x[0][1:]], *x[1:]]), True
+        yield p, "a layer's multipliers dropped", _setter(path, x[1:]), True
     elif isinstance(x, list) and x and all(isinstance(v, (int, float)) for v in x):
         if p == "output_bounds.upper":
             yield p, f"{path}[0] lowered", _setter(path, [x[0] - 1e-3, *x[1:]]), True

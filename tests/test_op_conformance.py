@@ -74,7 +74,8 @@ def implemented(cls: type[Primitive], rule: str) -> bool:
         return _overrides(cls, "relaxed_forward")
     method = {"ort_interval": "emit_interval_onnx", "materialize": "materialize",
               "row_norms": "sq_linear", "needs_tighter": "needs_tighter",
-              "slope_parameters": "with_slopes", "curvature": "smoothness_on"}[rule]
+              "slope_parameters": "with_slopes", "curvature": "smoothness_on",
+              "slope_restriction": "slope_restriction"}[rule]
     return callable(getattr(cls, method, None))
 
 
@@ -135,6 +136,27 @@ def test_relaxed_forward_is_the_back_substituted_function(spec):
         rhs = sum((flat(li) * flat(x)).sum(1) for li, x in zip(lams, at)) + const
         scale = 1 + sum((np.abs(flat(li)) * np.abs(flat(x))).sum(1) for li, x in zip(lams, at))
         assert np.allclose(lhs, rhs, rtol=0, atol=1e-9 * float(np.max(scale) + np.abs(const).max()))
+
+
+@pytest.mark.parametrize("spec", rows("slope_restriction"))
+def test_slope_restriction_bounds_difference_quotients(spec):
+    """α ≤ (σ(a) − σ(b))/(a − b) ≤ β for pairs at every scale (near each other, far apart,
+    across the kinks and inflections, up to 1e6), entry by entry; α ≤ β."""
+    op, _, _, rng = build(spec)
+    alpha, beta = op.slope_restriction()
+    assert alpha.shape == beta.shape == (1, *op.in_shapes[0]) and np.all(alpha <= beta)
+    for scale in (1e-3, 0.3, 1.0, 3.0, 30.0, 1e6):
+        a = rng.standard_normal((64, *op.in_shapes[0])) * scale
+        b = a + rng.standard_normal(a.shape) * scale * rng.choice([1e-3, 1.0], a.shape)
+        keep = np.abs(a - b) > 1e-9 * (1 + np.abs(a))  # quotients of resolvable differences
+        ya, yb = op.evaluate(a), op.evaluate(b)
+        d = np.where(keep, a - b, 1.0)
+        q = (ya - yb) / d
+        # the rounding of σ at the two points (a few ulps of the values), over the difference
+        tol = 1e-14 * (1 + np.abs(ya) + np.abs(yb)) / np.abs(d) + 1e-12 * (1 + np.abs(q))
+        assert np.all(~keep | (q >= alpha - tol)) and np.all(~keep | (q <= beta + tol)), \
+            f"scale {scale}: quotients in [{q[keep].min():.6g}, {q[keep].max():.6g}], " \
+            f"bounds [{alpha.min():.6g}, {beta.max():.6g}]"
 
 
 @pytest.mark.parametrize("spec", rows("slope_parameters"))

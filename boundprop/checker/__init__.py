@@ -10,7 +10,12 @@ first item that fails. Each item says *how* it was checked:
   shifted matrix whose shift covers the rounding of AᵀA and of the factorisation (Demmel's
   bound; :func:`spectral_bound_holds`) on the op's witness matrix (``norm_witness_matrix``:
   the materialised matrix; ℓ∞/ℓ1 operator norms, for which the ops give no witness, are
-  re-derived by the op's rule, ``recomputed``). The input radius R and the enclosure norms B̄
+  re-derived by the op's rule, ``recomputed``). A ``lipschitz_lmi`` claim (global ℓ2 of an
+  MLP chain) is accepted iff the kernel shows the LipSDP-Neuron matrix built from the model's
+  chain (its composed matrices and slope restrictions, by the prover's ``mlp_chain``) and the
+  certificate's ``lmi_multipliers`` positive definite (:func:`neuron_lmi_holds`, on
+  :func:`psd_holds`: a shifted Cholesky covering the assembly's and the factorisation's
+  rounding). The input radius R and the enclosure norms B̄
   are recomputed from the sets with the kernel's own rounding; the model file's sha256
   (external data included) by the kernel's own reader.
 - ``exact``: compositions. Every per-layer formula (and the global ones, composed here) is
@@ -38,9 +43,11 @@ as not verified. In particular: ``local`` must be what the set implies (a global
 checked only without a set, over all inputs); a ``float32`` execution claim is re-propagated
 with float32 rounding and its samples are run through onnxruntime in float32 with no
 tolerance; ``lipschitz_product`` must be ≥ the exact layer product; ``lipschitz_enclosure``
-and ``Jenc`` (upper bounds of ℓ) ≥ the verified product or the re-derived Jacobian enclosure;
-the global ``smoothness`` ≥ the output node's verified composed L or the re-derived curvature
-bound (:mod:`boundprop.domains.curvature`), ``smoothness_curvature`` and ``Lcurv`` ≥ the latter;
+and ``Jenc``, ``Jlmi`` (upper bounds of ℓ) ≥ the verified product, the verified LipSDP-Neuron
+bound or the re-derived Jacobian enclosure; ``lmi_multipliers`` without ``lipschitz_lmi`` are
+rejected; the global ``smoothness`` ≥ the output node's verified composed L or the re-derived
+curvature bound (:mod:`boundprop.domains.curvature`), ``smoothness_curvature`` and ``Lcurv``
+≥ the latter;
 every layer's ``op_lipschitz``/``op_smoothness`` ≥ its op rule's value; the input layer's
 constants ≥ those of the identity (1 or 0, 0, R).
 

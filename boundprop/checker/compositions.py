@@ -15,9 +15,10 @@ from fractions import Fraction
 import numpy as np
 import sympy as sp  # the formulas are sympy expressions
 
-from boundprop.checker.kernel import show, vector_norm_upper
+from boundprop.checker.kernel import neuron_lmi_holds, show, vector_norm_upper
 from boundprop.checker.result import Recorder, State
 from boundprop.constants import FORMULA_LIMIT
+from boundprop.domains.constants import LMI_SYMBOL
 from boundprop.exact import FormulaError, _isqrt_bounds, as_number, enclose
 
 
@@ -65,11 +66,16 @@ def check_compositions(ck: Recorder, st: State) -> None:
 
 
 def _check_upper_of_lipschitz(ck: Recorder, st: State, name: str, claim, product) -> None:
-    """A claimed bound on ℓ (the global ℓ, the enclosure method's, ``Jenc``): ≥ the verified
-    layer product, or else ≥ the Jacobian enclosure re-derived by the prover's code."""
+    """A claimed bound on ℓ (the global ℓ, the enclosure method's, ``Jenc``, ``Jlmi``): ≥ the
+    verified layer product, or ≥ the verified LipSDP-Neuron bound, or else ≥ the Jacobian
+    enclosure re-derived by the prover's code."""
     if claim >= product:
         ck.item(name, True, "exact", f"claimed {show(claim)} ≥ the layer product "
                 f"{show(product)}")
+        return
+    if st.lmi is not None and claim >= st.lmi:
+        ck.item(name, True, "exact", f"claimed {show(claim)} ≥ the verified LipSDP-Neuron "
+                f"bound {show(st.lmi)}")
         return
     if st.doc["wrt"] == "params":  # the Jacobian enclosure is w.r.t. the input
         ck.item(name, False, "exact", f"claimed {show(claim)} is below the layer product "
@@ -123,9 +129,40 @@ def _check_global_smoothness(ck: Recorder, st: State, claim, composed) -> None:
             f"re-derived curvature bound {curv if curv is not None else note}")
 
 
+def check_lmi(ck: Recorder, st: State) -> None:
+    """``lipschitz_lmi`` with ``lmi_multipliers``: the kernel's verified positive-definiteness
+    test of the LipSDP-Neuron matrix (:func:`neuron_lmi_holds`) on the model's chain (its
+    matrices and slope restrictions from the prover's ``mlp_chain``); sets ``st.lmi`` to the
+    verified value. ℓ2 w.r.t. the input only; multipliers without a value are rejected."""
+    doc = st.doc
+    claim, ts = doc.get("lipschitz_lmi"), doc.get("lmi_multipliers")
+    st.lmi = None
+    if claim is None:
+        ck.item("lmi_multipliers", ts is None, "independent",
+                "no LipSDP-Neuron claim" if ts is None else
+                "multipliers given without lipschitz_lmi")
+        return
+    if doc["norm"] != "2" or doc["wrt"] != "input" or ts is None:
+        ck.item("lipschitz_lmi", False, "independent",
+                "a LipSDP-Neuron bound is an ℓ2 bound w.r.t. the input, with its multipliers")
+    u = as_number(claim)
+    if u == math.inf:
+        st.lmi = u
+        ck.item("lipschitz_lmi", True, "exact", "no finite claim")
+        return
+    chain, why = st.prover.mlp_chain(st.net)
+    if chain is None:
+        ck.item("lipschitz_lmi", False, "recomputed", f"the model is not an MLP chain: {why}")
+    ok, how = neuron_lmi_holds(chain.weights, chain.slopes, ts, float(u))
+    ck.item("lipschitz_lmi", ok, "independent",
+            f"‖f(x) − f(x')‖₂ ≤ {show(u)}‖x − x'‖₂: {how}" if ok else how)
+    st.lmi = u
+
+
 def check_globals(ck: Recorder, st: State) -> None:
     """Global ℓ, L, B against the output node's; ``lipschitz_product`` against the exact
-    layer product; ``lipschitz_enclosure`` and ``Jenc`` against the product or the re-derived
+    layer product; the LipSDP-Neuron claim by the kernel; ``lipschitz_enclosure``, ``Jenc``
+    and ``Jlmi`` against the product, the verified LipSDP-Neuron bound or the re-derived
     enclosure; L against the output node's composed L or the re-derived curvature bound,
     ``smoothness_curvature`` and ``Lcurv`` against the latter; the global formulas (and
     their ``*_free`` forms) against the composed rules."""
@@ -144,6 +181,7 @@ def check_globals(ck: Recorder, st: State) -> None:
         _check_curvature_claim(ck, st, "constant Lcurv", st.claimed["Lcurv"])
     product = as_number(out["lipschitz"])
     exact_product = st.layer_hi[net.output].get("lipschitz", product) if net.output else product
+    check_lmi(ck, st)
     _check_upper_of_lipschitz(ck, st, "global lipschitz", as_number(doc["lipschitz"]), product)
     if doc.get("lipschitz_product") is not None:
         c = as_number(doc["lipschitz_product"])
@@ -153,9 +191,10 @@ def check_globals(ck: Recorder, st: State) -> None:
     if doc.get("lipschitz_enclosure") is not None:
         _check_upper_of_lipschitz(ck, st, "lipschitz_enclosure",
                                   as_number(doc["lipschitz_enclosure"]), product)
-    if "Jenc" in st.claimed:
-        st.covered.add("Jenc")
-        _check_upper_of_lipschitz(ck, st, "constant Jenc", st.claimed["Jenc"], product)
+    for name in ("Jenc", LMI_SYMBOL):
+        if name in st.claimed:
+            st.covered.add(name)
+            _check_upper_of_lipschitz(ck, st, f"constant {name}", st.claimed[name], product)
     _check_global_formulas(ck, st)
 
 
@@ -181,8 +220,9 @@ def _check_global_formulas(ck: Recorder, st: State) -> None:
     doc, net = st.doc, st.net
     sym = doc.get("symbolic") or {}
     full = compose_global_formulas(net, st.syms, st.rules_local)[net.output]
-    if "Jenc" in st.claimed:
-        full = (sp.Min(full[0], sp.Symbol("Jenc", nonnegative=True)), *full[1:])
+    for name in ("Jenc", LMI_SYMBOL):  # as the prover adds them: Min(product, Jenc, Jlmi)
+        if name in st.claimed:
+            full = (sp.Min(full[0], sp.Symbol(name, nonnegative=True)), *full[1:])
     if "Lcurv" in st.claimed:
         full = (full[0], sp.Min(full[1], sp.Symbol("Lcurv", nonnegative=True)), full[2])
     free = doc.get("free") or []

@@ -13,7 +13,7 @@ from boundprop.certificate import schema
 # ``boundprop report`` shows them as "not verified", never under the checker's verdict.
 UNVERIFIED_FIELDS = frozenset({
     "model.path", "tool", "tool.name", "tool.version", "elapsed_s", "enclosure_note",
-    "curvature_note",
+    "curvature_note", "lmi_note",
     "smoothness_reason", "layers[].smoothness_reason", "symbolic.meaning",
     "symbolic.meaning.*",
 })

@@ -11,6 +11,8 @@ Contents:
 
 - rounding-error bounds: γ_n = n u/(1 − n u) with u = 2⁻⁵³, exactly as a Fraction;
 - ‖A‖₂ ≤ u by a Cholesky certificate of u²I − AᵀA (:func:`spectral_bound_holds`);
+- M ≻ 0 for every M near a float matrix (:func:`psd_holds`), and the LipSDP-Neuron
+  certificate of a global ℓ2 Lipschitz bound of an MLP chain (:func:`neuron_lmi_holds`);
 - ‖A‖_∞ / ‖A‖_1 as max row / column sums of |A|, rounded up;
 - ‖v‖_p of a vector rounded up (input radius R, enclosure norms B̄ = sup ‖x‖_p over a box);
 - JSON Schema validation of a certificate document;
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ import numpy as np
 from boundprop.exact import _isqrt_bounds
 
 UNIT_ROUNDOFF = Fraction(1, 2**53)
+UNIT = 2.0**-53
 
 
 def gamma(n: int) -> Fraction:
@@ -105,6 +108,150 @@ def spectral_bound_holds(a, u: float, entry_rel_error: float = 0.0) -> bool:
     d_min = min(u2 - Fraction(float(gj)) - Fraction(float(hj)) for gj, hj in zip(diag_g, diag_h))
     tiny = Fraction(n, 2**1000)  # underflow in the factorisation
     return d_min > d + gm + tiny
+
+
+def _float_below(x: Fraction) -> float:
+    """The largest float ≤ x (x ≥ 0, within float range)."""
+    f = float(x)
+    return float(np.nextafter(f, -np.inf)) if Fraction(f) > x else f
+
+
+def psd_holds(m: np.ndarray, f: np.ndarray) -> tuple[bool, str]:
+    """True only if every symmetric real M with |M − m| ≤ f entrywise is positive definite,
+    for the symmetric float matrix ``m`` and the nonnegative float matrix ``f``.
+
+    Scaled by S = diag(2^k) (exact) to a diagonal near 1: M ≻ 0 iff SMS ≻ 0, and
+    ‖S(M − m)S‖₂ ≤ ε = ‖SfS‖_F (rounded up). H = SmS − sI (diagonal rounded; s covers ε and
+    the factorisation's rounding, doubled): a successful float Cholesky R̃ᵀR̃ = H + ΔH with
+    |ΔH| ≤ γ_{n+1}|R̃ᵀ||R̃| (Demmel) and ‖R̃‖_F² ≤ tr H/(1 − γ) gives H ⪰ −d I with
+    d = γ tr H/(1 − γ) (γ = γ_{2n+2}, generous). Then SMS = H + D + S(M − m)S with
+    D = diag(SmS − H) evaluated exactly, so SMS ≻ 0 when min D > d + ε. Returns (holds, how
+    or why not)."""
+    import scipy.linalg  # lazy: scipy is heavy and only matrix items need it
+
+    m, f = np.asarray(m, dtype=np.float64), np.asarray(f, dtype=np.float64)
+    n = m.shape[0] if m.ndim == 2 else -1
+    if m.shape != (n, n) or f.shape != m.shape or not np.all(np.isfinite(m)) \
+            or not np.all(np.isfinite(f) & (f >= 0)):
+        return False, "not a finite square matrix with an error bound"
+    if not np.array_equal(m, m.T):
+        return False, "not symmetric"
+    if n == 0:
+        return True, "empty"
+    diag = np.diag(m)
+    if not np.all(diag > 0):
+        return False, "a diagonal entry is not positive"
+    k = np.round(-0.5 * np.log2(diag))
+    if np.any(np.abs(k) > 400):
+        return False, "diagonal out of the scalable range"
+    s = np.ldexp(1.0, k.astype(int))
+    ms = m * s[:, None] * s[None, :]  # powers of two: exact
+    if np.any((ms != 0) & (np.abs(ms) < 2.0**-900)):
+        return False, "entries too small after scaling (underflow)"
+    fs = f * s[:, None] * s[None, :] * (1 + 2.0**-50) + 2.0**-1000  # exact but for underflow
+    with np.errstate(over="ignore"):
+        eps2 = sum_upper(fs * fs, fs.size)
+    if eps2 == math.inf:
+        return False, "the error bound overflows"
+    eps = _isqrt_bounds(eps2 * (1 + Fraction(1, 2**51)))[1]
+    gh = gamma(2 * n + 2)
+    diag_s = np.diag(ms)
+    trace_est = Fraction(float(np.sum(diag_s))) * (1 + gamma(n + 1))
+    shift = float(2 * (eps + gh * trace_est / (1 - gh)) + Fraction(1, 2**60))
+    h = ms.copy()
+    h[np.diag_indices(n)] = diag_s - shift
+    try:
+        scipy.linalg.cholesky(h, lower=False, check_finite=True)
+    except (np.linalg.LinAlgError, ValueError):
+        return False, "the shifted Cholesky factorisation failed (not shown positive definite)"
+    diag_h = np.diag(h)
+    trace_h = sum((Fraction(float(x)) for x in diag_h), Fraction(0))
+    if trace_h <= 0:
+        return False, "non-positive trace"
+    d = gh * trace_h / (1 - gh)
+    d_min = min(Fraction(float(a)) - Fraction(float(b)) for a, b in zip(diag_s, diag_h))
+    tiny = Fraction(n, 2**1000)  # underflow in the factorisation
+    if d_min > d + eps + tiny:
+        return True, f"{n}×{n} matrix positive definite by a shifted Cholesky certificate"
+    return False, "the rounding margin exceeds the shift"
+
+
+def _abs_gram(w: np.ndarray, e: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fl(Wᵀ diag(g) W), an entrywise bound on its distance to the exact Wᵀ diag(g) W for
+    every W with |W − w| ≤ e): γ_{n+4}|w|ᵀ|g||w| + (2|w| + e)ᵀ|g| e (g exact floats, n the
+    inner size), enlarged by 2⁻⁴⁰ for the rounding of the bound itself."""
+    n = w.shape[0]
+    gram = w.T @ (g[:, None] * w)
+    gram = np.triu(gram) + np.triu(gram, 1).T  # each entry once: exactly symmetric
+    aw, ag = np.abs(w), np.abs(g)[:, None]
+    bound = float(gamma(n + 4)) * (aw.T @ (ag * aw))
+    if np.any(e):
+        bound = bound + (2 * aw + e).T @ (ag * e)
+    return gram, bound * (1 + 2.0**-40)
+
+
+def neuron_lmi_holds(weights: Sequence[tuple[np.ndarray, np.ndarray]],
+                     slopes: Sequence[tuple[np.ndarray, np.ndarray]],
+                     multipliers: Sequence[Any], u: float) -> tuple[bool, str]:
+    """Whether the LipSDP-Neuron certificate shows ‖f(x) − f(x')‖₂ ≤ u‖x − x'‖₂ for the chain
+    f = W_L σ_{L−1}(⋯ σ_1(W_1 x + b_1) ⋯) + b_L, where neuron i of layer l is slope-restricted
+    in [α_li, β_li] (``slopes[l−1] = (α_l, β_l)``) and |W_l − w_l| ≤ e_l entrywise
+    (``weights[l−1] = (w_l, e_l)``); ``multipliers[l−1] = t_l ≥ 0`` (l = 1 … L−1).
+
+    Each neuron gives (Δz − αΔv)(βΔv − Δz) ≥ 0 (Δv = W_l Δz_{l−1}), so if the quadratic form
+    ρ‖Δz_0‖² − ‖W_L Δz_{L−1}‖² − 2 Σ_l Σ_i t_li (Δz_li − α_iΔv_li)(β_iΔv_li − Δz_li) is
+    positive semidefinite in (Δz_0, …, Δz_{L−1}), then ‖Δy‖² ≤ ρ‖Δx‖². Its matrix M: block
+    (0,0) ρI with ρ a float ≤ u²; block (l,l) += 2 diag(t_l); block (l,l−1) = −diag((α+β)t_l)W_l;
+    block (l−1,l−1) += 2 W_lᵀ diag(αβ t_l) W_l; block (L−1,L−1) −= W_LᵀW_L. Assembled in float
+    with an entrywise bound F on the assembly error (the products, the weights' e_l, the sums);
+    M ≻ 0 for every matrix within F by :func:`psd_holds`."""
+    L = len(weights)
+    if L < 2 or len(slopes) != L - 1 or len(multipliers) != L - 1:
+        return False, "the multipliers do not match the chain"
+    sizes = [weights[0][0].shape[1]] + [w.shape[0] for w, _ in weights[:-1]]
+    for (w, _), n_in in zip(weights, sizes):
+        if w.shape[1] != n_in:
+            return False, "the weights do not chain"
+    ts = [np.asarray(t, dtype=np.float64).reshape(-1) for t in multipliers]
+    if any(t.shape != (n,) for t, n in zip(ts, sizes[1:])):
+        return False, "a multiplier vector has the wrong length"
+    if any(not np.all(np.isfinite(t) & (t >= 0)) for t in ts):
+        return False, "a multiplier is negative or not finite"
+    if not (math.isfinite(u) and u > 0) or Fraction(u) ** 2 > Fraction(2.0**1000):
+        return False, "u is not a positive finite number"
+    off = np.concatenate([[0], np.cumsum(sizes)])
+    big = np.zeros((off[-1], off[-1]))
+    fb, mag = np.zeros_like(big), np.zeros_like(big)
+    blk = [slice(off[i], off[i + 1]) for i in range(L)]
+    big[blk[0], blk[0]] = np.eye(sizes[0]) * _float_below(Fraction(u) ** 2)
+    mag[blk[0], blk[0]] = big[blk[0], blk[0]]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(1, L):
+            w, e = weights[i - 1]
+            a, b = (np.asarray(x, dtype=np.float64).reshape(-1) for x in slopes[i - 1])
+            t = ts[i - 1]
+            big[blk[i], blk[i]] += np.diag(2 * t)
+            mag[blk[i], blk[i]] += np.diag(2 * t)
+            c = (a + b) * t
+            big[blk[i], blk[i - 1]] = -c[:, None] * w
+            big[blk[i - 1], blk[i]] = big[blk[i], blk[i - 1]].T
+            fb[blk[i], blk[i - 1]] = np.abs(c)[:, None] * (4 * UNIT * np.abs(w) + 2 * e)
+            fb[blk[i - 1], blk[i]] = fb[blk[i], blk[i - 1]].T
+            g = 2 * a * b * t
+            if np.any(g):
+                gram, bound = _abs_gram(w, e, g)
+                big[blk[i - 1], blk[i - 1]] += gram
+                mag[blk[i - 1], blk[i - 1]] += np.abs(gram)
+                fb[blk[i - 1], blk[i - 1]] += bound
+        gram, bound = _abs_gram(*weights[-1], np.ones(weights[-1][0].shape[0]))
+        big[blk[-1], blk[-1]] -= gram
+        mag[blk[-1], blk[-1]] += np.abs(gram)
+        fb[blk[-1], blk[-1]] += bound
+        fb += 4 * UNIT * mag  # the sums of blocks on the diagonal
+    if not (np.all(np.isfinite(big)) and np.all(np.isfinite(fb))):
+        return False, "overflow in the assembly"
+    ok, how = psd_holds(big, fb)
+    return ok, f"LipSDP-Neuron matrix: {how}"
 
 
 def row_sum_norm(a, norm: str) -> Fraction | float:

@@ -20,6 +20,7 @@ import numpy as np
 from boundprop.analysis import output_bounds
 from boundprop.constants import jacobian_enclosure_norm, node_symbols, param_ball_intervals
 from boundprop.domains.curvature import curvature_smoothness
+from boundprop.domains.lipsdp import mlp_chain
 from boundprop.errors import BoundpropError
 from boundprop.importer import load
 from boundprop.ops.base import AffinePrimitive
@@ -116,3 +117,9 @@ class Prover:
         chain rule: σ'' ranges, backward Jacobian enclosures, certified spectral norms)."""
         self._use("boundprop.domains.curvature.curvature_smoothness (curvature method)")
         return curvature_smoothness(net, boxes, norm)
+
+    def mlp_chain(self, net):
+        """The net as an MLP chain (its composed matrices with error bounds, its activations'
+        slope restrictions), or (None, why not): what the LipSDP-Neuron test is run on."""
+        self._use("boundprop.domains.lipsdp.mlp_chain (matrices and slope restrictions)")
+        return mlp_chain(net)

@@ -108,6 +108,7 @@ class State:
     rules_op: list = field(default_factory=list)
     layer_hi: list = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
+    lmi: Any = None  # the verified LipSDP-Neuron bound (compositions.check_lmi), if any
     _enclosure: tuple | None = None
     _curvature: tuple | None = None
 

@@ -17,6 +17,7 @@ import sympy as sp  # this domain is symbolic: sympy is its arithmetic, not an o
 
 from boundprop.domains.curvature import curvature_smoothness
 from boundprop.domains.jacobian import jacobian_enclosure_norm
+from boundprop.domains.lipsdp import lipschitz_lmi
 from boundprop.domains.walker import Box, input_boxes
 from boundprop.errors import BoundpropError, UnsupportedModelError
 from boundprop.ir import Network, Node
@@ -32,6 +33,8 @@ from boundprop.sets import InputSet, L2Ball
 
 # Global formulas bigger than this (sympy operation count) keep node symbols instead.
 FORMULA_LIMIT = 400
+# The named constant of the verified LipSDP-Neuron bound in the ℓ formula.
+LMI_SYMBOL = "Jlmi"
 
 Symbols = tuple[sp.Symbol, sp.Symbol, sp.Symbol]  # (ℓ, L, B) of one node
 
@@ -112,6 +115,10 @@ class Constants:
     wrt: str = "input"
     param_radius: float | None = None
     output_box: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    # Global ℓ2 only: the verified LipSDP-Neuron bound and its multipliers (domains/lipsdp.py).
+    lipschitz_lmi: float | None = None
+    lmi_multipliers: list[np.ndarray] | None = field(default=None, repr=False)
+    lmi_note: str | None = None
 
     def formula(self, which: str = "lipschitz", free: list[str] | tuple[str, ...] = ()
                 ) -> sp.Expr:
@@ -306,8 +313,9 @@ class ConstantsPass:
             {"lipschitz": str(lip_e), "smoothness": str(smooth_e), "bound": str(bound_e)}))
 
     def result(self, s: InputSet | None, enclosure: bool, symbolic: bool) -> Constants:
-        """The network output's constants: ℓ the smaller of the product (chain rule) and, if
-        ``enclosure``, the Jacobian-enclosure bound; L the smaller of the composition and, if
+        """The network output's constants: ℓ the smallest of the product (chain rule), the
+        Jacobian-enclosure bound if ``enclosure`` and, for global ℓ2 constants w.r.t. the
+        input, the verified LipSDP-Neuron bound; L the smaller of the composition and, if
         ``enclosure``, the curvature method's bound; with ``symbolic`` the global formulas."""
         net, values, out = self.net, self.table.values, self.net.output
         l_prod = values[self.syms[out][0]]
@@ -317,12 +325,14 @@ class ConstantsPass:
             l_enc, note = jacobian_enclosure_norm(net, self.layers, self.norm)
             l_curv, curv_note = curvature_smoothness(
                 net, self.layers, self.norm, [lc.op_smoothness for lc in self.layer_constants])
+        params = self.param_radius is not None
+        lmi = lipschitz_lmi(net) if (s is None and self.norm == "2" and not params) else None
+        l_lmi = None if lmi is None else lmi.value
         smooth = values[self.syms[out][1]]
         if l_curv is not None:
             smooth = min(smooth, l_curv)
-        params = self.param_radius is not None
         res = Constants(norm=self.norm, local=s is not None,
-                        lipschitz=l_prod if l_enc is None else min(l_prod, l_enc),
+                        lipschitz=min(x for x in (l_prod, l_enc, l_lmi) if x is not None),
                         lipschitz_product=l_prod, lipschitz_enclosure=l_enc,
                         enclosure_note=note, smoothness=smooth,
                         smoothness_curvature=l_curv, curvature_note=curv_note,
@@ -332,26 +342,37 @@ class ConstantsPass:
                         meaning=self.table.meaning, latex_names=self.table.latex,
                         wrt="params" if params else "input",
                         param_radius=float(self.param_radius) if params else None,
-                        output_box=None if self.layers is None else self.layers[out])
+                        output_box=None if self.layers is None else self.layers[out],
+                        lipschitz_lmi=l_lmi,
+                        lmi_multipliers=None if lmi is None else lmi.multipliers,
+                        lmi_note=None if lmi is None else lmi.note)
         if symbolic:
-            self._formulas(res, l_enc, l_curv)
+            self._formulas(res, l_enc, l_curv, l_lmi)
         return res
 
-    def _formulas(self, res: Constants, l_enc: float | None, l_curv: float | None) -> None:
-        """The output's global formulas; ℓ's is min(product formula, Jenc) with an enclosure,
-        L's min(composed formula, Lcurv) with the curvature method."""
+    def _formulas(self, res: Constants, l_enc: float | None, l_curv: float | None,
+                  l_lmi: float | None) -> None:
+        """The output's global formulas; ℓ's is the minimum of the product formula and, when
+        they exist, Jenc (enclosure) and Jlmi (LipSDP-Neuron); L's min(composed formula,
+        Lcurv) with the curvature method."""
         full = global_formulas(self.net, self.syms, self.rules_local)
-        enc_sym = None
+        lo_f, sm_f, bo_f = full[self.net.output]
         if l_enc is not None:
             enc_sym = sp.Symbol("Jenc", nonnegative=True)
             self.table.add(enc_sym, l_enc, f"‖Jacobian enclosure‖_{self.norm} (enclosure "
                            "method)", "\\|\\mathcal{J}\\|")
-        lo_f, sm_f, bo_f = full[self.net.output]
+            lo_f = sp.Min(lo_f, enc_sym)
+        if l_lmi is not None:
+            lmi_sym = sp.Symbol(LMI_SYMBOL, nonnegative=True)
+            self.table.add(lmi_sym, l_lmi, "global ℓ2 Lipschitz bound by a verified "
+                           "LipSDP-Neuron certificate (lmi_multipliers)",
+                           "\\ell_{\\mathrm{LMI}}")
+            lo_f = sp.Min(lo_f, lmi_sym)
         if l_curv is not None and np.isfinite(l_curv):
             curv_sym = sp.Symbol("Lcurv", nonnegative=True)
             self.table.add(curv_sym, l_curv, f"‖D²y‖ bound of the curvature method "
                            f"(per-neuron second-order chain rule, {self.norm}-norm)",
                            "L_{\\mathrm{curv}}")
             sm_f = sp.Min(sm_f, curv_sym)
-        res.lipschitz_formula = lo_f if enc_sym is None else sp.Min(lo_f, enc_sym)
+        res.lipschitz_formula = lo_f
         res.smoothness_formula, res.bound_formula = sm_f, bo_f

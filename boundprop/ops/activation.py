@@ -51,7 +51,7 @@ class Activation(Primitive):
     # Every activation has these rules; those with an onnxruntime emission add "ort_interval".
     rules: ClassVar[frozenset[str]] = frozenset(
         {"interval", "backward_linear", "constants", "jacobian", "vjp", "needs_tighter",
-         "relaxed_forward", "slope_parameters", "curvature"})
+         "relaxed_forward", "slope_parameters", "curvature", "slope_restriction"})
 
     def __init__(self, in_shape: Shape, **params: float) -> None:
         self.in_shapes, self.out_shape = (tuple(in_shape),), tuple(in_shape)
@@ -139,6 +139,14 @@ class Activation(Primitive):
         dmin, dmax = np.minimum.reduce(cands), np.maximum.reduce(cands)
         margin = 10 * ELEMENTARY_RELATIVE_ERROR * np.maximum(np.abs(dmin), np.abs(dmax)) + TINY
         return dmin - margin, dmax + margin
+
+    def slope_restriction(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-entry global slope bounds [α, β] (arrays of the input's shape, with a leading
+        sample axis of 1): α ≤ (σ(a) − σ(b))/(a − b) ≤ β for all real a ≠ b. σ is continuous
+        and piecewise C¹, so a difference quotient is an average of σ' over [b, a]: the
+        derivative range over the whole line (:meth:`derivative_range`) bounds it."""
+        full = np.full((1, *self.in_shapes[0]), np.inf)
+        return self.derivative_range(-full, full)
 
     def lipschitz_on(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """sup |σ'| on [lo, hi], per entry (the local Lipschitz constant of each neuron)."""

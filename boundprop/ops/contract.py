@@ -32,6 +32,8 @@ RULES: dict[str, str] = {
                  "(|σ''| bounds) on input boxes (smoothness_on)",
     "slope_parameters": "free slopes of the lower and upper lines per entry, any value in "
                         "their ranges sound (slope_ranges, with_slopes)",
+    "slope_restriction": "global per-entry bounds α ≤ (σ(a) − σ(b))/(a − b) ≤ β over all "
+                         "a ≠ b (slope_restriction: the LipSDP-Neuron chain)",
 }
 
 # Short column labels of the matrix.
@@ -40,6 +42,7 @@ COLUMN: dict[str, str] = {
     "ort_interval": "ort", "vjp": "vjp", "parametric": "param", "materialize": "mat",
     "entry_selection": "sel", "row_norms": "rows", "needs_tighter": "tight",
     "relaxed_forward": "fwd", "slope_parameters": "slope", "curvature": "curv",
+    "slope_restriction": "sr",
 }
 
 

@@ -189,6 +189,8 @@ def _lipschitz_detail(doc: dict) -> str:
         parts.append(f"Jacobian enclosure {fmt_number(doc.get('lipschitz_enclosure'))}")
     elif doc.get("enclosure_note"):
         parts.append(f"enclosure: {doc['enclosure_note']}")
+    if doc.get("lipschitz_lmi") is not None:
+        parts.append(f"LipSDP-Neuron {fmt_number(doc.get('lipschitz_lmi'))}")
     return "; ".join(parts)
 
 
@@ -299,6 +301,7 @@ def report_summary(cert: str | os.PathLike | dict, check: dict | None = None,
         "lipschitz_product": json_number(doc.get("lipschitz_product")),
         "lipschitz_enclosure": json_number(doc.get("lipschitz_enclosure")),
         "enclosure_note": doc.get("enclosure_note"),
+        "lipschitz_lmi": json_number(doc.get("lipschitz_lmi")),
         "smoothness": json_number(doc.get("smoothness")),
         "smoothness_reason": doc.get("smoothness_reason"),
         "bound": json_number(doc.get("bound")),

@@ -1,0 +1,385 @@
+"""Global ℓ2 Lipschitz constant of an MLP chain below the layer product: a LipSDP-Neuron
+certificate with closed-form multipliers (no SDP solver), verified in floating point.
+
+**The chain.** f(x) = W_L σ_{L−1}(W_{L−1} ⋯ σ_1(W_1 x + b_1) ⋯) + b_L: consecutive affine
+nodes composed into one matrix, elementwise activations between them (an identity matrix
+inserted between two activations, before a leading one and after a trailing one), neuron i of
+layer l slope-restricted in [α_li, β_li] (the op's ``slope_restriction``; a positive α is
+replaced by 0 — a weaker, still true restriction — because the multipliers below are chosen for
+α = 0; the tiny negative α of the derivative ranges' rounding margins stays; a real α < 0 —
+GELU, HardSwish — gets its own α-aware search of one multiplier per layer, ``alpha_candidates``).
+Biases do not matter. Any other op (pooling, joins, normalisation…): no chain, no value.
+
+**The certificate** (LipSDP-Neuron, Fazlyab et al. 2019): for multipliers t_l ≥ 0 and ρ, if
+ρ‖Δz_0‖² − ‖W_L Δz_{L−1}‖² − 2 Σ_l Σ_i t_li (Δz_li − α_iΔv_li)(β_iΔv_li − Δz_li) is a
+positive semidefinite form, then ‖f(x) − f(x')‖₂ ≤ √ρ ‖x − x'‖₂. The checker kernel's
+:func:`boundprop.checker.kernel.neuron_lmi_holds` assembles its block-tridiagonal matrix and
+shows it positive definite (shifted Cholesky with a rounding proof). Whatever the prover
+computes below is only a candidate until that test passes.
+
+**The multipliers** (ECLipsE-Fast, Xu & Sivaranjani, NeurIPS 2024, in this normalisation;
+α taken as 0 in the choice, the test uses the true α): with W'_l = diag(β_l) W_l, eliminate the
+blocks from the input: X_0 = I, A_l = W'_l X_{l−1}^{-1} W'_lᵀ, T_l = (c_l/λ_max(A_l)) I,
+X_l = 2T_l − T_l A_l T_l (≻ 0 for 0 < c_l < 2; c_l = 1 is ECLipsE-Fast); then
+ρ = λ_max(W_L X_{L−1}^{-1} W_Lᵀ), and the certificate's multipliers are ρ T_l (the
+constraint t Δz(βΔv − Δz) reads the same in both coordinates). With c_l = 1, X_l ⪰ T_l
+gives by induction ρ ≤ ∏_l max β_l² ‖W_l‖²: never above the product. The c_l are then
+improved by a coordinate search, and then every neuron's multiplier separately by gradient
+descent on log ρ (reverse mode through the elimination): each trial is a candidate; only the
+final one is verified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from boundprop.checker.kernel import neuron_lmi_holds
+from boundprop.ir import Network
+from boundprop.ops.activation import Activation
+from boundprop.ops.base import AffinePrimitive
+from boundprop.rounding import gamma, round_up
+
+# Largest LMI (sum of the input and hidden widths) certified by a dense factorisation.
+LMI_SIZE_LIMIT = 4000
+# Relative enlargements of √ρ tried, smallest first, until the verified test passes.
+HEADROOMS = (1e-9, 1e-7, 1e-5, 1e-3, 1e-2)
+C_GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 1.9)
+# Gradient steps refining the per-neuron multipliers: at most DESCENT_ITERATIONS, at least 20,
+# about DESCENT_WORK flops in all (each step costs ~10 n_l³ per hidden layer of width n_l).
+DESCENT_ITERATIONS = 200
+DESCENT_WORK = 4e9
+# Factors of the per-layer multipliers tried when some α < 0.
+ALPHA_GRID = (0.1, 0.25, 0.5, 0.7, 0.85, 1.2, 1.5, 2.0, 4.0, 10.0)
+
+
+@dataclass
+class Chain:
+    """An MLP chain: ``weights[l] = (w, e)`` with |W_{l+1} − w| ≤ e entrywise (float64),
+    ``slopes[l] = (α, β)`` per neuron of hidden layer l+1 (flat arrays)."""
+
+    weights: list[tuple[np.ndarray, np.ndarray]]
+    slopes: list[tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def lmi_size(self) -> int:
+        return self.weights[0][0].shape[1] + sum(w.shape[0] for w, _ in self.weights[:-1])
+
+
+@dataclass
+class LmiBound:
+    """A verified global ℓ2 bound ``value`` and its multipliers (one vector per hidden
+    layer), or no value and the reason."""
+
+    value: float | None
+    multipliers: list[np.ndarray] | None
+    note: str | None = None
+
+
+def _compose(outer: tuple[np.ndarray, np.ndarray], inner: tuple[np.ndarray, np.ndarray]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(fl(BA), bound on |fl(BA) − B'A'|) for |B' − b| ≤ e_b, |A' − a| ≤ e_a:
+    γ_{k+2}|b||a| + e_b|a| + |b|e_a + e_b e_a, enlarged for its own rounding."""
+    (b, eb), (a, ea) = outer, inner
+    k = a.shape[0]
+    ab, aa = np.abs(b), np.abs(a)
+    err = gamma(k + 2) * (ab @ aa) + eb @ aa + ab @ ea + eb @ ea
+    return b @ a, round_up(err * (1 + 2 * gamma(k + 2)))
+
+
+def _affine_matrix(op: AffinePrimitive) -> tuple[np.ndarray, np.ndarray] | None:
+    """The op's matrix (materialised: at most one rounding per entry) and its error bound."""
+    m = op.materialize()
+    if m is None:
+        return None
+    return m, round_up(np.abs(m) * 2.0**-52)
+
+
+def mlp_chain(net: Network) -> tuple[Chain | None, str | None]:
+    """The network as an MLP chain (see the module docstring), or (None, why not)."""
+    nodes = net.nodes
+    if net.output != len(nodes) - 1 or any(n.inputs != (i,) for i, n in
+                                           enumerate(nodes[1:])):
+        return None, "not a chain of nodes"
+    weights, slopes, pending = [], [], None
+    for node in nodes[1:]:
+        op = node.op
+        if isinstance(op, AffinePrimitive):
+            m = _affine_matrix(op)
+            if m is None:
+                return None, f"node {node.name}: matrix too large"
+            pending = m if pending is None else _compose(m, pending)
+        elif isinstance(op, Activation) and op.has("slope_restriction"):
+            if pending is None:  # activation first or after another: the identity between
+                n = int(np.prod(op.in_shapes[0]))
+                pending = (np.eye(n), np.zeros((n, n)))
+            a, b = (np.asarray(x, dtype=np.float64).reshape(-1) for x in op.slope_restriction())
+            weights.append(pending)
+            slopes.append((np.minimum(a, 0.0), b))  # [α, β] ⊂ [min(α, 0), β]
+            pending = None
+        else:
+            return None, f"node {node.name} ({op.kind}) is neither affine nor an activation"
+    if not slopes:
+        return None, "no activation: the layer product is exact"
+    if pending is None:
+        n = weights[-1][0].shape[0]
+        pending = (np.eye(n), np.zeros((n, n)))
+    weights.append(pending)
+    return Chain(weights, slopes), None
+
+
+def _congruence(x: np.ndarray | None, w: np.ndarray) -> np.ndarray:
+    """w X^{-1} wᵀ for X ≻ 0 (Cholesky solve; X = I when None), symmetrised."""
+    if x is None:
+        g = w @ w.T
+    else:
+        r = scipy.linalg.cholesky(x, lower=False)
+        y = scipy.linalg.solve_triangular(r, w.T, trans="T", lower=False)
+        g = y.T @ y
+    return 0.5 * (g + g.T)
+
+
+def _lambda_max(a: np.ndarray) -> float:
+    n = a.shape[0]
+    return float(scipy.linalg.eigvalsh(a, subset_by_index=[n - 1, n - 1])[0])
+
+
+def _reduce(chain: Chain, i: int, x: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """A_i = W'_i X^{-1} W'_iᵀ of hidden layer i (0-based) and its λ_max (1 if A_i = 0)."""
+    w, beta = chain.weights[i][0], np.maximum(chain.slopes[i][1], 1e-300)
+    a = _congruence(x, beta[:, None] * w)
+    lam = _lambda_max(a)
+    return a, lam if lam > 0 else 1.0
+
+
+def _run(chain: Chain, cs: list[float], start: int = 0, x: np.ndarray | None = None,
+         first: tuple[np.ndarray, float] | None = None) -> tuple[float, list[float]]:
+    """(ρ, τ_l) of the elimination from hidden layer ``start`` on (state ``x`` before it;
+    ``first``: its A and λ if known), with the factors ``cs``; ρ = ∞ if a step fails."""
+    taus = []
+    try:
+        for i in range(start, len(chain.slopes)):
+            a, lam = first if (i == start and first is not None) else _reduce(chain, i, x)
+            tau = cs[i] / lam
+            x = 2 * tau * np.eye(a.shape[0]) - tau * tau * a
+            taus.append(tau)
+        rho = _lambda_max(_congruence(x, chain.weights[-1][0]))
+    except (np.linalg.LinAlgError, ValueError):
+        return float("inf"), taus
+    return max(rho, 1e-300), taus
+
+
+def eclipse_candidate(chain: Chain, cs: list[float]) -> tuple[float, list[np.ndarray]]:
+    """(ρ, multipliers t_l = ρ τ_l) of the closed-form elimination with factors ``cs`` (a
+    candidate: floating point, unverified); ρ = ∞ if an elimination step fails."""
+    rho, taus = _run(chain, cs)
+    return rho, [np.full(w.shape[0], rho * tau) for (w, _), tau in zip(chain.weights, taus)]
+
+
+def _search(chain: Chain) -> list[float]:
+    """The factors c_l: ECLipsE-Fast's c_l = 1, then two sweeps of coordinate search over
+    :data:`C_GRID` keeping the smallest candidate ρ (the prefix state is shared)."""
+    cs = [1.0] * len(chain.slopes)
+    best = _run(chain, cs)[0]
+    for _ in range(2):
+        improved, x = False, None
+        for i in range(len(cs)):
+            first = _reduce(chain, i, x)
+            for c in C_GRID:
+                trial = cs[:i] + [c] + cs[i + 1:]
+                rho = _run(chain, trial, i, x, first)[0]
+                if rho < best * (1 - 1e-9):
+                    best, cs, improved = rho, trial, True
+            tau = cs[i] / first[1]
+            x = 2 * tau * np.eye(first[0].shape[0]) - tau * tau * first[0]
+        if not improved:
+            break
+    return cs
+
+
+def _eliminate(chain: Chain, taus: list[np.ndarray], first: np.ndarray
+               ) -> tuple[np.ndarray, list[tuple[np.ndarray | None, np.ndarray]]]:
+    """X_{L−1} of the elimination with diagonal T_l = diag(τ_l), and per hidden layer
+    (X_{l−1}^{-1} W'_lᵀ or None for X_0 = I, A_l); ``first`` is A_1 = W'_1 W'_1ᵀ."""
+    x, steps = None, []
+    for i, tau in enumerate(taus):
+        if i == 0:
+            xw, a = None, first
+        else:
+            w = np.maximum(chain.slopes[i][1], 1e-300)[:, None] * chain.weights[i][0]
+            xw = scipy.linalg.cho_solve(scipy.linalg.cho_factor(x), w.T)
+            a = w @ xw
+            a = 0.5 * (a + a.T)
+        steps.append((xw, a))
+        x = 2 * np.diag(tau) - tau[:, None] * a * tau[None, :]
+    return x, steps
+
+
+def _log_rho_and_gradient(chain: Chain, s: np.ndarray, first: np.ndarray
+                          ) -> tuple[float, np.ndarray]:
+    """log ρ(τ) with τ = exp(s) (all hidden layers' multipliers, concatenated) and its
+    gradient in s, by reverse mode: ρ = λ_max(W_L X^{-1} W_Lᵀ) has ∂ρ/∂X_{L−1} = −ppᵀ with
+    p = X^{-1}W_Lᵀq (q the top eigenvector); through X_l = 2T − TAT, with G = ∂ρ/∂X_l,
+    ∂ρ/∂τ_i = 2G_ii − 2(GTA)_ii and ∂ρ/∂X_{l−1} = X^{-1}W'ᵀ TGT W'X^{-1}. Raises
+    LinAlgError where an X_l is not positive definite."""
+    sizes = [w.shape[0] for w, _ in chain.weights[:-1]]
+    taus = np.split(np.exp(s), np.cumsum(sizes)[:-1])
+    x, steps = _eliminate(chain, taus, first)
+    wl = chain.weights[-1][0]
+    xw = scipy.linalg.cho_solve(scipy.linalg.cho_factor(x), wl.T)
+    g = wl @ xw
+    vals, vecs = np.linalg.eigh(0.5 * (g + g.T))
+    rho, p = float(vals[-1]), xw @ vecs[:, -1]
+    if not rho > 0:
+        raise np.linalg.LinAlgError("ρ ≤ 0")
+    grad = [np.empty(0)] * len(taus)
+    big_g = -np.outer(p, p)
+    for i in reversed(range(len(taus))):
+        (xw_i, a), tau = steps[i], taus[i]
+        grad[i] = (2 * np.diag(big_g) - 2 * np.einsum("ij,j,ji->i", big_g, tau, a)) * tau
+        if i > 0:
+            m = xw_i @ (tau[:, None] * big_g * tau[None, :]) @ xw_i.T
+            big_g = 0.5 * (m + m.T)
+    return float(np.log(rho)), np.concatenate(grad) / rho
+
+
+def _descent(chain: Chain, taus: list[np.ndarray], iters: int) -> list[np.ndarray]:
+    """Per-neuron multipliers by gradient descent on log ρ over log τ (the LipSDP-Neuron
+    optimum is the infimum over all τ > 0): sup-norm-normalised steps, grown ×1.3 on
+    success, halved on failure (an X_l not positive definite, or no decrease); a fixed
+    number of iterations, so the result is deterministic."""
+    w1 = np.maximum(chain.slopes[0][1], 1e-300)[:, None] * chain.weights[0][0]
+    first = w1 @ w1.T
+    first = 0.5 * (first + first.T)
+    s = np.log(np.concatenate(taus))
+    value, grad = _log_rho_and_gradient(chain, s, first)
+    eta = 0.1
+    for _ in range(iters):
+        trial = s - eta * grad / max(float(np.max(np.abs(grad))), 1e-300)
+        try:
+            v, g = _log_rho_and_gradient(chain, trial, first)
+        except (np.linalg.LinAlgError, ValueError):
+            v, g = np.inf, grad
+        if v < value:
+            s, value, grad, eta = trial, v, g, eta * 1.3
+        else:
+            eta *= 0.5
+            if eta < 1e-8:
+                break
+    sizes = [w.shape[0] for w, _ in chain.weights[:-1]]
+    return np.split(np.exp(s), np.cumsum(sizes)[:-1])
+
+
+def candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
+    """(ρ, multipliers) to try, best first (all unverified): the coordinate search's closed
+    form refined by :func:`_descent` (iterations capped by its cost) when that is lower, then
+    the closed form itself (a fallback when the refined one sits too close to singular)."""
+    rho, ts = eclipse_candidate(chain, _search(chain))
+    if not np.isfinite(rho):
+        return []
+    if any(np.any(al < -1e-9) for al, _ in chain.slopes):  # α < 0 matters: α-aware search
+        return alpha_candidates(chain)
+    work = sum(10 * w.shape[0] ** 3 for w, _ in chain.weights[:-1])  # flops per iteration
+    iters = int(np.clip(DESCENT_WORK // max(work, 1), 20, DESCENT_ITERATIONS))
+    try:
+        taus = _descent(chain, [t / rho for t in ts], iters)
+        w1 = np.maximum(chain.slopes[0][1], 1e-300)[:, None] * chain.weights[0][0]
+        x, _ = _eliminate(chain, taus, 0.5 * (w1 @ w1.T + (w1 @ w1.T).T))
+        r2 = _lambda_max(_congruence(x, chain.weights[-1][0]))
+    except (np.linalg.LinAlgError, ValueError):
+        return [(rho, ts)]
+    return [(r2, [r2 * t for t in taus]), (rho, ts)] if 0 < r2 < rho else [(rho, ts)]
+
+
+def _alpha_rho(chain: Chain, taus: list[float]) -> float:
+    """ρ of the elimination with the true α (scalar τ_l per layer, X_0 = I): block l−1 gains
+    2W_lᵀ diag(αβτ_l) W_l before it is eliminated, the coupling is diag((α+β)τ_l) W_l, so
+    X_l = 2τ_l I − C (X_{l−1} + 2W_lᵀdiag(αβτ_l)W_l)^{-1} Cᵀ; ρ = λ_max(W_L X^{-1} W_Lᵀ);
+    ∞ where a block is not positive definite."""
+    x = np.eye(chain.weights[0][0].shape[1])
+    try:
+        for (w, _), (al, be), tau in zip(chain.weights, chain.slopes, taus):
+            xp = x + 2 * w.T @ ((al * be * tau)[:, None] * w)
+            c = ((al + be) * tau)[:, None] * w
+            x = 2 * tau * np.eye(w.shape[0]) - _congruence(0.5 * (xp + xp.T), c)
+        return max(_lambda_max(_congruence(x, chain.weights[-1][0])), 1e-300)
+    except (np.linalg.LinAlgError, ValueError):
+        return float("inf")
+
+
+def _alpha_greedy(chain: Chain) -> list[float]:
+    """Scalars τ_l chosen layer by layer, each maximising λ_min(X_l) over a log grid of 48
+    values (the α-aware analogue of ECLipsE-Fast's choice); [] if none is definite."""
+    x, taus = np.eye(chain.weights[0][0].shape[1]), []
+    for (w, _), (al, be) in zip(chain.weights, chain.slopes):
+        lam = max(_lambda_max(_congruence(x, (al + be)[:, None] * w)), 1e-300)
+        best, pick = -np.inf, None
+        for tau in np.geomspace(1e-6, 2.0, 48) / lam:
+            try:
+                xp = x + 2 * w.T @ ((al * be * tau)[:, None] * w)
+                c = ((al + be) * tau)[:, None] * w
+                xn = 2 * tau * np.eye(w.shape[0]) - _congruence(0.5 * (xp + xp.T), c)
+                score = float(scipy.linalg.eigvalsh(xn, subset_by_index=[0, 0])[0])
+            except (np.linalg.LinAlgError, ValueError):
+                continue
+            if score > best:
+                best, pick = score, (tau, xn)
+        if pick is None:
+            return []
+        taus.append(pick[0])
+        x = pick[1]
+    return taus
+
+
+def alpha_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
+    """For slopes with α < 0 (GELU, HardSwish…): per-layer scalars τ_l, greedy
+    (:func:`_alpha_greedy`), then a coordinate search on a log grid evaluated by
+    :func:`_alpha_rho`; [(ρ, multipliers ρτ_l)] for the best τ and for it scaled by 0.97, 0.9,
+    0.75 (smaller multipliers leave every block further from singular, for the verified
+    test); [] if nothing is positive definite."""
+    taus = _alpha_greedy(chain)
+    if not taus:
+        return []
+    best = _alpha_rho(chain, taus)
+    for _ in range(3):
+        for i in range(len(taus)):
+            for f in ALPHA_GRID:
+                trial = taus[:i] + [taus[i] * f] + taus[i + 1:]
+                rho = _alpha_rho(chain, trial)
+                if rho < best * (1 - 1e-9):
+                    best, taus = rho, trial
+    if not np.isfinite(best):
+        return []
+    out = []
+    for f in (1.0, 0.97, 0.9, 0.75):  # backed off: every block further from singular
+        rho = best if f == 1.0 else _alpha_rho(chain, [t * f for t in taus])
+        if np.isfinite(rho):
+            out.append((rho, [np.full(w.shape[0], rho * t * f)
+                              for (w, _), t in zip(chain.weights, taus)]))
+    return out
+
+
+def lipschitz_lmi(net: Network) -> LmiBound:
+    """A verified global ℓ2 Lipschitz bound of ``net`` by the LipSDP-Neuron certificate, or
+    no value (with the reason) when the net is not an MLP chain, its LMI is larger than
+    LMI_SIZE_LIMIT (checked from the shapes, before any matrix is materialised), a numerical
+    step fails, or no candidate passes the verified test."""
+    size = int(np.prod(net.input_shape)) + sum(
+        int(np.prod(n.shape)) for n in net.nodes[1:] if isinstance(n.op, Activation))
+    if size > LMI_SIZE_LIMIT:
+        return LmiBound(None, None, f"LMI of size {size} > {LMI_SIZE_LIMIT}")
+    chain, why = mlp_chain(net)
+    if chain is None:
+        return LmiBound(None, None, why)
+    try:
+        found = candidates(chain)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError) as e:
+        return LmiBound(None, None, f"numerical failure choosing multipliers ({e})")
+    for rho, ts in found:
+        for h in HEADROOMS:
+            u = float(round_up(np.sqrt(rho) * (1 + h)))
+            if neuron_lmi_holds(chain.weights, chain.slopes, ts, u)[0]:
+                return LmiBound(u, ts, None)
+    return LmiBound(None, None, "no candidate passed the verified positive-definiteness test")
