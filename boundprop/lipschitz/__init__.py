@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from boundprop.analysis import output_bounds
+from boundprop.audit.jacobian_search import jacobian_norm_lower
 from boundprop.constants import constants
 from boundprop.domains.jacobian_linear import (
     NORMS,
@@ -41,6 +42,8 @@ class LocalLipschitz:
 
     ``upper``: certified sup_{x∈S} ‖J(x)‖ (norm ``norm``); ``lower``: the largest ‖J(x)‖ found
     at points x of S (not certified: an empirical lower bound); ``ratio`` = upper / lower;
+    with a time budget, a quarter of it goes to the search of
+    :func:`~boundprop.audit.jacobian_search.jacobian_norm_lower`;
     ``per_output`` (ℓ∞ only): the root bound of each sup ‖∇f_i‖₁; ``domains``: domains bounded
     (1 without branching); ``history``: (seconds, upper) after each branching round;
     ``jacobian_bound`` (Jacobian bound propagation, branched) and ``layer_product`` (the
@@ -126,6 +129,10 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
             found["lower"], found["x"] = v, x
 
     points(xs)
+    if time_budget > 0:  # a quarter of the budget on the lower bound's search
+        v, x, _ = jacobian_norm_lower(net, input_set, norm, time_budget=0.25 * time_budget,
+                                      seed=seed)
+        points(np.asarray(x).reshape(1, *net.input_shape))
     kinks = _kinks(net)
     mode = _mode(net, kinks)
     domains, history = 1, []
