@@ -213,7 +213,7 @@ def fill_lirpa(r: dict, lirpa: dict) -> None:
     if "lipschitz" in lirpa:
         r["auto_LiRPA"] = {k: lirpa.get(k) for k in (
             "lipschitz", "seconds", "per_output", "build_s", "versions", "dtype",
-            "complete", "cached", "rebuild_max_abs_diff", "error")}
+            "complete", "cached", "rebuild_max_abs_diff", "error", "note")}
         r["ratio_lirpa_lower"] = lirpa["lipschitz"] / r["lower"]
     else:
         r["auto_LiRPA"] = {"error": lirpa.get("error", "?")}
@@ -270,7 +270,9 @@ def markdown(rows, st) -> list[str]:
         "difference quotient of two points of the box) — every value is a true lower bound. "
         "*certified*: boundprop.lipschitz.local_lipschitz. *old*: bp.certify(net, box, "
         "norm).lipschitz / .smoothness. auto_LiRPA: its Jacobian bound (JacobianOP + GradNorm(1), "
-        f"one compute_jacobian_bounds per output row, time summed), {st.get('lirpa')}.", "",
+        f"one compute_jacobian_bounds per output row, time summed: the anchors' single times "
+        f"are one row's), {st.get('lirpa')}; see the JSON's auto_LiRPA "
+        "entries for per-row values and whether the run had the machine to itself.", "",
         "| instance | quantity | norm | lower (search s) | pair quotient | anchors' sampled | "
         "certified (s) | certified/lower | auto_LiRPA (s) | auto_LiRPA/lower | old boundprop (s) "
         "| old/lower |",
