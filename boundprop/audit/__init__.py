@@ -61,8 +61,9 @@ range, ``(upper − m) / (max − m)`` and ``(m − lower) / (m − min)``.
 
 Modules: ``regions`` (the searched set), ``function`` (z ↦ node values, Jacobian guides),
 ``stats`` (running maxima, noise), ``searches`` (the phases), ``rows`` (verdicts and the
-onnxruntime row), ``result`` (rows as text / JSON), ``run`` (:func:`audit`), ``command`` (CLI); ``jacobian_search`` (the largest ‖J(x)‖ over a set: lower bounds of local
-Lipschitz constants, used by benchmarks/lipschitz_vs_anchors.py).
+onnxruntime row), ``result`` (rows as text / JSON), ``run`` (:func:`audit`), ``command`` (CLI);
+``jacobian_search`` (the largest ‖J(x)‖ over a set: lower bounds of local Lipschitz constants,
+used by benchmarks/lipschitz_vs_anchors.py).
 """
 
 from boundprop.audit.command import register
