@@ -134,7 +134,7 @@ def test_input_branching_stays_above_a_grid(tmp_path_factory, seed, norm):
     """2 inputs: the branched bound tightens, monotonically, and stays above the grid."""
     net, s, truth = grid_case(tmp_path_factory.mktemp("jl"), seed)
     root = local_lipschitz(net, s, norm=norm)
-    got = local_lipschitz(net, s, norm=norm, time_budget=60, max_domains=3000)
+    got = local_lipschitz(net, s, norm=norm, time_budget=60, max_domains=3000, search_budget=0.5)
     assert truth[norm] <= got.upper * (1 + 1e-9)
     assert got.upper <= root.upper
     assert all(b[1] <= a[1] for a, b in zip(got.history, got.history[1:]))
@@ -144,7 +144,8 @@ def test_a_planted_error_is_caught(tmp_path, monkeypatch):
     """Gates shrunk by a quarter toward their midpoint are unsound: branching then ends
     below the grid's maximum, which the test above would report."""
     net, s, truth = grid_case(tmp_path, 2)
-    assert local_lipschitz(net, s, time_budget=60, max_domains=3000).upper >= truth["inf"]
+    kw = {"time_budget": 60, "max_domains": 3000, "search_budget": 0.5}
+    assert local_lipschitz(net, s, **kw).upper >= truth["inf"]
     real = jl.Activation.derivative_range
 
     def shrunk(self, lo, hi):
@@ -153,7 +154,7 @@ def test_a_planted_error_is_caught(tmp_path, monkeypatch):
         return m - 0.75 * r, m + 0.75 * r
 
     monkeypatch.setattr(jl.Activation, "derivative_range", shrunk)
-    assert local_lipschitz(net, s, time_budget=60, max_domains=3000).upper < truth["inf"]
+    assert local_lipschitz(net, s, **kw).upper < truth["inf"]
 
 
 def test_activation_branching_stays_above_samples(tmp_path):
@@ -162,7 +163,7 @@ def test_activation_branching_stays_above_samples(tmp_path):
     x = rng.standard_normal(net.input_shape)
     s = LinfBall(x, 0.3)
     root = local_lipschitz(net, s, norm="inf")
-    got = local_lipschitz(net, s, norm="inf", time_budget=60, max_domains=100)
+    got = local_lipschitz(net, s, norm="inf", time_budget=60, max_domains=100, search_budget=0.5)
     assert got.mode == "activation" and got.domains > 1
     xs = attack_points(s, rng, 4000)
     assert operator_norms(jacobians(net, xs), "inf").max() <= got.upper * (1 + 1e-9)
@@ -194,7 +195,7 @@ def test_acas_branching_tightens_by_orders_of_magnitude():
     p = load_vnnlib(VNNCOMP / "acasxu" / "prop_1.vnnlib", 5, 5)
     box = p.boxes[0]
     s = Box(box.lower.reshape(net.input_shape), box.upper.reshape(net.input_shape))
-    got = local_lipschitz(net, s, norm="inf", time_budget=60, max_domains=600)
+    got = local_lipschitz(net, s, norm="inf", time_budget=60, max_domains=600, search_budget=0.5)
     assert got.upper < 0.1 * local_lipschitz(net, s, norm="inf").upper
     rng = np.random.default_rng(0)
     xs = attack_points(s, rng, 2000)

@@ -66,11 +66,6 @@ def dual_norm_upper(c: np.ndarray, norm: str) -> np.ndarray:
     return round_up(np.sqrt((c * c).sum(axis=1) * (1 + gamma(n + 2))) * (1 + 2.0**-51))
 
 
-def dot_upper(r: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Σ_e r·a per row (both nonnegative, (R, n)), rounded up."""
-    return round_up(np.einsum("rn,rn->r", r, a) * (1 + gamma(r.shape[1] + 2)))
-
-
 @dataclass
 class RowBounds:
     """Bounds of rows λ·J over each row's domain: ``value`` ≥ sup ‖λ·J(x)‖_*; ``centre``

@@ -28,7 +28,7 @@ from boundprop.domains.jacobian_linear import (
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
 from boundprop.lipschitz.branching import INPUT_SPLIT_MAX, LipschitzSearch
-from boundprop.lipschitz.points import best_point
+from boundprop.lipschitz.points import LOWER_FACTOR, best_point
 from boundprop.sets import InputSet
 
 __all__ = ["LocalLipschitz", "local_lipschitz", "JacobianRuleMissing"]
@@ -42,7 +42,7 @@ class LocalLipschitz:
 
     ``upper``: certified sup_{x∈S} ‖J(x)‖ (norm ``norm``); ``lower``: the largest ‖J(x)‖ found
     at points x of S (not certified: an empirical lower bound); ``ratio`` = upper / lower;
-    with a time budget, a quarter of it goes to the search of
+    with a time budget, a quarter of it (or ``search_budget`` seconds) goes to the search of
     :func:`~boundprop.audit.jacobian_search.jacobian_norm_lower`;
     ``per_output`` (ℓ∞ only): the root bound of each sup ‖∇f_i‖₁; ``domains``: domains bounded
     (1 without branching); ``history``: (seconds, upper) after each branching round;
@@ -101,7 +101,8 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
                     time_budget: float = 0.0, method: str = "linear",
                     target_ratio: float = 1.0, seed: int = 0,
                     progress: Callable[[dict], None] | None = None,
-                    max_domains: int | None = None) -> LocalLipschitz:
+                    max_domains: int | None = None,
+                    search_budget: float | None = None) -> LocalLipschitz:
     """Certified local Lipschitz constant of ``net`` on ``input_set`` in ``norm`` ("inf" or
     "2"), by Jacobian bound propagation on the enclosures of ``method`` ("linear" or
     "alpha"); with ``time_budget`` seconds, branching until the budget ends or upper ≤
@@ -129,10 +130,11 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
             found["lower"], found["x"] = v, x
 
     points(xs)
-    if time_budget > 0:  # a quarter of the budget on the lower bound's search
-        v, x, _ = jacobian_norm_lower(net, input_set, norm, time_budget=0.25 * time_budget,
-                                      seed=seed)
-        points(np.asarray(x).reshape(1, *net.input_shape))
+    seconds = 0.25 * time_budget if search_budget is None else search_budget
+    if seconds > 0:  # by default a quarter of the budget on the lower bound's search
+        v, x, _ = jacobian_norm_lower(net, input_set, norm, time_budget=seconds, seed=seed)
+        if v * LOWER_FACTOR > found["lower"]:  # v is ‖J(x)‖ already: no second Jacobian
+            found["lower"], found["x"] = float(v * LOWER_FACTOR), np.asarray(x)
     kinks = _kinks(net)
     mode = _mode(net, kinks)
     domains, history = 1, []
