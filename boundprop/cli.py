@@ -62,6 +62,8 @@ DEFERRED_COMMANDS = {
     "gn": ("boundprop.gn.command", "Gauss-Newton fit of inputs or weights through onnxruntime"),
     "verify": ("boundprop.verify_command",
                "decide a VNN-LIB property (VNN-COMP interface: sat, unsat, unknown, timeout)"),
+    "run": ("boundprop.runner.command",
+            "run a suite of jobs (instances.csv or JSON lines), resumable, in parallel"),
     "lipschitz": ("boundprop.lipschitz.command",
                   "local Lipschitz constant on a set: certified, with a lower bound beside it"),
 }
@@ -164,8 +166,19 @@ def _load(args: argparse.Namespace):
 
     # Regular files only (a FIFO would hang), and a 5,000-character path is a one-line error.
     check_input_file(args.model, "model", 2**62, "give an ONNX file")
-    return load(args.model, input_shape=args.input_shape, input_name=args.input_name,
-                   output_name=args.output_name)
+    cache = getattr(args, "model_cache", None)  # the batch runner's workers keep their models
+    key = None
+    if cache is not None:
+        st = os.stat(args.model)
+        key = (os.path.realpath(args.model), st.st_size, st.st_mtime_ns, args.input_shape,
+               args.input_name, args.output_name)
+        if key in cache:
+            return cache[key]
+    net = load(args.model, input_shape=args.input_shape, input_name=args.input_name,
+               output_name=args.output_name)
+    if cache is not None:
+        cache[key] = net
+    return net
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -501,9 +514,12 @@ def _add_ops(sub: Commands) -> None:
     p.set_defaults(func=cmd_ops)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, model_cache: dict | None = None) -> int:
+    """``boundprop ARGV``; its exit status. ``model_cache``: loaded models kept between calls
+    (the batch runner's workers), keyed by file identity and import options."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.model_cache = model_cache
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

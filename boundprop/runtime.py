@@ -13,8 +13,23 @@ import numpy as np
 
 from boundprop.errors import BoundpropError
 
+# Threads of every onnxruntime session when the caller gives none (0 = onnxruntime's default,
+# one per core); the batch runner sets 1 in its workers so that N workers use N cores.
+THREADS_ENV = "BOUNDPROP_THREADS"
+
 _NP_OF_ORT = {"tensor(float)": np.float32, "tensor(double)": np.float64,
               "tensor(float16)": np.float16}
+
+
+def ort_threads(threads: int = 0) -> int:
+    """Intra-op threads for an onnxruntime session: ``threads`` when > 0, else
+    ``$BOUNDPROP_THREADS`` when set, else 0 (onnxruntime's default)."""
+    if threads > 0:
+        return threads
+    try:
+        return max(0, int(os.environ.get(THREADS_ENV, "0")))
+    except ValueError:
+        return 0
 
 
 class OrtModel:
@@ -29,7 +44,7 @@ class OrtModel:
         # errors here); its coloured multi-line log would only repeat them.
         ort.set_default_logger_severity(4)
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads = ort_threads(threads)
         opts.log_severity_level = 4
         try:
             self.session = ort.InferenceSession(str(path), opts,

@@ -112,6 +112,7 @@ from boundprop.domains.float32_values import (
 from boundprop.errors import BoundpropError
 from boundprop.ops.base import AffinePrimitive
 from boundprop.rounding import gamma32
+from boundprop.runtime import ort_threads
 
 OPSET = 17
 # Rewrites that would fold constants into weights (changing which values are rounded).
@@ -507,7 +508,7 @@ class OrtIntervalEngine:
         t0 = time.perf_counter()
         ort.set_default_logger_severity(3)
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads = ort_threads(threads)
         opts.log_severity_level = 3
         # Large constants go in as OrtValues (no protobuf copy, no 2 GB limit); onnxruntime
         # requires them to outlive the session, so the engine keeps them.

@@ -42,6 +42,7 @@ from boundprop.gn.onnx_graph import (
     to_float64,
 )
 from boundprop.gn.weight_batching import batch_weights
+from boundprop.runtime import ort_threads
 
 __all__ = ["ModelEvaluator"]
 
@@ -227,7 +228,7 @@ class ModelEvaluator:
         import onnxruntime as ort  # heavy (~0.3 s): loaded by the first session, not on import
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
+        opts.intra_op_num_threads = ort_threads(self.threads)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 4
         return ort.InferenceSession(proto.SerializeToString(), opts,
