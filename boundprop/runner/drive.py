@@ -113,7 +113,8 @@ def run_suite(suite: str, results: str, options: RunOptions) -> RunReport:
             job.timeout = options.timeout
             if job.command == "verify":
                 job.argv += ["--timeout", repr(float(options.timeout))]
-    protect = [suite] + [p for j in jobs for p in j.inputs]
+    made = {os.path.realpath(j.out) for j in jobs if j.out}  # outputs later jobs read
+    protect = [suite] + [p for j in jobs for p in j.inputs if os.path.realpath(p) not in made]
     store = ResultsFile(results, options.json_path, options.resume, protect)
     files_dir = os.path.splitext(results)[0] + ".files"
     show = options.progress if options.progress is not None else sys.stderr.isatty()

@@ -94,7 +94,7 @@ def _plant(argv: list[str]) -> dict:
             open(marker, "w").close()
             os.kill(os.getppid(), signal.SIGKILL)
             time.sleep(60)
-        return {"exit": 0, "stdout": "{}", "stderr": "", "seconds": 0.0}
+        return {"exit": 0, "stdout": "{\"ok\": true}", "stderr": "", "seconds": 0.0}
     return {"exit": 2, "stdout": "", "stderr": f"boundprop: error: unknown plant {kind}",
             "seconds": 0.0}
 

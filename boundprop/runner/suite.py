@@ -32,6 +32,7 @@ import os
 from dataclasses import dataclass, field
 
 from boundprop.errors import BoundpropError
+from boundprop.runner.sandbox import PLANTS_ENV
 from boundprop.safe_io import check_input_file, short_path
 
 COMMANDS = ("verify", "certify", "check", "audit")
@@ -162,6 +163,10 @@ def _path(doc: dict, key: str, folder: str, required: bool = True) -> str | None
 
 def _job_of(index: int, source: str, doc: dict, folder: str) -> Job:
     command = doc.get("command")
+    if os.environ.get(PLANTS_ENV) == "1" and str(command).startswith("plant-"):
+        model = _path(doc, "model", folder)  # test-only: see sandbox._plant
+        return Job(index, source, command, [command, model], [model], {}, doc.get("timeout"),
+                   model=model)
     if command not in COMMANDS:
         raise BoundpropError(f"\"command\" must be one of {', '.join(COMMANDS)}, got "
                              f"{str(command)[:30]!r}")
