@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from boundprop.cli import main
 from boundprop.runner import RunOptions, read_suite, run_suite
 from boundprop.runner.results import COLUMNS
 from boundprop.runner.sandbox import PLANTS_ENV
@@ -99,7 +100,11 @@ def test_same_answers_on_a_dask_local_cluster(tmp_path):
                             RunOptions(cluster=cluster))
         shared = run_suite(str(suite), str(tmp_path / "shared.csv"),
                            RunOptions(cluster=cluster, shared_paths=True))
-    assert _answers(seq.rows) == _answers(shipped.rows) == _answers(shared.rows)
+        status = main(["run", str(suite), "-o", str(tmp_path / "cli.csv"), "--quiet",
+                       "--scheduler", cluster.scheduler_address])
+    assert status == 0
+    assert _answers(seq.rows) == _answers(shipped.rows) == _answers(shared.rows) \
+        == _answers(_read(tmp_path / "cli.csv"))
     # by content, the certificate and result files came back from the workers
     assert all((tmp_path / r["artifact"]).exists() for r in shipped.rows if r["artifact"])
 
