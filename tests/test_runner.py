@@ -157,15 +157,17 @@ def test_bad_suite_lines_are_reported_per_job(tmp_path):
                      f"{model},ok.vnnlib\n"                # missing column
                      "missing.onnx,ok.vnnlib,30\n"          # missing model
                      f"{model},p.vnnlib,30\n"              # property of another model
-                     f"{model},ok.vnnlib,soon\n")          # bad timeout
+                     f"{model},ok.vnnlib,soon\n"          # bad timeout
+                     f"{model},nope.vnnlib,30\n")         # missing property
     report = run_suite(str(suite), str(tmp_path / "r.csv"), RunOptions(workers=1))
     results = [r["result"] for r in report.rows]
     errors = [r["error"] for r in report.rows]
-    assert results == ["unsat", "error", "error", "error", "error"]
+    assert results == ["unsat", "error", "error", "error", "error", "error"]
     assert "line 2" in errors[1] and "3 columns" in errors[1]
     assert "missing.onnx" in errors[2]
     assert "X_1" in errors[3] or "input" in errors[3]
     assert "line 5" in errors[4] and "timeout" in errors[4]
+    assert "nope.vnnlib" in errors[5]
     assert all("\n" not in e and "Traceback" not in e for e in errors)
 
 
@@ -189,6 +191,18 @@ def _cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "boundprop.cli", "run", *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead too
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_kill_9_of_the_driver_loses_nothing(tmp_path):
@@ -220,6 +234,12 @@ def test_kill_9_of_the_driver_loses_nothing(tmp_path):
     assert not invalid
     before = _read(results)
     assert 4 <= len(before) < 20
+    pids = {int(r["worker"].rsplit(":", 1)[1]) for r in before}
+    deadline = time.monotonic() + 10
+    while pids and time.monotonic() < deadline:  # the worker died with its driver
+        pids = {p for p in pids if _alive(p)}
+        time.sleep(0.05)
+    assert not pids
     rerun = _cli(str(suite), "-o", str(results), "--workers", "2", cwd=tmp_path)
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
