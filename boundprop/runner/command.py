@@ -70,14 +70,23 @@ def default_memory_mb(workers: int) -> int:
 def run_command(args: argparse.Namespace) -> int:
     results = args.output or os.path.splitext(args.suite)[0] + ".results.csv"
     resolve_output_path(results, "-o results", [args.suite])
-    json_path = os.path.splitext(results)[0] + ".json" if args.json else None
+    json_path = None
+    if args.json:
+        json_path = os.path.splitext(results)[0] + ".json"
+        if os.path.abspath(json_path) == os.path.abspath(results):
+            json_path = results + ".json"
     workers = (os.cpu_count() or 1) if args.workers is None else args.workers
     if args.scheduler is not None and args.workers is not None:
         raise BoundpropError("--workers is for this machine; with --scheduler the cluster's "
                              "workers run the jobs: drop one of them")
+    if args.resume and args.no_resume:
+        raise BoundpropError("--resume and --no-resume contradict each other; give one")
+    memory_mb = args.memory_mb
+    if memory_mb is None and args.scheduler is None:  # a cluster's machines are not this one
+        memory_mb = default_memory_mb(workers)
     options = RunOptions(
         workers=workers, scheduler=args.scheduler, resume=not args.no_resume,
-        json_path=json_path, memory_mb=args.memory_mb or default_memory_mb(workers),
+        json_path=json_path, memory_mb=memory_mb,
         timeout=args.timeout, grace=args.grace, shared_paths=args.shared_paths,
         retry_errors=args.retry_errors, progress=True if args.progress else
         (False if args.quiet else None))

@@ -54,9 +54,9 @@ def outcome_fields(job: Job, reply: dict, hard_limit: float | None) -> dict:
         return row | {"result": "error", "error": "the worker passed its memory limit and was "
                       "killed; give more --memory-mb or fewer --workers"}
     if killed:
-        sig = reply.get("exit_signal")
+        sig, words = reply.get("exit_signal"), reply.get("last_words")
         return row | {"result": "error", "error": "the worker died mid-job" +
-                      (f" (signal {sig})" if sig else "")}
+                      (f" (signal {sig})" if sig else "") + (f": {words}" if words else "")}
     status, stdout = reply.get("exit"), reply.get("stdout", "")
     if status not in (0, 1):
         return row | {"result": "error", "error": _last_error_line(reply.get("stderr", ""))}

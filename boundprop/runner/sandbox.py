@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import OrderedDict
 
@@ -164,13 +165,19 @@ class Sandbox:
     def __init__(self, memory_mb: int | None = None) -> None:
         self.memory_mb = memory_mb
         self.proc: subprocess.Popen | None = None
+        self.errors = None
         self.buffer = b""
 
     def _start(self) -> subprocess.Popen:
         if self.proc is None or self.proc.poll() is not None:
+            if self.errors is not None:
+                self.errors.close()
+            # The child's own stderr (not the jobs': those are captured per job) says why a
+            # worker that cannot start died.
+            self.errors = tempfile.TemporaryFile()
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "boundprop.runner.sandbox"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=self.errors,
                 env=child_env(self.memory_mb), start_new_session=True)
             self.buffer = b""
         return self.proc
@@ -218,8 +225,19 @@ class Sandbox:
                 os.killpg(proc.pid, signal.SIGKILL)  # the job's own children too
             code = proc.wait()
         return {"killed": why, "exit_signal": -code if code and code < 0 else None,
-                "seconds": time.perf_counter() - start,
+                "seconds": time.perf_counter() - start, "last_words": self._last_words(),
                 "worker": f"{socket.gethostname()}:{proc.pid if proc else 0}"}
+
+    def _last_words(self) -> str:
+        """The last line the dead child wrote on its stderr, if any."""
+        if self.errors is None:
+            return ""
+        with contextlib.suppress(OSError):
+            self.errors.seek(0, os.SEEK_END)
+            self.errors.seek(max(0, self.errors.tell() - 2000))
+            lines = self.errors.read().decode("utf-8", "replace").strip().splitlines()
+            return lines[-1].strip()[:300] if lines else ""
+        return ""
 
 if __name__ == "__main__":
     child_main()
