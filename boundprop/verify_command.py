@@ -30,7 +30,7 @@ from typing import TextIO
 
 import numpy as np
 
-from boundprop.cli import _add_model_args, _load
+from boundprop.cli import _add_model_args, _load, add_progress_args
 from boundprop.errors import BoundpropError
 from boundprop.safe_io import (
     check_input_file,
@@ -216,8 +216,5 @@ def register(sub) -> None:
     p.add_argument("--seed", type=_seed, default=0, help="seed of the counterexample search")
     p.add_argument("--json", action="store_true",
                    help="print a JSON document (result word, margins, times) instead of the word")
-    p.add_argument("--progress", action="store_true",
-                   help="status lines on stderr even when it is not a terminal")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress on stderr (the result word is still printed)")
+    add_progress_args(p, "no progress on stderr (the result word is still printed)")
     p.set_defaults(func=run_command)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from boundprop.audit.run import DEFAULT_SAMPLES, DEFAULT_STEPS, audit
+from boundprop.cli import count_type
 from boundprop.safe_io import json_text
 
 EPILOG = """examples:
@@ -34,21 +35,6 @@ MAX_SAMPLES = 10**6  # --samples beyond this hangs for hours or exhausts memory
 MAX_STEPS = 10**4
 
 
-def _count(limit: int | None):
-    """An argparse type: an integer in [0, limit] (one-line usage error otherwise)."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text[:40]}' is not an integer") from None
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"'{text}' must be ≥ 0")
-        if limit is not None and v > limit:
-            raise argparse.ArgumentTypeError(f"'{text[:40]}' is over the limit {limit:,}")
-        return v
-    return parse
-
-
 def register(sub) -> None:
     """Add ``boundprop audit`` to the CLI's subparsers."""
     p = sub.add_parser(
@@ -62,13 +48,13 @@ def register(sub) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cert", metavar="CERT.json", help="certificate from 'boundprop certify -o'")
     p.add_argument("model", metavar="MODEL", help="the ONNX model it was issued for")
-    p.add_argument("--samples", type=_count(MAX_SAMPLES), default=DEFAULT_SAMPLES, metavar="N",
+    p.add_argument("--samples", type=count_type(MAX_SAMPLES), default=DEFAULT_SAMPLES, metavar="N",
                    help=f"random points of the set (default {DEFAULT_SAMPLES}, at most "
                    f"{MAX_SAMPLES:,})")
-    p.add_argument("--steps", type=_count(MAX_STEPS), default=DEFAULT_STEPS, metavar="K",
+    p.add_argument("--steps", type=count_type(MAX_STEPS), default=DEFAULT_STEPS, metavar="K",
                    help=f"iterations of each ascent / random search (default {DEFAULT_STEPS}, "
                    f"at most {MAX_STEPS:,})")
-    p.add_argument("--seed", type=_count(2**32 - 1), default=0,
+    p.add_argument("--seed", type=count_type(2**32 - 1), default=0,
                    help="random seed, 0 to 2^32 − 1 (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON document of every row")
     p.add_argument("--quiet", action="store_true", help="print nothing; exit status only")

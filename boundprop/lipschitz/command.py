@@ -13,7 +13,14 @@ import time
 
 import numpy as np
 
-from boundprop.cli import _add_model_args, _input_set, _load, add_set_args, number
+from boundprop.cli import (
+    _add_model_args,
+    _input_set,
+    _load,
+    add_progress_args,
+    add_set_args,
+    number,
+)
 from boundprop.errors import BoundpropError
 from boundprop.lipschitz import local_lipschitz
 from boundprop.safe_io import json_text, resolve_output_path, write_atomic
@@ -101,7 +108,5 @@ def register(sub) -> None:
     p.add_argument("-o", "--output-result", dest="output", metavar="RESULT.json",
                    help="write the result as JSON (atomically)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--progress", action="store_true",
-                   help="status lines on stderr even when it is not a terminal")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_progress_args(p, "no progress lines")
     p.set_defaults(func=run_command)

@@ -7,6 +7,7 @@ import math
 import os
 import sys
 
+from boundprop.cli import add_progress_args, count_type
 from boundprop.errors import BoundpropError
 from boundprop.runner.drive import DEFAULT_TIMEOUT_S, RunOptions, run_suite
 from boundprop.runner.results import summary_line
@@ -45,16 +46,6 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"'{text[:30]}' is not a number") from None
     if not (math.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"'{text[:30]}' must be a finite number > 0")
-    return v
-
-
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text[:30]}' is not an integer") from None
-    if not 0 <= v <= 4096:
-        raise argparse.ArgumentTypeError(f"'{text[:30]}' must be in 0 … 4096")
     return v
 
 
@@ -113,7 +104,7 @@ def register(sub) -> None:
     p.add_argument("suite", metavar="SUITE", help="instances.csv or a .jsonl job file")
     p.add_argument("-o", "--output", metavar="RESULTS",
                    help="results CSV (default: SUITE's name with .results.csv)")
-    p.add_argument("--workers", type=_count, default=None, metavar="N",
+    p.add_argument("--workers", type=count_type(4096), default=None, metavar="N",
                    help="worker processes on this machine (default: one per core; 0 runs the "
                    "jobs in this process, without hard limits)")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -136,9 +127,7 @@ def register(sub) -> None:
     p.add_argument("--memory-mb", type=_count_mb, default=None, metavar="MB",
                    help="memory limit per worker (default: 80%% of RAM / workers)")
     p.add_argument("--json", action="store_true", help="also write RESULTS.json")
-    p.add_argument("--progress", action="store_true",
-                   help="a progress bar even when stderr is not a terminal")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_args(p, "no progress bar")
     p.set_defaults(func=run_command)
 
 
