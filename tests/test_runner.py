@@ -272,3 +272,5 @@ def test_vnncomp_instances_csv(tmp_path):
     assert report.summary["decided"] == 5 and report.summary["sat"] == 1
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["summary"]["vnncomp_score"] == 50 and len(doc["jobs"]) == 5
+    assert [j["index"] for j in doc["jobs"]] == [1, 2, 3, 4, 5]
+    assert all(isinstance(j["seconds"], float) and j["error"] is None for j in doc["jobs"])

@@ -126,9 +126,23 @@ class ResultsFile:
         w.writerows(rows)
         write_atomic(self.path, text.getvalue(), "-o results", self.protect)
         if self.json_path:
-            doc = {"schema": "boundprop.run/1", "summary": summary(rows), "jobs": rows}
+            doc = {"schema": "boundprop.run/1", "summary": summary(rows),
+                   "jobs": [_typed(r) for r in rows]}
             write_atomic(self.json_path, json.dumps(doc, indent=1) + "\n", "--json results",
                          self.protect)
+
+
+NUMERIC = ("seconds", "lipschitz", "smoothness", "bound", "margin")
+
+
+def _typed(row: dict) -> dict:
+    """A row for JSON: numbers as numbers, empty cells as null."""
+    out = {k: (v if v != "" else None) for k, v in row.items()}
+    out["index"] = int(row["index"]) if row["index"] else None
+    for k in NUMERIC:
+        if out[k] is not None:
+            out[k] = float(out[k])
+    return out
 
 
 def summary(rows: list[dict]) -> dict:
