@@ -135,19 +135,19 @@ def _verify_job(index: int, source: str, model: str, prop: str, timeout: float |
 
 def _json_job(index: int, line: str, folder: str, name: str) -> Job:
     source = f"{name} line {index}"
+    if len(line) > MAX_LINE_CHARS:
+        return _bad(index, source, f"line longer than {MAX_LINE_CHARS} characters")
     try:
-        if len(line) > MAX_LINE_CHARS:
-            raise BoundpropError(f"line longer than {MAX_LINE_CHARS} characters")
         doc = json.loads(line)
-        if not isinstance(doc, dict):
-            raise BoundpropError("a job is a JSON object {\"command\": ..., \"model\": ...}")
-        return _job_of(index, source, doc, folder)
     except json.JSONDecodeError as e:
         return _bad(index, source, f"not JSON ({e.msg} at column {e.colno}); one JSON object "
                     "per line")
+    if not isinstance(doc, dict):
+        return _bad(index, source, "a job is a JSON object {\"command\": ..., \"model\": ...}")
+    try:
+        return _job_of(index, source, doc, folder)
     except BoundpropError as e:
-        return _bad(index, source, str(e), str(doc.get("command", "?"))
-                    if isinstance(locals().get("doc"), dict) else "?")
+        return _bad(index, source, str(e), str(doc.get("command", "?"))[:30])
 
 
 def _path(doc: dict, key: str, folder: str, required: bool = True) -> str | None:
