@@ -31,6 +31,8 @@ final one is verified.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +55,8 @@ DESCENT_ITERATIONS = 200
 DESCENT_WORK = 4e9
 # Factors of the per-layer multipliers tried when some α < 0.
 ALPHA_GRID = (0.1, 0.25, 0.5, 0.7, 0.85, 1.2, 1.5, 2.0, 4.0, 10.0)
+# Verified bounds kept by lipschitz_lmi_cached, keyed by the chain's content.
+CACHE_SIZE = 16
 
 
 @dataclass
@@ -76,6 +80,9 @@ class LmiBound:
     value: float | None
     multipliers: list[np.ndarray] | None
     note: str | None = None
+
+
+_CACHE: OrderedDict[str, LmiBound] = OrderedDict()  # lipschitz_lmi_cached's results
 
 
 def _compose(outer: tuple[np.ndarray, np.ndarray], inner: tuple[np.ndarray, np.ndarray]
@@ -361,18 +368,58 @@ def alpha_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
     return out
 
 
+def _chain_of(net: Network) -> tuple[Chain | None, str | None]:
+    """:func:`mlp_chain` after the size check (from the shapes, before any matrix is
+    materialised)."""
+    size = int(np.prod(net.input_shape)) + sum(
+        int(np.prod(n.shape)) for n in net.nodes[1:] if isinstance(n.op, Activation))
+    if size > LMI_SIZE_LIMIT:
+        return None, f"LMI of size {size} > {LMI_SIZE_LIMIT}"
+    return mlp_chain(net)
+
+
 def lipschitz_lmi(net: Network) -> LmiBound:
     """A verified global ℓ2 Lipschitz bound of ``net`` by the LipSDP-Neuron certificate, or
     no value (with the reason) when the net is not an MLP chain, its LMI is larger than
     LMI_SIZE_LIMIT (checked from the shapes, before any matrix is materialised), a numerical
     step fails, or no candidate passes the verified test."""
-    size = int(np.prod(net.input_shape)) + sum(
-        int(np.prod(n.shape)) for n in net.nodes[1:] if isinstance(n.op, Activation))
-    if size > LMI_SIZE_LIMIT:
-        return LmiBound(None, None, f"LMI of size {size} > {LMI_SIZE_LIMIT}")
-    chain, why = mlp_chain(net)
+    chain, why = _chain_of(net)
     if chain is None:
         return LmiBound(None, None, why)
+    return _chain_lmi(chain)
+
+
+def _digest(chain: Chain) -> str:
+    """A hash of everything the certificate depends on: the matrices, their error bounds and
+    the slope restrictions (shapes and float64 bytes)."""
+    h = hashlib.sha256()
+    for arr in [a for pair in chain.weights + chain.slopes for a in pair]:
+        a = np.ascontiguousarray(arr, dtype=np.float64)
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def lipschitz_lmi_cached(net: Network) -> LmiBound:
+    """:func:`lipschitz_lmi`, memoised on the content of the chain (:func:`_digest`: a net
+    whose weights change gets a new certificate, never a stale one); the last
+    :data:`CACHE_SIZE` results are kept. The returned object is shared: do not modify it."""
+    chain, why = _chain_of(net)
+    if chain is None:
+        return LmiBound(None, None, why)
+    key = _digest(chain)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    res = _CACHE[key] = _chain_lmi(chain)
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return res
+
+
+def _chain_lmi(chain: Chain) -> LmiBound:
+    """The verified bound of an MLP chain: the first candidate (and headroom) that passes
+    :func:`~boundprop.checker.kernel.neuron_lmi_holds`."""
     try:
         found = candidates(chain)
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as e:

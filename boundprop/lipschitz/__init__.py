@@ -6,6 +6,13 @@ singular value), the Lipschitz constant of f on the convex set S in that norm, a
 the best lower bound it met (‖J(x)‖ at points of S) and their ratio. With ``time_budget``
 > 0 it branches (:mod:`boundprop.lipschitz.branching`) and the upper bound only decreases
 with time (``history``).
+
+For ``norm="2"`` the upper bound is also capped by the verified global ℓ2 bound of the
+LipSDP-Neuron certificate (:func:`boundprop.domains.lipsdp.lipschitz_lmi`, shown positive
+definite by the checker kernel's :func:`~boundprop.checker.kernel.neuron_lmi_holds`; the
+value a ``constants(net, None, "2")`` certificate carries as ``lipschitz_lmi``): a bound of
+‖f(x) − f(x')‖₂/‖x − x'‖₂ over all x, x' holds on S, and it bounds ‖W_L D_{L−1}⋯D_1 W_1‖₂
+for every diagonal D_l within the slope restrictions, so every chain-rule J(x) too.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from boundprop.domains.jacobian_linear import (
     JacobianRuleMissing,
     domain_norm_upper,
 )
+from boundprop.domains.lipsdp import lipschitz_lmi_cached
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
 from boundprop.lipschitz.branching import INPUT_SPLIT_MAX, LipschitzSearch
@@ -45,9 +53,11 @@ class LocalLipschitz:
     with a time budget, a quarter of it (or ``search_budget`` seconds) goes to the search of
     :func:`~boundprop.audit.jacobian_search.jacobian_norm_lower`;
     ``per_output`` (ℓ∞ only): the root bound of each sup ‖∇f_i‖₁; ``domains``: domains bounded
-    (1 without branching); ``history``: (seconds, upper) after each branching round;
-    ``jacobian_bound`` (Jacobian bound propagation, branched) and ``layer_product`` (the
-    constants domain's composition of layer constants): ``upper`` is the smaller."""
+    (1 without branching); ``history``: (seconds, Jacobian bound) after each branching
+    round; ``jacobian_bound`` (Jacobian bound propagation, branched), ``layer_product`` (the
+    constants domain's composition of layer constants) and, for ℓ2, ``lipschitz_lmi`` (the
+    verified global LipSDP-Neuron bound, None when there is none: ``lmi_note`` says why):
+    ``upper`` is the smallest, ``upper_source`` names it."""
 
     upper: float
     lower: float
@@ -61,6 +71,16 @@ class LocalLipschitz:
     bound_method: str = "linear"
     layer_product: float = float("inf")
     jacobian_bound: float = float("inf")
+    lipschitz_lmi: float | None = None
+    lmi_note: str | None = None
+
+    @property
+    def upper_source(self) -> str:
+        """Which bound gave ``upper``: "jacobian_bound", "layer_product" or "lipschitz_lmi"
+        (the first of these in that order on a tie)."""
+        if self.upper == self.jacobian_bound:
+            return "jacobian_bound"
+        return "layer_product" if self.upper == self.layer_product else "lipschitz_lmi"
 
     @property
     def ratio(self) -> float:
@@ -75,6 +95,9 @@ class LocalLipschitz:
                 "bound_method": self.bound_method,
                 "jacobian_bound": num(self.jacobian_bound),
                 "layer_product": num(self.layer_product),
+                "lipschitz_lmi": None if self.lipschitz_lmi is None else
+                num(self.lipschitz_lmi), "lmi_note": self.lmi_note,
+                "upper_source": self.upper_source,
                 "per_output": None if self.per_output is None else
                 [num(float(v)) for v in self.per_output],
                 "history": [[round(t, 4), num(u)] for t, u in self.history]}
@@ -97,18 +120,29 @@ def _mode(net: Network, kinks: dict) -> str | None:
     return "activation" if kinks else None
 
 
+def _lmi(net: Network, norm: str, use: bool) -> tuple[float | None, str | None]:
+    """(the verified global ℓ2 bound or None, why not) for ``norm`` "2" when ``use``."""
+    if norm != "2" or not use:
+        return None, None
+    res = lipschitz_lmi_cached(net)
+    return res.value, res.note
+
+
 def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
                     time_budget: float = 0.0, method: str = "linear",
                     target_ratio: float = 1.0, seed: int = 0,
                     progress: Callable[[dict], None] | None = None,
                     max_domains: int | None = None,
-                    search_budget: float | None = None) -> LocalLipschitz:
+                    search_budget: float | None = None,
+                    lmi: bool = True) -> LocalLipschitz:
     """Certified local Lipschitz constant of ``net`` on ``input_set`` in ``norm`` ("inf" or
     "2"), by Jacobian bound propagation on the enclosures of ``method`` ("linear" or
     "alpha"); with ``time_budget`` seconds, branching until the budget ends or upper ≤
     ``target_ratio``·lower (or ``max_domains`` domains are bounded: a result independent of
-    the machine's speed, up to the last round's batch). Raises :class:`JacobianRuleMissing`
-    for a network with an op lacking a Jacobian rule."""
+    the machine's speed, up to the last round's batch). For ℓ2 with ``lmi``, the upper bound
+    is at most the verified global LipSDP-Neuron bound (module docstring; its time counts in
+    the budget). Raises :class:`JacobianRuleMissing` for a network with an op lacking a
+    Jacobian rule."""
     if norm not in NORMS:
         raise BoundpropError(f"local Lipschitz: norm '{norm}' not supported; use inf or 2")
     t0 = time.perf_counter()
@@ -119,6 +153,8 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
     upper = float(domain_norm_upper(rb, 1, norm)[0])
     product = constants(net, input_set, norm=norm, symbolic=False,
                         layers=root).lipschitz
+    l_lmi, lmi_note = _lmi(net, norm, lmi)
+    cap = min(product, np.inf if l_lmi is None else l_lmi)
     rng = np.random.default_rng(seed)
     xs = np.concatenate([input_set.sample(ROOT_SAMPLES, rng),
                          (0.5 * (root[0][0] + root[0][1]))[None]])
@@ -145,12 +181,13 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
         bounds, _, scores = search.bound(lo[None], hi[None], [()])
         search.push(lo, hi, (), min(float(bounds[0]), upper), scores[0])
         search.run(t0 + time_budget, lambda: found["lower"], points, target_ratio, progress,
-                   t0, max_domains)
+                   t0, max_domains, cap)
         upper = min(upper, search.upper())
         domains, history = search.bounded + 1, search.history
     per_output = rb.value if norm == "inf" else None
-    return LocalLipschitz(upper=min(upper, product), lower=found["lower"], norm=norm,
+    return LocalLipschitz(upper=min(upper, cap), lower=found["lower"], norm=norm,
                           elapsed_s=time.perf_counter() - t0, domains=domains, mode=mode
                           if domains > 1 else None, per_output=per_output,
                           witness=found["x"], history=history, bound_method=method,
-                          layer_product=product, jacobian_bound=upper)
+                          layer_product=product, jacobian_bound=upper,
+                          lipschitz_lmi=l_lmi, lmi_note=lmi_note)

@@ -156,12 +156,14 @@ class LipschitzSearch:
     def run(self, deadline: float, lower: Callable[[], float],
             points: Callable[[np.ndarray], None], target_ratio: float,
             progress: Callable[[dict], None] | None, t0: float,
-            max_domains: int | None = None) -> None:
+            max_domains: int | None = None, cap: float = np.inf) -> None:
         """Split the worst leaves until the deadline, ``max_domains`` bounded, the leaf cap,
-        or upper ≤ target·lower."""
+        or min(upper, ``cap``) ≤ target·lower (``cap``: another certified bound of the same
+        constant, e.g. the global LipSDP-Neuron one)."""
         batch, per_domain = FIRST_BATCH, 0.0
         while self.leaves and time.perf_counter() + per_domain * 2 * batch < deadline:
-            if self.upper() <= target_ratio * lower() or len(self.leaves) > MAX_LEAVES:
+            if (min(self.upper(), cap) <= target_ratio * lower()
+                    or len(self.leaves) > MAX_LEAVES):
                 break
             if max_domains is not None and self.bounded >= max_domains:
                 break

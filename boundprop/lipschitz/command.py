@@ -71,7 +71,9 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     how = (f"branching ({res.mode} splits), {res.domains} domains" if res.domains > 1
            else "no branching")
-    print(f"local Lipschitz (norm {args.norm}) ≤ {res.upper:.6g}   certified, {how}, "
+    src = {"jacobian_bound": "Jacobian bound", "layer_product": "layer product",
+           "lipschitz_lmi": "global LipSDP-Neuron bound"}[res.upper_source]
+    print(f"local Lipschitz (norm {args.norm}) ≤ {res.upper:.6g}   certified ({src}), {how}, "
           f"{res.elapsed_s:.2f} s")
     print(f"                      ≥ {res.lower:.6g}   empirical: ‖J(x)‖ at points of the set")
     print(f"ratio upper/lower      {res.ratio:.3g}")
