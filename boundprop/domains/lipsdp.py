@@ -104,8 +104,13 @@ def _affine_matrix(op: AffinePrimitive) -> tuple[np.ndarray, np.ndarray] | None:
     return m, round_up(np.abs(m) * 2.0**-52)
 
 
-def mlp_chain(net: Network) -> tuple[Chain | None, str | None]:
-    """The network as an MLP chain (see the module docstring), or (None, why not)."""
+def mlp_chain(net: Network, layers: list | None = None) -> tuple[Chain | None, str | None]:
+    """The network as an MLP chain (see the module docstring), or (None, why not). With
+    ``layers`` (per node an enclosure (lo, hi) of its values over an input set S), each
+    neuron's slope restriction is local: σ's derivative range over its input's enclosure
+    (:meth:`~boundprop.ops.activation.Activation.derivative_range`; for x, x' ∈ S both
+    pre-activations lie in it, so the difference quotient, an average of σ' between them,
+    does too), and the certificate bounds the Lipschitz constant of f on S only."""
     nodes = net.nodes
     if net.output != len(nodes) - 1 or any(n.inputs != (i,) for i, n in
                                            enumerate(nodes[1:])):
@@ -122,7 +127,9 @@ def mlp_chain(net: Network) -> tuple[Chain | None, str | None]:
             if pending is None:  # activation first or after another: the identity between
                 n = int(np.prod(op.in_shapes[0]))
                 pending = (np.eye(n), np.zeros((n, n)))
-            a, b = (np.asarray(x, dtype=np.float64).reshape(-1) for x in op.slope_restriction())
+            a, b = (np.asarray(x, dtype=np.float64).reshape(-1) for x in (
+                op.slope_restriction() if layers is None else
+                op.derivative_range(*layers[node.inputs[0]])))
             weights.append(pending)
             slopes.append((np.minimum(a, 0.0), b))  # [α, β] ⊂ [min(α, 0), β]
             pending = None
@@ -368,14 +375,14 @@ def alpha_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
     return out
 
 
-def _chain_of(net: Network) -> tuple[Chain | None, str | None]:
+def _chain_of(net: Network, layers: list | None = None) -> tuple[Chain | None, str | None]:
     """:func:`mlp_chain` after the size check (from the shapes, before any matrix is
     materialised)."""
     size = int(np.prod(net.input_shape)) + sum(
         int(np.prod(n.shape)) for n in net.nodes[1:] if isinstance(n.op, Activation))
     if size > LMI_SIZE_LIMIT:
         return None, f"LMI of size {size} > {LMI_SIZE_LIMIT}"
-    return mlp_chain(net)
+    return mlp_chain(net, layers)
 
 
 def lipschitz_lmi(net: Network) -> LmiBound:
@@ -400,11 +407,13 @@ def _digest(chain: Chain) -> str:
     return h.hexdigest()
 
 
-def lipschitz_lmi_cached(net: Network) -> LmiBound:
+def lipschitz_lmi_cached(net: Network, layers: list | None = None) -> LmiBound:
     """:func:`lipschitz_lmi`, memoised on the content of the chain (:func:`_digest`: a net
     whose weights change gets a new certificate, never a stale one); the last
-    :data:`CACHE_SIZE` results are kept. The returned object is shared: do not modify it."""
-    chain, why = _chain_of(net)
+    :data:`CACHE_SIZE` results are kept. The returned object is shared: do not modify it.
+    With ``layers`` (enclosures of every node over an input set S), the slope restrictions
+    are local (:func:`mlp_chain`): a verified ℓ2 Lipschitz bound of f on S only."""
+    chain, why = _chain_of(net, layers)
     if chain is None:
         return LmiBound(None, None, why)
     key = _digest(chain)

@@ -12,7 +12,10 @@ LipSDP-Neuron certificate (:func:`boundprop.domains.lipsdp.lipschitz_lmi`, shown
 definite by the checker kernel's :func:`~boundprop.checker.kernel.neuron_lmi_holds`; the
 value a ``constants(net, None, "2")`` certificate carries as ``lipschitz_lmi``): a bound of
 ‖f(x) − f(x')‖₂/‖x − x'‖₂ over all x, x' holds on S, and it bounds ‖W_L D_{L−1}⋯D_1 W_1‖₂
-for every diagonal D_l within the slope restrictions, so every chain-rule J(x) too.
+for every diagonal D_l within the slope restrictions, so every chain-rule J(x) too. And by
+the same certificate with local slope restrictions (each neuron's derivative range over its
+enclosure on S, :func:`boundprop.domains.lipsdp.mlp_chain` with ``layers``), a bound of the
+Lipschitz constant on S only (``lipschitz_lmi_local``), also kernel-verified.
 """
 
 from __future__ import annotations
@@ -56,8 +59,9 @@ class LocalLipschitz:
     (1 without branching); ``history``: (seconds, Jacobian bound) after each branching
     round; ``jacobian_bound`` (Jacobian bound propagation, branched), ``layer_product`` (the
     constants domain's composition of layer constants) and, for ℓ2, ``lipschitz_lmi`` (the
-    verified global LipSDP-Neuron bound, None when there is none: ``lmi_note`` says why):
-    ``upper`` is the smallest, ``upper_source`` names it."""
+    verified global LipSDP-Neuron bound, None when there is none: ``lmi_note`` says why;
+    ``lipschitz_lmi_local``, the same with slopes local to S): ``upper`` is the smallest,
+    ``upper_source`` names it."""
 
     upper: float
     lower: float
@@ -73,14 +77,16 @@ class LocalLipschitz:
     jacobian_bound: float = float("inf")
     lipschitz_lmi: float | None = None
     lmi_note: str | None = None
+    lipschitz_lmi_local: float | None = None
 
     @property
     def upper_source(self) -> str:
-        """Which bound gave ``upper``: "jacobian_bound", "layer_product" or "lipschitz_lmi"
-        (the first of these in that order on a tie)."""
-        if self.upper == self.jacobian_bound:
-            return "jacobian_bound"
-        return "layer_product" if self.upper == self.layer_product else "lipschitz_lmi"
+        """Which bound gave ``upper``: "jacobian_bound", "layer_product", "lipschitz_lmi"
+        or "lipschitz_lmi_local" (the first of these in that order on a tie)."""
+        for name in ("jacobian_bound", "layer_product", "lipschitz_lmi"):
+            if self.upper == getattr(self, name):
+                return name
+        return "lipschitz_lmi_local"
 
     @property
     def ratio(self) -> float:
@@ -97,6 +103,8 @@ class LocalLipschitz:
                 "layer_product": num(self.layer_product),
                 "lipschitz_lmi": None if self.lipschitz_lmi is None else
                 num(self.lipschitz_lmi), "lmi_note": self.lmi_note,
+                "lipschitz_lmi_local": None if self.lipschitz_lmi_local is None else
+                num(self.lipschitz_lmi_local),
                 "upper_source": self.upper_source,
                 "per_output": None if self.per_output is None else
                 [num(float(v)) for v in self.per_output],
@@ -120,12 +128,14 @@ def _mode(net: Network, kinks: dict) -> str | None:
     return "activation" if kinks else None
 
 
-def _lmi(net: Network, norm: str, use: bool) -> tuple[float | None, str | None]:
-    """(the verified global ℓ2 bound or None, why not) for ``norm`` "2" when ``use``."""
+def _lmi(net: Network, norm: str, use: bool, layers: list
+         ) -> tuple[float | None, str | None, float | None]:
+    """For ``norm`` "2" when ``use``: (the verified global ℓ2 bound or None, why not, the
+    verified bound with slopes local to the set whose node enclosures are ``layers``)."""
     if norm != "2" or not use:
-        return None, None
-    res = lipschitz_lmi_cached(net)
-    return res.value, res.note
+        return None, None, None
+    glob, local = lipschitz_lmi_cached(net), lipschitz_lmi_cached(net, layers)
+    return glob.value, glob.note, local.value
 
 
 def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
@@ -153,8 +163,8 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
     upper = float(domain_norm_upper(rb, 1, norm)[0])
     product = constants(net, input_set, norm=norm, symbolic=False,
                         layers=root).lipschitz
-    l_lmi, lmi_note = _lmi(net, norm, lmi)
-    cap = min(product, np.inf if l_lmi is None else l_lmi)
+    l_lmi, lmi_note, l_local = _lmi(net, norm, lmi, root)
+    cap = min([product] + [v for v in (l_lmi, l_local) if v is not None])
     rng = np.random.default_rng(seed)
     xs = np.concatenate([input_set.sample(ROOT_SAMPLES, rng),
                          (0.5 * (root[0][0] + root[0][1]))[None]])
@@ -190,4 +200,5 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
                           if domains > 1 else None, per_output=per_output,
                           witness=found["x"], history=history, bound_method=method,
                           layer_product=product, jacobian_bound=upper,
-                          lipschitz_lmi=l_lmi, lmi_note=lmi_note)
+                          lipschitz_lmi=l_lmi, lmi_note=lmi_note,
+                          lipschitz_lmi_local=l_local)

@@ -72,7 +72,9 @@ def run_command(args: argparse.Namespace) -> int:
     how = (f"branching ({res.mode} splits), {res.domains} domains" if res.domains > 1
            else "no branching")
     src = {"jacobian_bound": "Jacobian bound", "layer_product": "layer product",
-           "lipschitz_lmi": "global LipSDP-Neuron bound"}[res.upper_source]
+           "lipschitz_lmi": "global LipSDP-Neuron bound",
+           "lipschitz_lmi_local": "LipSDP-Neuron bound, slopes local to the set"
+           }[res.upper_source]
     print(f"local Lipschitz (norm {args.norm}) ≤ {res.upper:.6g}   certified ({src}), {how}, "
           f"{res.elapsed_s:.2f} s")
     print(f"                      ≥ {res.lower:.6g}   empirical: ‖J(x)‖ at points of the set")
