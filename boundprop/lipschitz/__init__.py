@@ -40,6 +40,7 @@ from boundprop.errors import BoundpropError
 from boundprop.ir import Network
 from boundprop.lipschitz.branching import INPUT_SPLIT_MAX, LipschitzSearch
 from boundprop.lipschitz.points import LOWER_FACTOR, best_point
+from boundprop.ops.activation import Activation
 from boundprop.sets import InputSet
 
 __all__ = ["LocalLipschitz", "local_lipschitz", "JacobianRuleMissing"]
@@ -113,12 +114,17 @@ class LocalLipschitz:
 
 def _kinks(net: Network) -> dict[int, tuple[float, ...]]:
     """Gated node → kink points of its piecewise-linear consumers (where a phase split makes
-    the gate exact)."""
+    the gate exact), or () for a smooth activation's input (split at the midpoint of the
+    domain's interval, GenBaB-style: each half narrows σ' there)."""
     out: dict[int, tuple[float, ...]] = {}
     for node in net.nodes[1:]:
+        if len(node.inputs) != 1 or node.inputs[0] == 0:
+            continue
         points = node.op.branch_points()
-        if points and len(node.inputs) == 1 and node.inputs[0] != 0:
+        if points:
             out[node.inputs[0]] = tuple(points)
+        elif isinstance(node.op, Activation) and node.op.pieces() is not None:
+            out[node.inputs[0]] = ()
     return out
 
 
