@@ -143,3 +143,16 @@ def test_smooth_activation_branching_stays_above_samples(tmp_path, act, norm):
     xs = np.concatenate([xs, np.asarray(x)[None]])
     worst = jacobian_norms(exact_jacobians(net, xs.reshape(len(xs), -1)), norm)[0].max()
     assert worst <= got.upper * (1 + 1e-9)
+
+
+def test_large_lmis_only_when_asked(tmp_path, capsys):
+    """Above LMI_AUTO_SIZE rows the caps are skipped by default (with the reason) and
+    computed with lmi=True / --lmi on."""
+    rng = np.random.default_rng(2)
+    net = bp.load(random_mlp(tmp_path, rng, [lip.LMI_AUTO_SIZE, 3, 2], ["Tanh"]))
+    s = LinfBall(np.zeros(net.input_shape), 0.01)
+    auto = local_lipschitz(net, s, norm="2")
+    assert auto.lipschitz_lmi is None and "not tried" in auto.lmi_note
+    on = local_lipschitz(net, s, norm="2", lmi=True)
+    assert on.lipschitz_lmi is not None and on.upper <= auto.upper
+    assert local_lipschitz(net, s, norm="2", lmi=False).lmi_note is None

@@ -375,11 +375,17 @@ def alpha_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
     return out
 
 
+def lmi_size(net: Network) -> int:
+    """The size of the net's LipSDP-Neuron matrix if it is a chain (inputs + activations),
+    from the shapes alone."""
+    return int(np.prod(net.input_shape)) + sum(
+        int(np.prod(n.shape)) for n in net.nodes[1:] if isinstance(n.op, Activation))
+
+
 def _chain_of(net: Network, layers: list | None = None) -> tuple[Chain | None, str | None]:
     """:func:`mlp_chain` after the size check (from the shapes, before any matrix is
     materialised)."""
-    size = int(np.prod(net.input_shape)) + sum(
-        int(np.prod(n.shape)) for n in net.nodes[1:] if isinstance(n.op, Activation))
+    size = lmi_size(net)
     if size > LMI_SIZE_LIMIT:
         return None, f"LMI of size {size} > {LMI_SIZE_LIMIT}"
     return mlp_chain(net, layers)

@@ -35,7 +35,7 @@ from boundprop.domains.jacobian_linear import (
     JacobianRuleMissing,
     domain_norm_upper,
 )
-from boundprop.domains.lipsdp import lipschitz_lmi_cached
+from boundprop.domains.lipsdp import lipschitz_lmi_cached, lmi_size
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
 from boundprop.lipschitz.branching import INPUT_SPLIT_MAX, LipschitzSearch
@@ -46,6 +46,9 @@ from boundprop.sets import InputSet
 __all__ = ["LocalLipschitz", "local_lipschitz", "JacobianRuleMissing"]
 
 ROOT_SAMPLES = 256
+# lmi=None (default): the LipSDP-Neuron caps only up to this matrix size (every shipped MLP;
+# on the 6×200 ERAN net, size 1984, both certificates took 13 s where the root took 1.7 s).
+LMI_AUTO_SIZE = 1000
 
 
 @dataclass
@@ -134,12 +137,16 @@ def _mode(net: Network, kinks: dict) -> str | None:
     return "activation" if kinks else None
 
 
-def _lmi(net: Network, norm: str, use: bool, layers: list
+def _lmi(net: Network, norm: str, use: bool | None, layers: list
          ) -> tuple[float | None, str | None, float | None]:
-    """For ``norm`` "2" when ``use``: (the verified global ℓ2 bound or None, why not, the
-    verified bound with slopes local to the set whose node enclosures are ``layers``)."""
-    if norm != "2" or not use:
+    """For ``norm`` "2" when ``use`` (None: if the LMI size is ≤ LMI_AUTO_SIZE): (the verified
+    global ℓ2 bound or None, why not, the verified bound with slopes local to the set whose
+    node enclosures are ``layers``)."""
+    if norm != "2" or use is False:
         return None, None, None
+    if use is None and lmi_size(net) > LMI_AUTO_SIZE:
+        return None, (f"LMI of size {lmi_size(net)} > {LMI_AUTO_SIZE}: not tried unless "
+                      "asked (lmi=True, --lmi on)"), None
     glob, local = lipschitz_lmi_cached(net), lipschitz_lmi_cached(net, layers)
     return glob.value, glob.note, local.value
 
@@ -150,15 +157,15 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
                     progress: Callable[[dict], None] | None = None,
                     max_domains: int | None = None,
                     search_budget: float | None = None,
-                    lmi: bool = True) -> LocalLipschitz:
+                    lmi: bool | None = None) -> LocalLipschitz:
     """Certified local Lipschitz constant of ``net`` on ``input_set`` in ``norm`` ("inf" or
     "2"), by Jacobian bound propagation on the enclosures of ``method`` ("linear" or
     "alpha"); with ``time_budget`` seconds, branching until the budget ends or upper ≤
     ``target_ratio``·lower (or ``max_domains`` domains are bounded: a result independent of
-    the machine's speed, up to the last round's batch). For ℓ2 with ``lmi``, the upper bound
-    is at most the verified global LipSDP-Neuron bound (module docstring; its time counts in
-    the budget). Raises :class:`JacobianRuleMissing` for a network with an op lacking a
-    Jacobian rule."""
+    the machine's speed, up to the last round's batch). For ℓ2 with ``lmi`` (None: when
+    the LMI has at most LMI_AUTO_SIZE rows), the upper bound is at most the verified
+    LipSDP-Neuron bounds (module docstring; their time counts in the budget). Raises
+    :class:`JacobianRuleMissing` for a network with an op lacking a Jacobian rule."""
     if norm not in NORMS:
         raise BoundpropError(f"local Lipschitz: norm '{norm}' not supported; use inf or 2")
     t0 = time.perf_counter()
