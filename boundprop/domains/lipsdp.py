@@ -31,6 +31,8 @@ final one is verified.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +55,8 @@ DESCENT_ITERATIONS = 200
 DESCENT_WORK = 4e9
 # Factors of the per-layer multipliers tried when some α < 0.
 ALPHA_GRID = (0.1, 0.25, 0.5, 0.7, 0.85, 1.2, 1.5, 2.0, 4.0, 10.0)
+# Verified bounds kept by lipschitz_lmi_cached, keyed by the chain's content.
+CACHE_SIZE = 16
 
 
 @dataclass
@@ -78,6 +82,9 @@ class LmiBound:
     note: str | None = None
 
 
+_CACHE: OrderedDict[str, LmiBound] = OrderedDict()  # lipschitz_lmi_cached's results
+
+
 def _compose(outer: tuple[np.ndarray, np.ndarray], inner: tuple[np.ndarray, np.ndarray]
              ) -> tuple[np.ndarray, np.ndarray]:
     """(fl(BA), bound on |fl(BA) − B'A'|) for |B' − b| ≤ e_b, |A' − a| ≤ e_a:
@@ -97,8 +104,13 @@ def _affine_matrix(op: AffinePrimitive) -> tuple[np.ndarray, np.ndarray] | None:
     return m, round_up(np.abs(m) * 2.0**-52)
 
 
-def mlp_chain(net: Network) -> tuple[Chain | None, str | None]:
-    """The network as an MLP chain (see the module docstring), or (None, why not)."""
+def mlp_chain(net: Network, layers: list | None = None) -> tuple[Chain | None, str | None]:
+    """The network as an MLP chain (see the module docstring), or (None, why not). With
+    ``layers`` (per node an enclosure (lo, hi) of its values over an input set S), each
+    neuron's slope restriction is local: σ's derivative range over its input's enclosure
+    (:meth:`~boundprop.ops.activation.Activation.derivative_range`; for x, x' ∈ S both
+    pre-activations lie in it, so the difference quotient, an average of σ' between them,
+    does too), and the certificate bounds the Lipschitz constant of f on S only."""
     nodes = net.nodes
     if net.output != len(nodes) - 1 or any(n.inputs != (i,) for i, n in
                                            enumerate(nodes[1:])):
@@ -115,7 +127,9 @@ def mlp_chain(net: Network) -> tuple[Chain | None, str | None]:
             if pending is None:  # activation first or after another: the identity between
                 n = int(np.prod(op.in_shapes[0]))
                 pending = (np.eye(n), np.zeros((n, n)))
-            a, b = (np.asarray(x, dtype=np.float64).reshape(-1) for x in op.slope_restriction())
+            a, b = (np.asarray(x, dtype=np.float64).reshape(-1) for x in (
+                op.slope_restriction() if layers is None else
+                op.derivative_range(*layers[node.inputs[0]])))
             weights.append(pending)
             slopes.append((np.minimum(a, 0.0), b))  # [α, β] ⊂ [min(α, 0), β]
             pending = None
@@ -361,18 +375,66 @@ def alpha_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
     return out
 
 
+def lmi_size(net: Network) -> int:
+    """The size of the net's LipSDP-Neuron matrix if it is a chain (inputs + activations),
+    from the shapes alone."""
+    return int(np.prod(net.input_shape)) + sum(
+        int(np.prod(n.shape)) for n in net.nodes[1:] if isinstance(n.op, Activation))
+
+
+def _chain_of(net: Network, layers: list | None = None) -> tuple[Chain | None, str | None]:
+    """:func:`mlp_chain` after the size check (from the shapes, before any matrix is
+    materialised)."""
+    size = lmi_size(net)
+    if size > LMI_SIZE_LIMIT:
+        return None, f"LMI of size {size} > {LMI_SIZE_LIMIT}"
+    return mlp_chain(net, layers)
+
+
 def lipschitz_lmi(net: Network) -> LmiBound:
     """A verified global ℓ2 Lipschitz bound of ``net`` by the LipSDP-Neuron certificate, or
     no value (with the reason) when the net is not an MLP chain, its LMI is larger than
     LMI_SIZE_LIMIT (checked from the shapes, before any matrix is materialised), a numerical
     step fails, or no candidate passes the verified test."""
-    size = int(np.prod(net.input_shape)) + sum(
-        int(np.prod(n.shape)) for n in net.nodes[1:] if isinstance(n.op, Activation))
-    if size > LMI_SIZE_LIMIT:
-        return LmiBound(None, None, f"LMI of size {size} > {LMI_SIZE_LIMIT}")
-    chain, why = mlp_chain(net)
+    chain, why = _chain_of(net)
     if chain is None:
         return LmiBound(None, None, why)
+    return _chain_lmi(chain)
+
+
+def _digest(chain: Chain) -> str:
+    """A hash of everything the certificate depends on: the matrices, their error bounds and
+    the slope restrictions (shapes and float64 bytes)."""
+    h = hashlib.sha256()
+    for arr in [a for pair in chain.weights + chain.slopes for a in pair]:
+        a = np.ascontiguousarray(arr, dtype=np.float64)
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def lipschitz_lmi_cached(net: Network, layers: list | None = None) -> LmiBound:
+    """:func:`lipschitz_lmi`, memoised on the content of the chain (:func:`_digest`: a net
+    whose weights change gets a new certificate, never a stale one); the last
+    :data:`CACHE_SIZE` results are kept. The returned object is shared: do not modify it.
+    With ``layers`` (enclosures of every node over an input set S), the slope restrictions
+    are local (:func:`mlp_chain`): a verified ℓ2 Lipschitz bound of f on S only."""
+    chain, why = _chain_of(net, layers)
+    if chain is None:
+        return LmiBound(None, None, why)
+    key = _digest(chain)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    res = _CACHE[key] = _chain_lmi(chain)
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return res
+
+
+def _chain_lmi(chain: Chain) -> LmiBound:
+    """The verified bound of an MLP chain: the first candidate (and headroom) that passes
+    :func:`~boundprop.checker.kernel.neuron_lmi_holds`."""
     try:
         found = candidates(chain)
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as e:

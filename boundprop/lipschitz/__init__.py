@@ -6,6 +6,16 @@ singular value), the Lipschitz constant of f on the convex set S in that norm, a
 the best lower bound it met (‖J(x)‖ at points of S) and their ratio. With ``time_budget``
 > 0 it branches (:mod:`boundprop.lipschitz.branching`) and the upper bound only decreases
 with time (``history``).
+
+For ``norm="2"`` the upper bound is also capped by the verified global ℓ2 bound of the
+LipSDP-Neuron certificate (:func:`boundprop.domains.lipsdp.lipschitz_lmi`, shown positive
+definite by the checker kernel's :func:`~boundprop.checker.kernel.neuron_lmi_holds`; the
+value a ``constants(net, None, "2")`` certificate carries as ``lipschitz_lmi``): a bound of
+‖f(x) − f(x')‖₂/‖x − x'‖₂ over all x, x' holds on S, and it bounds ‖W_L D_{L−1}⋯D_1 W_1‖₂
+for every diagonal D_l within the slope restrictions, so every chain-rule J(x) too. And by
+the same certificate with local slope restrictions (each neuron's derivative range over its
+enclosure on S, :func:`boundprop.domains.lipsdp.mlp_chain` with ``layers``), a bound of the
+Lipschitz constant on S only (``lipschitz_lmi_local``), also kernel-verified.
 """
 
 from __future__ import annotations
@@ -25,15 +35,20 @@ from boundprop.domains.jacobian_linear import (
     JacobianRuleMissing,
     domain_norm_upper,
 )
+from boundprop.domains.lipsdp import lipschitz_lmi_cached, lmi_size
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
 from boundprop.lipschitz.branching import INPUT_SPLIT_MAX, LipschitzSearch
 from boundprop.lipschitz.points import LOWER_FACTOR, best_point
+from boundprop.ops.activation import Activation
 from boundprop.sets import InputSet
 
 __all__ = ["LocalLipschitz", "local_lipschitz", "JacobianRuleMissing"]
 
 ROOT_SAMPLES = 256
+# lmi=None (default): the LipSDP-Neuron caps only up to this matrix size (every shipped MLP;
+# on the 6×200 ERAN net, size 1984, both certificates took 13 s where the root took 1.7 s).
+LMI_AUTO_SIZE = 1000
 
 
 @dataclass
@@ -45,9 +60,12 @@ class LocalLipschitz:
     with a time budget, a quarter of it (or ``search_budget`` seconds) goes to the search of
     :func:`~boundprop.audit.jacobian_search.jacobian_norm_lower`;
     ``per_output`` (ℓ∞ only): the root bound of each sup ‖∇f_i‖₁; ``domains``: domains bounded
-    (1 without branching); ``history``: (seconds, upper) after each branching round;
-    ``jacobian_bound`` (Jacobian bound propagation, branched) and ``layer_product`` (the
-    constants domain's composition of layer constants): ``upper`` is the smaller."""
+    (1 without branching); ``history``: (seconds, Jacobian bound) after each branching
+    round; ``jacobian_bound`` (Jacobian bound propagation, branched), ``layer_product`` (the
+    constants domain's composition of layer constants) and, for ℓ2, ``lipschitz_lmi`` (the
+    verified global LipSDP-Neuron bound, None when there is none: ``lmi_note`` says why;
+    ``lipschitz_lmi_local``, the same with slopes local to S): ``upper`` is the smallest,
+    ``upper_source`` names it."""
 
     upper: float
     lower: float
@@ -61,6 +79,18 @@ class LocalLipschitz:
     bound_method: str = "linear"
     layer_product: float = float("inf")
     jacobian_bound: float = float("inf")
+    lipschitz_lmi: float | None = None
+    lmi_note: str | None = None
+    lipschitz_lmi_local: float | None = None
+
+    @property
+    def upper_source(self) -> str:
+        """Which bound gave ``upper``: "jacobian_bound", "layer_product", "lipschitz_lmi"
+        or "lipschitz_lmi_local" (the first of these in that order on a tie)."""
+        for name in ("jacobian_bound", "layer_product", "lipschitz_lmi"):
+            if self.upper == getattr(self, name):
+                return name
+        return "lipschitz_lmi_local"
 
     @property
     def ratio(self) -> float:
@@ -75,6 +105,11 @@ class LocalLipschitz:
                 "bound_method": self.bound_method,
                 "jacobian_bound": num(self.jacobian_bound),
                 "layer_product": num(self.layer_product),
+                "lipschitz_lmi": None if self.lipschitz_lmi is None else
+                num(self.lipschitz_lmi), "lmi_note": self.lmi_note,
+                "lipschitz_lmi_local": None if self.lipschitz_lmi_local is None else
+                num(self.lipschitz_lmi_local),
+                "upper_source": self.upper_source,
                 "per_output": None if self.per_output is None else
                 [num(float(v)) for v in self.per_output],
                 "history": [[round(t, 4), num(u)] for t, u in self.history]}
@@ -82,12 +117,17 @@ class LocalLipschitz:
 
 def _kinks(net: Network) -> dict[int, tuple[float, ...]]:
     """Gated node → kink points of its piecewise-linear consumers (where a phase split makes
-    the gate exact)."""
+    the gate exact), or () for a smooth activation's input (split at the midpoint of the
+    domain's interval, GenBaB-style: each half narrows σ' there)."""
     out: dict[int, tuple[float, ...]] = {}
     for node in net.nodes[1:]:
+        if len(node.inputs) != 1 or node.inputs[0] == 0:
+            continue
         points = node.op.branch_points()
-        if points and len(node.inputs) == 1 and node.inputs[0] != 0:
+        if points:
             out[node.inputs[0]] = tuple(points)
+        elif isinstance(node.op, Activation) and node.op.pieces() is not None:
+            out[node.inputs[0]] = ()
     return out
 
 
@@ -97,18 +137,35 @@ def _mode(net: Network, kinks: dict) -> str | None:
     return "activation" if kinks else None
 
 
+def _lmi(net: Network, norm: str, use: bool | None, layers: list
+         ) -> tuple[float | None, str | None, float | None]:
+    """For ``norm`` "2" when ``use`` (None: if the LMI size is ≤ LMI_AUTO_SIZE): (the verified
+    global ℓ2 bound or None, why not, the verified bound with slopes local to the set whose
+    node enclosures are ``layers``)."""
+    if norm != "2" or use is False:
+        return None, None, None
+    if use is None and lmi_size(net) > LMI_AUTO_SIZE:
+        return None, (f"LMI of size {lmi_size(net)} > {LMI_AUTO_SIZE}: not tried unless "
+                      "asked (lmi=True, --lmi on)"), None
+    glob, local = lipschitz_lmi_cached(net), lipschitz_lmi_cached(net, layers)
+    return glob.value, glob.note, local.value
+
+
 def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
                     time_budget: float = 0.0, method: str = "linear",
                     target_ratio: float = 1.0, seed: int = 0,
                     progress: Callable[[dict], None] | None = None,
                     max_domains: int | None = None,
-                    search_budget: float | None = None) -> LocalLipschitz:
+                    search_budget: float | None = None,
+                    lmi: bool | None = None) -> LocalLipschitz:
     """Certified local Lipschitz constant of ``net`` on ``input_set`` in ``norm`` ("inf" or
     "2"), by Jacobian bound propagation on the enclosures of ``method`` ("linear" or
     "alpha"); with ``time_budget`` seconds, branching until the budget ends or upper ≤
     ``target_ratio``·lower (or ``max_domains`` domains are bounded: a result independent of
-    the machine's speed, up to the last round's batch). Raises :class:`JacobianRuleMissing`
-    for a network with an op lacking a Jacobian rule."""
+    the machine's speed, up to the last round's batch). For ℓ2 with ``lmi`` (None: when
+    the LMI has at most LMI_AUTO_SIZE rows), the upper bound is at most the verified
+    LipSDP-Neuron bounds (module docstring; their time counts in the budget). Raises
+    :class:`JacobianRuleMissing` for a network with an op lacking a Jacobian rule."""
     if norm not in NORMS:
         raise BoundpropError(f"local Lipschitz: norm '{norm}' not supported; use inf or 2")
     t0 = time.perf_counter()
@@ -119,6 +176,8 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
     upper = float(domain_norm_upper(rb, 1, norm)[0])
     product = constants(net, input_set, norm=norm, symbolic=False,
                         layers=root).lipschitz
+    l_lmi, lmi_note, l_local = _lmi(net, norm, lmi, root)
+    cap = min([product] + [v for v in (l_lmi, l_local) if v is not None])
     rng = np.random.default_rng(seed)
     xs = np.concatenate([input_set.sample(ROOT_SAMPLES, rng),
                          (0.5 * (root[0][0] + root[0][1]))[None]])
@@ -145,12 +204,14 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
         bounds, _, scores = search.bound(lo[None], hi[None], [()])
         search.push(lo, hi, (), min(float(bounds[0]), upper), scores[0])
         search.run(t0 + time_budget, lambda: found["lower"], points, target_ratio, progress,
-                   t0, max_domains)
+                   t0, max_domains, cap)
         upper = min(upper, search.upper())
         domains, history = search.bounded + 1, search.history
     per_output = rb.value if norm == "inf" else None
-    return LocalLipschitz(upper=min(upper, product), lower=found["lower"], norm=norm,
+    return LocalLipschitz(upper=min(upper, cap), lower=found["lower"], norm=norm,
                           elapsed_s=time.perf_counter() - t0, domains=domains, mode=mode
                           if domains > 1 else None, per_output=per_output,
                           witness=found["x"], history=history, bound_method=method,
-                          layer_product=product, jacobian_bound=upper)
+                          layer_product=product, jacobian_bound=upper,
+                          lipschitz_lmi=l_lmi, lmi_note=lmi_note,
+                          lipschitz_lmi_local=l_local)

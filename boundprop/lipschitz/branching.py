@@ -15,7 +15,9 @@ search is anytime. A leaf is
   in the earliest node that has one (a phase fixed early narrows every later enclosure:
   mnist-net_256x2 ε=0.03 reached 233 in 3 s this way, 258 by the largest offset overall).
   With the phase fixed, σ' is one-sided there: the gate is exact, and the domain's other
-  enclosures tighten (:class:`~boundprop.domains.batched.DomainBatch`).
+  enclosures tighten (:class:`~boundprop.domains.batched.DomainBatch`). The input of a
+  smooth σ (sigmoid, tanh, softplus…; GenBaB-style) is split at the midpoint t of the
+  domain's interval [l, u] instead: each half's gate is σ' over [l, t] or [t, u], narrower.
 
 On a split z_e ≥ t (or ≤ t) the gate uses σ' on (t, u] (or [l, t)): the Lipschitz constant
 of f on a convex set is the essential supremum of ‖∇f‖, the points with z_e = t are a null
@@ -115,9 +117,17 @@ class LipschitzSearch:
             return score * width
         for j in sorted(rb.contributions):  # the earliest node first
             points = self.kinks.get(j)
-            if not points:
+            if points is None:
                 continue
             zlo, zhi = (a[d].reshape(-1) for a in layers[j])
+            if not points:  # smooth σ: the widest-offset entry, at its interval's midpoint
+                mid = 0.5 * (zlo + zhi)
+                cand = np.where((zlo < mid) & (mid < zhi) & np.isfinite(mid),
+                                rb.contributions[j][worst], -1.0)
+                e = int(np.argmax(cand))
+                if cand[e] > 0:
+                    return (j, e, float(mid[e]))
+                continue
             for t in points:
                 cand = np.where((zlo < t) & (t < zhi), rb.contributions[j][worst], -1.0)
                 e = int(np.argmax(cand))
@@ -156,12 +166,14 @@ class LipschitzSearch:
     def run(self, deadline: float, lower: Callable[[], float],
             points: Callable[[np.ndarray], None], target_ratio: float,
             progress: Callable[[dict], None] | None, t0: float,
-            max_domains: int | None = None) -> None:
+            max_domains: int | None = None, cap: float = np.inf) -> None:
         """Split the worst leaves until the deadline, ``max_domains`` bounded, the leaf cap,
-        or upper ≤ target·lower."""
+        or min(upper, ``cap``) ≤ target·lower (``cap``: another certified bound of the same
+        constant, e.g. the global LipSDP-Neuron one)."""
         batch, per_domain = FIRST_BATCH, 0.0
         while self.leaves and time.perf_counter() + per_domain * 2 * batch < deadline:
-            if self.upper() <= target_ratio * lower() or len(self.leaves) > MAX_LEAVES:
+            if (min(self.upper(), cap) <= target_ratio * lower()
+                    or len(self.leaves) > MAX_LEAVES):
                 break
             if max_domains is not None and self.bounded >= max_domains:
                 break

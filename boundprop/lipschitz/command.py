@@ -69,7 +69,8 @@ def run_command(args: argparse.Namespace) -> int:
                   f"{st['lower']:.6g}, {st['elapsed']:.1f} s", file=sys.stderr)
 
     res = local_lipschitz(net, s, norm=args.norm, time_budget=budget, method=args.method,
-                          seed=args.seed, progress=progress)
+                          seed=args.seed, progress=progress,
+                          lmi={"auto": None, "on": True, "off": False}[args.lmi])
     doc = {"model": args.model, **res.to_json()}
     if args.output is not None:
         write_atomic(args.output, json_text(doc))
@@ -78,7 +79,11 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     how = (f"branching ({res.mode} splits), {res.domains} domains" if res.domains > 1
            else "no branching")
-    print(f"local Lipschitz (norm {args.norm}) ≤ {res.upper:.6g}   certified, {how}, "
+    src = {"jacobian_bound": "Jacobian bound", "layer_product": "layer product",
+           "lipschitz_lmi": "global LipSDP-Neuron bound",
+           "lipschitz_lmi_local": "LipSDP-Neuron bound, slopes local to the set"
+           }[res.upper_source]
+    print(f"local Lipschitz (norm {args.norm}) ≤ {res.upper:.6g}   certified ({src}), {how}, "
           f"{res.elapsed_s:.2f} s")
     print(f"                      ≥ {res.lower:.6g}   empirical: ‖J(x)‖ at points of the set")
     print(f"ratio upper/lower      {res.ratio:.3g}")
@@ -104,6 +109,9 @@ def register(sub) -> None:
                    help="seconds of branching (default 0: the root bound only)")
     p.add_argument("--method", choices=["linear", "alpha"], default="linear",
                    help="bounds of the pre-activations the gates are derived from")
+    p.add_argument("--lmi", choices=["auto", "on", "off"], default="auto",
+                   help="ℓ2: cap by the verified LipSDP-Neuron certificates (auto: when the "
+                   "LMI has at most 1000 rows; they can take seconds on larger MLPs)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled lower bound")
     p.add_argument("-o", "--output-result", dest="output", metavar="RESULT.json",
                    help="write the result as JSON (atomically)")

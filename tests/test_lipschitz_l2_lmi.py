@@ -1,0 +1,158 @@
+"""The local ℓ2 Lipschitz bound capped by LipSDP-Neuron certificates (``local_lipschitz``'s
+``lipschitz_lmi``, global, and ``lipschitz_lmi_local``, slopes local to the set): each value,
+and their minimum ``upper``, is attacked with the exact ‖J(x)‖₂ (the float64 IR's reverse-mode
+Jacobian, largest singular value by SVD) at random points, corners and the lower-bound search's
+best point, on shipped MLPs and hypothesis nets; a planted error is caught; the certified /
+found ratio stays ≤ 3 on shipped MLPs with a domain cap (no wall clock in the result)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import boundprop as bp
+import boundprop.lipschitz as lip
+from boundprop.audit.jacobian_search import exact_jacobians, jacobian_norm_lower, jacobian_norms
+from boundprop.domains import lipsdp
+from boundprop.lipschitz import local_lipschitz
+from boundprop.sets import Box, L2Ball, LinfBall, default_input_set
+from tests.test_bounds import ACTS, random_mlp
+from tests.test_lipschitz_jacobian import attack_points
+
+MLPS = ["mlp_relu", "mlp_sigmoid", "mlp_tanh", "mlp_gelu", "mlp_elu", "mlp_leakyrelu",
+        "mlp_prelu", "mlp_clip", "mlp_hardsigmoid", "mlp_softplus", "sklearn_mlp_regressor",
+        "mlp_784_100_100_10_relu"]
+# Shipped MLPs whose ℓ2 ratio was above 3 before the LMI caps (at --time-budget 2).
+RATIO_MLPS = ["mlp_relu", "mlp_clip", "mlp_prelu", "mlp_elu", "mlp_gelu", "mlp_tanh"]
+
+
+def exact_l2(net, xs: np.ndarray) -> np.ndarray:
+    """‖J(x)‖₂ (largest singular value) of the IR's exact Jacobian at each point of xs."""
+    return jacobian_norms(exact_jacobians(net, xs.reshape(xs.shape[0], -1)), "2")[0]
+
+
+def attacked_max(net, s, seed: int = 0, n: int = 300, steps: int = 30) -> float:
+    """The largest exact ‖J(x)‖₂ over random points, corners (boxes) and the search's best
+    point (a fixed number of ascent steps: deterministic)."""
+    rng = np.random.default_rng(seed)
+    best = float(exact_l2(net, attack_points(s, rng, n)).max())
+    _, x, _ = jacobian_norm_lower(net, s, "2", time_budget=60.0, seed=seed, steps=steps)
+    return max(best, float(exact_l2(net, np.asarray(x)[None])[0]))
+
+
+def certified_values(res) -> list[float]:
+    return [v for v in (res.upper, res.lipschitz_lmi, res.lipschitz_lmi_local)
+            if v is not None]
+
+
+@pytest.mark.parametrize("name", MLPS)
+def test_lmi_caps_hold_on_shipped_mlps(name):
+    net = bp.load(f"models/{name}.onnx")
+    s = default_input_set(net)
+    res = local_lipschitz(net, s, norm="2")
+    assert res.lipschitz_lmi is not None and res.lipschitz_lmi_local is not None
+    assert res.upper == min(res.jacobian_bound, res.layer_product, res.lipschitz_lmi,
+                            res.lipschitz_lmi_local)
+    worst = attacked_max(net, s)
+    assert all(worst <= v * (1 + 1e-9) for v in certified_values(res))
+    doc = res.to_json()
+    assert doc["upper_source"] == res.upper_source and doc["lipschitz_lmi"] == res.lipschitz_lmi
+
+
+@settings(max_examples=30, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), depth=st.integers(1, 3),
+       kind=st.sampled_from(["box", "linf", "l2"]), scale=st.sampled_from([0.01, 0.3, 2.0]),
+       acts=st.lists(st.sampled_from(ACTS), min_size=3, max_size=3))
+def test_lmi_caps_hold_on_random_networks(tmp_path_factory, seed, depth, kind, scale, acts):
+    rng = np.random.default_rng(seed)
+    widths = [int(rng.integers(1, 7)) for _ in range(depth + 2)]
+    net = bp.load(random_mlp(tmp_path_factory.mktemp("l2"), rng, widths, acts))
+    c = rng.standard_normal(net.input_shape)
+    s = {"box": lambda: Box(c - scale * rng.random(c.shape), c + scale * rng.random(c.shape)),
+         "linf": lambda: LinfBall(c, scale), "l2": lambda: L2Ball(c, scale)}[kind]()
+    res = local_lipschitz(net, s, norm="2")
+    worst = attacked_max(net, s, seed=int(rng.integers(1 << 30)), n=200, steps=10)
+    assert all(worst <= v * (1 + 1e-9) for v in certified_values(res))
+
+
+@pytest.mark.parametrize("which", ["global", "local"])
+def test_a_planted_lmi_error_is_caught(monkeypatch, which):
+    """An LMI value halved (the global one, or the one with local slopes) ends below the
+    exact ‖J(x)‖₂ the attack finds."""
+    net = bp.load("models/mlp_relu.onnx")
+    s = default_input_set(net)
+    worst = attacked_max(net, s)
+    real = lipsdp.lipschitz_lmi_cached
+
+    def planted(net, layers=None):
+        res = real(net, layers)
+        if (layers is None) == (which == "global") and res.value is not None:
+            res = dataclasses.replace(res, value=0.5 * res.value)
+        return res
+
+    monkeypatch.setattr(lip, "lipschitz_lmi_cached", planted)
+    res = local_lipschitz(net, s, norm="2")
+    assert res.upper_source == ("lipschitz_lmi" if which == "global" else
+                                "lipschitz_lmi_local")
+    assert worst > res.upper
+
+
+def test_the_cache_follows_the_weights(tmp_path):
+    """The memoised certificate is keyed by the chain's content: other weights, another
+    value (never a stale one)."""
+    rng = np.random.default_rng(5)
+    net = bp.load(random_mlp(tmp_path, rng, [4, 8, 8, 2], ["Relu", "Relu"]))
+    first = lipsdp.lipschitz_lmi_cached(net)
+    assert lipsdp.lipschitz_lmi_cached(net) is first
+    assert first.value == lipsdp.lipschitz_lmi(net).value
+    op = net.nodes[1].op
+    op.matrix = 3.0 * op.matrix
+    again = lipsdp.lipschitz_lmi_cached(net)
+    assert again is not first and again.value == pytest.approx(lipsdp.lipschitz_lmi(net).value)
+
+
+@pytest.mark.parametrize("name", RATIO_MLPS)
+def test_l2_ratio_at_most_three_with_a_domain_cap(name):
+    """Certified / found ≤ 3 (issue 15's target) with 200 domains and the sampled lower
+    bound only (no timed search): independent of the machine's speed."""
+    net = bp.load(f"models/{name}.onnx")
+    res = local_lipschitz(net, default_input_set(net), norm="2", time_budget=600,
+                          max_domains=200, search_budget=0)
+    assert res.ratio <= 3.0
+
+
+@pytest.mark.parametrize("act, norm", [("Sigmoid", "inf"), ("Tanh", "2"), ("Softplus", "inf")])
+def test_smooth_activation_branching_stays_above_samples(tmp_path, act, norm):
+    """> 16 inputs and smooth σ: midpoint splits of pre-activations (GenBaB-style) tighten the
+    bound and it stays above the exact ‖J(x)‖ at many points and the search's best."""
+    rng = np.random.default_rng(11)
+    net = bp.load(random_mlp(tmp_path, rng, [20, 16, 16, 4], [act, act]))
+    s = LinfBall(rng.standard_normal(net.input_shape), 0.1)
+    root = local_lipschitz(net, s, norm=norm, lmi=False)
+    got = local_lipschitz(net, s, norm=norm, time_budget=600, max_domains=150,
+                          search_budget=0, lmi=False)
+    assert got.mode == "activation" and got.domains > 1
+    assert got.jacobian_bound < root.jacobian_bound
+    xs = attack_points(s, rng, 3000)
+    _, x, _ = jacobian_norm_lower(net, s, norm, time_budget=60.0, steps=30)
+    xs = np.concatenate([xs, np.asarray(x)[None]])
+    worst = jacobian_norms(exact_jacobians(net, xs.reshape(len(xs), -1)), norm)[0].max()
+    assert worst <= got.upper * (1 + 1e-9)
+
+
+def test_large_lmis_only_when_asked(tmp_path, capsys):
+    """Above LMI_AUTO_SIZE rows the caps are skipped by default (with the reason) and
+    computed with lmi=True / --lmi on."""
+    rng = np.random.default_rng(2)
+    net = bp.load(random_mlp(tmp_path, rng, [lip.LMI_AUTO_SIZE, 3, 2], ["Tanh"]))
+    s = LinfBall(np.zeros(net.input_shape), 0.01)
+    auto = local_lipschitz(net, s, norm="2")
+    assert auto.lipschitz_lmi is None and "not tried" in auto.lmi_note
+    on = local_lipschitz(net, s, norm="2", lmi=True)
+    assert on.lipschitz_lmi is not None and on.upper <= auto.upper
+    assert local_lipschitz(net, s, norm="2", lmi=False).lmi_note is None
