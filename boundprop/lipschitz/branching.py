@@ -35,6 +35,7 @@ import numpy as np
 from boundprop.domains.batched import DomainBatch, Split
 from boundprop.domains.jacobian_linear import JacobianBounds, RowBounds, domain_norm_upper
 from boundprop.ir import Network
+from boundprop.lipschitz.grouped import grouped_rows
 
 INPUT_SPLIT_MAX = 16
 # Domains bounded per round at first; the batch then grows or shrinks toward ~0.5 s a round.
@@ -58,8 +59,9 @@ class LipschitzSearch:
     """Best-first branching over the domains of one input set."""
 
     def __init__(self, net: Network, root_layers: list, norm: str, mode: str | None,
-                 kinks: dict[int, tuple[float, ...]]):
+                 kinks: dict[int, tuple[float, ...]], grouped: bool = False):
         self.net, self.root, self.norm, self.mode = net, root_layers, norm, mode
+        self.grouped = grouped and norm == "inf"  # also bound rows by input groups
         self.kinks = kinks  # gated node -> kink points of its consumers
         self.leaves: list[Leaf] = []
         self.count = itertools.count()
@@ -76,11 +78,24 @@ class LipschitzSearch:
         jb = JacobianBounds(self.net, layers, self.norm, keep_centres=self.mode == "input")
         rb = jb.output_rows(record=self.mode is not None)
         d = lo.shape[0]
+        if self.grouped:
+            rb = self._with_grouped(rb, layers, batch.infeasible)
         bounds = domain_norm_upper(rb, d, self.norm)
         bounds[batch.infeasible] = -np.inf
         self.bounded += d
         scores = [self._score(jb, rb, layers, i) if self.mode else None for i in range(d)]
         return bounds, batch.infeasible, scores
+
+    def _with_grouped(self, rb: RowBounds, layers: list, infeasible: np.ndarray) -> RowBounds:
+        """ℓ∞ row bounds: each row's smaller of the back-substituted and the grouped-vertex
+        bound (:func:`~boundprop.lipschitz.grouped.grouped_rows`) on its domain."""
+        k = int(np.prod(self.net.output_shape))
+        value = rb.value.copy()
+        for d in np.nonzero(~infeasible)[0]:
+            got = grouped_rows(self.net, [(lo[d], hi[d]) for lo, hi in layers])
+            if got is not None:
+                value[d * k:(d + 1) * k] = np.fmin(value[d * k:(d + 1) * k], got)
+        return RowBounds(value, rb.centre, rb.error, rb.contributions)
 
     def _one_sided(self, layers: list, splits: list[tuple[Split, ...]]) -> list:
         """The enclosures with each split entry moved off its kink (one-sided σ' there)."""
