@@ -101,7 +101,11 @@ class LipschitzSearch:
         for d, cons in enumerate(splits):
             if infeasible[d] or not cons:
                 continue
-            got = tighten(self.net, self.first, [(lo[d], hi[d]) for lo, hi in layers], cons)
+            unsure = (lo2[d] < 0) & (hi2[d] > 0)  # only these change a gate
+            if not unsure.any():
+                continue
+            got = tighten(self.net, self.first, [(lo[d], hi[d]) for lo, hi in layers], cons,
+                          unsure)
             if got is None:
                 continue
             lo2[d], hi2[d] = np.fmax(lo2[d], got[0]), np.fmin(hi2[d], got[1])

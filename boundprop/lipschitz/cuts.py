@@ -66,10 +66,11 @@ def _certified_min(mu: np.ndarray, c: np.ndarray, w1: np.ndarray, b1: np.ndarray
     return round_down(val - round_up(err * (1 + 2 * gamma(4))))
 
 
-def tighten(net: Network, nodes: tuple[int, int, int], layers: list, splits: tuple
-            ) -> tuple[np.ndarray, np.ndarray] | None:
+def tighten(net: Network, nodes: tuple[int, int, int], layers: list, splits: tuple,
+            entries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Bounds (lo, hi) of z2 (flat) on one domain (``layers``: per node (lo, hi), no domain
-    axis; ``splits``: its constraints), None when a first-layer phase is not fixed."""
+    axis; ``splits``: its constraints) on ``entries`` (a mask; default all; −∞/+∞ elsewhere),
+    None when a first-layer phase is not fixed."""
     k1, _, k2 = nodes
     lo1, hi1 = (np.asarray(a).reshape(-1) for a in layers[k1])
     if np.any((lo1 < 0) & (hi1 > 0)):
@@ -92,8 +93,10 @@ def tighten(net: Network, nodes: tuple[int, int, int], layers: list, splits: tup
         else:
             a[m], b[m] = s.side * w2[s.index], s.side * b2[s.index]
     x_lo, x_hi = (np.asarray(v, dtype=np.float64).reshape(-1) for v in layers[0])
-    rows = np.concatenate([w2, -w2])
-    consts = np.concatenate([b2, -b2])
+    n2 = w2.shape[0]
+    sel = np.arange(n2) if entries is None else np.nonzero(entries)[0]
+    rows = np.concatenate([w2[sel], -w2[sel]])
+    consts = np.concatenate([b2[sel], -b2[sel]])
     beta = _ascent(rows, consts, a, b, w1, b1, x_lo, x_hi)
     mu = rows - beta @ a
     c = consts - beta @ b
@@ -102,8 +105,9 @@ def tighten(net: Network, nodes: tuple[int, int, int], layers: list, splits: tup
     c_err = 2 * gamma(len(cons) + 2) * (np.abs(consts) + beta @ np.abs(b))
     low = _certified_min(mu, c, w1, b1, x_lo, x_hi, z1_abs, mu_err)
     low = round_down(low - round_up(c_err))
-    n2 = w2.shape[0]
-    return low[:n2], -low[n2:]
+    lo, hi = np.full(n2, -np.inf), np.full(n2, np.inf)
+    lo[sel], hi[sel] = low[:sel.size], -low[sel.size:]
+    return lo, hi
 
 
 def _ascent(rows, consts, a, b, w1, b1, x_lo, x_hi) -> np.ndarray:
