@@ -119,10 +119,10 @@ def test_planted_errors_are_caught(tmp_path, monkeypatch, plant):
         cases.append((net, s, seed))
     real_tighten, real_max = cuts.tighten, np.maximum
     if plant == "flipped_side":
-        def wrong(net, nodes, layers, splits):
+        def wrong(net, nodes, layers, splits, entries=None):
             flip = tuple(Split(c.node, c.index, -c.side, c.point) if c.node == 1 else c
                          for c in splits)
-            return real_tighten(net, nodes, layers, flip)
+            return real_tighten(net, nodes, layers, flip, entries)
         monkeypatch.setattr(cuts, "tighten", wrong)
     else:
         class NoProjection:  # np inside cuts, with β's projection onto β ≥ 0 removed
