@@ -41,7 +41,7 @@ def first_layers(net: Network) -> tuple[int, int, int] | None:
         k += 1
     if len(nodes) < k + 3:
         return None
-    ok = (isinstance(nodes[k].op, Dense) and isinstance(nodes[k + 1].op, Relu)
+    ok = (isinstance(nodes[k].op, Dense) and type(nodes[k + 1].op) is Relu  # exactly max(z, 0)
           and isinstance(nodes[k + 2].op, Dense)
           and list(nodes[k].inputs) == [k - 1] and list(nodes[k + 1].inputs) == [k]
           and list(nodes[k + 2].inputs) == [k + 1])
