@@ -18,9 +18,10 @@ enclosures (the value is exact float64 arithmetic at a feasible point up to roun
 ulps; the tests allow 1e−9 relative).
 
 It is a diagnostic and an attack: on mnist-net_256x2, prop_0 ε=0.03 it found 198 at the root
-(certified 342.7), 197.4 with the 6 unstable layer-1 phases fixed, and 124.8 / 125.3 / 111.4
-in the three worst of those domains even with LP-exact layer-2 enclosures, so the issue-15
-target (≤ 100) needs gate–input coupling beyond enclosures; and since every
+(certified 342.7), 197.4 with the 6 unstable layer-1 phases fixed to the worst pattern, and
+140.8 in the worst such domain even with LP-exact layer-2 enclosures
+(benchmarks/lipschitz_relaxation_ceiling.py), so the issue-15 target (≤ 100) needs second-layer
+phase splits (gate–input coupling); and since every
 certified gate-free bound must stay above it, it attacks those bounds with gate combinations no
 single x produces (tests/test_lipschitz_ceiling.py).
 """

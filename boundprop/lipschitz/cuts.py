@@ -15,8 +15,8 @@ z2_e on the domain for any β (weak duality; the best β gives the LP value of t
 constraints). β is chosen by projected subgradient ascent in float; the bound at the chosen β
 is then evaluated with every rounding error bounded (:func:`_certified_min`). The interval
 bounds of the branching see the constraints only by clipping; on mnist-net_256x2, prop_0
-ε=0.03, with the 6 unstable first-layer phases fixed, exact LPs leave 54 of 83 uncertain
-second-layer gates and lower the relaxed problem's value from 197 to 125.
+ε=0.03, all 6 unstable first-layer phases active, these bounds leave 54 of 83 uncertain
+second-layer gates (as exact LPs do) and lower the relaxed problem's value from 197 to 125.
 """
 
 from __future__ import annotations
