@@ -39,6 +39,7 @@ from boundprop.domains.lipsdp import lipschitz_lmi_cached, lmi_size
 from boundprop.errors import BoundpropError
 from boundprop.ir import Network
 from boundprop.lipschitz.branching import INPUT_SPLIT_MAX, LipschitzSearch
+from boundprop.lipschitz.grouped import grouped_rows
 from boundprop.lipschitz.points import LOWER_FACTOR, best_point
 from boundprop.ops.activation import Activation
 from boundprop.sets import InputSet
@@ -168,15 +169,19 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
                     progress: Callable[[dict], None] | None = None,
                     max_domains: int | None = None,
                     search_budget: float | None = None,
-                    lmi: bool | None = None) -> LocalLipschitz:
+                    lmi: bool | None = None,
+                    vertex_groups: bool = True) -> LocalLipschitz:
     """Certified local Lipschitz constant of ``net`` on ``input_set`` in ``norm`` ("inf" or
     "2"), by Jacobian bound propagation on the enclosures of ``method`` ("linear" or
     "alpha"); with ``time_budget`` seconds, branching until the budget ends or upper ≤
     ``target_ratio``·lower (or ``max_domains`` domains are bounded: a result independent of
     the machine's speed, up to the last round's batch). For ℓ2 with ``lmi`` (None: when
-    the LMI has at most LMI_AUTO_SIZE rows), the upper bound is at most the verified
-    LipSDP-Neuron bounds (module docstring; their time counts in the budget). Raises
-    :class:`JacobianRuleMissing` for a network with an op lacking a Jacobian rule."""
+    the LMI is small or fits in the budget), the upper bound is at most the verified
+    LipSDP-Neuron bounds (module docstring; their time counts in the budget).
+    ``vertex_groups`` (ℓ∞, chain MLPs): also bound every row by input groups and their
+    vertices (:func:`~boundprop.lipschitz.grouped.grouped_rows`), at the root and in each
+    domain. Raises :class:`JacobianRuleMissing` for a network with an op lacking a Jacobian
+    rule."""
     if norm not in NORMS:
         raise BoundpropError(f"local Lipschitz: norm '{norm}' not supported; use inf or 2")
     t0 = time.perf_counter()
@@ -184,6 +189,9 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
     ob = output_bounds(net, input_set, method=method)
     root = [(np.asarray(lo), np.asarray(hi)) for lo, hi in ob.layers]
     rb = JacobianBounds(net, [(lo[None], hi[None]) for lo, hi in root], norm).output_rows()
+    grouped = grouped_rows(net, root) if norm == "inf" and vertex_groups else None
+    if grouped is not None:  # ℓ∞: each row's smaller bound (both certified)
+        rb.value = np.fmin(rb.value, grouped)
     upper = float(domain_norm_upper(rb, 1, norm)[0])
     product = constants(net, input_set, norm=norm, symbolic=False,
                         layers=root).lipschitz
@@ -210,7 +218,7 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
     domains, history = 1, []
     if time_budget > 0 and mode is not None and np.isfinite(upper) and all(
             np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) for lo, hi in root):
-        search = LipschitzSearch(net, root, norm, mode, kinks)
+        search = LipschitzSearch(net, root, norm, mode, kinks, grouped=grouped is not None)
         lo, hi = root[0]
         bounds, _, scores = search.bound(lo[None], hi[None], [()])
         search.push(lo, hi, (), min(float(bounds[0]), upper), scores[0])

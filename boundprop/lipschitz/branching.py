@@ -37,6 +37,8 @@ import numpy as np
 from boundprop.domains.batched import DomainBatch, Split
 from boundprop.domains.jacobian_linear import JacobianBounds, RowBounds, domain_norm_upper
 from boundprop.ir import Network
+from boundprop.lipschitz.cuts import first_layers, tighten
+from boundprop.lipschitz.grouped import grouped_rows
 
 INPUT_SPLIT_MAX = 16
 # Domains bounded per round at first; the batch then grows or shrinks toward ~0.5 s a round.
@@ -60,8 +62,10 @@ class LipschitzSearch:
     """Best-first branching over the domains of one input set."""
 
     def __init__(self, net: Network, root_layers: list, norm: str, mode: str | None,
-                 kinks: dict[int, tuple[float, ...]]):
+                 kinks: dict[int, tuple[float, ...]], grouped: bool = False):
         self.net, self.root, self.norm, self.mode = net, root_layers, norm, mode
+        self.grouped = grouped and norm == "inf"  # also bound rows by input groups
+        self.first = first_layers(net)  # x → z1 → ReLU → z2: z2 tightened under the splits
         self.kinks = kinks  # gated node -> kink points of its consumers
         self.leaves: list[Leaf] = []
         self.count = itertools.count()
@@ -74,15 +78,54 @@ class LipschitzSearch:
         """Bounds (D,) of ‖J‖ on each domain (−inf on an empty one), and the split data."""
         batch = DomainBatch(self.net, self.root, lo, hi, splits)
         layers = [(np.asarray(a), np.asarray(b)) for a, b in batch.dbounds]
+        infeasible = batch.infeasible.copy()
+        if self.first is not None and any(splits):
+            layers = self._cut(layers, splits, infeasible)
         layers = self._one_sided(layers, splits)
         jb = JacobianBounds(self.net, layers, self.norm, keep_centres=self.mode == "input")
         rb = jb.output_rows(record=self.mode is not None)
         d = lo.shape[0]
+        if self.grouped:
+            rb = self._with_grouped(rb, layers, infeasible)
         bounds = domain_norm_upper(rb, d, self.norm)
-        bounds[batch.infeasible] = -np.inf
+        bounds[infeasible] = -np.inf
         self.bounded += d
         scores = [self._score(jb, rb, layers, i) if self.mode else None for i in range(d)]
-        return bounds, batch.infeasible, scores
+        return bounds, infeasible, scores
+
+    def _cut(self, layers: list, splits: list[tuple[Split, ...]], infeasible: np.ndarray
+             ) -> list:
+        """z2's enclosures intersected, per domain with every first-layer phase fixed, with
+        the Lagrangian bounds under its splits (:func:`~boundprop.lipschitz.cuts.tighten`);
+        a domain left with an empty enclosure is infeasible (``infeasible`` updated)."""
+        k2 = self.first[2]
+        lo2, hi2 = (a.reshape(a.shape[0], -1).copy() for a in layers[k2])
+        for d, cons in enumerate(splits):
+            if infeasible[d] or not cons:
+                continue
+            unsure = (lo2[d] < 0) & (hi2[d] > 0)  # only these change a gate
+            if not unsure.any():
+                continue
+            got = tighten(self.net, self.first, [(lo[d], hi[d]) for lo, hi in layers], cons,
+                          unsure)
+            if got is None:
+                continue
+            lo2[d], hi2[d] = np.fmax(lo2[d], got[0]), np.fmin(hi2[d], got[1])
+            infeasible[d] |= bool(np.any(lo2[d] > hi2[d]))
+        layers = list(layers)
+        layers[k2] = (lo2.reshape(layers[k2][0].shape), hi2.reshape(layers[k2][1].shape))
+        return layers
+
+    def _with_grouped(self, rb: RowBounds, layers: list, infeasible: np.ndarray) -> RowBounds:
+        """ℓ∞ row bounds: each row's smaller of the back-substituted and the grouped-vertex
+        bound (:func:`~boundprop.lipschitz.grouped.grouped_rows`) on its domain."""
+        k = int(np.prod(self.net.output_shape))
+        value = rb.value.copy()
+        for d in np.nonzero(~infeasible)[0]:
+            got = grouped_rows(self.net, [(lo[d], hi[d]) for lo, hi in layers])
+            if got is not None:
+                value[d * k:(d + 1) * k] = np.fmin(value[d * k:(d + 1) * k], got)
+        return RowBounds(value, rb.centre, rb.error, rb.contributions)
 
     def _one_sided(self, layers: list, splits: list[tuple[Split, ...]]) -> list:
         """The enclosures with each split entry moved off its kink (one-sided σ' there)."""
