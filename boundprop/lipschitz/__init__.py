@@ -225,7 +225,8 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
         search.run(t0 + time_budget, lambda: found["lower"], points, target_ratio, progress,
                    t0, max_domains, cap)
         upper = min(upper, search.upper())
-        domains, history = search.bounded + 1, search.history
+        domains = search.bounded + 1
+        history = [(t, min(u, cap)) for t, u in search.history]  # what upper was then
     per_output = rb.value if norm == "inf" else None
     return LocalLipschitz(upper=min(upper, cap), lower=found["lower"], norm=norm,
                           elapsed_s=time.perf_counter() - t0, domains=domains, mode=mode
