@@ -274,3 +274,15 @@ def test_vnncomp_instances_csv(tmp_path):
     assert doc["summary"]["vnncomp_score"] == 50 and len(doc["jobs"]) == 5
     assert [j["index"] for j in doc["jobs"]] == [1, 2, 3, 4, 5]
     assert all(isinstance(j["seconds"], float) and j["error"] is None for j in doc["jobs"])
+
+
+def test_the_example_suite_runs(tmp_path):
+    """examples/suite/jobs.jsonl, as a user runs it (a copy, beside a link to models/)."""
+    shutil.copytree(ROOT / "examples" / "suite", tmp_path / "examples" / "suite")
+    (tmp_path / "models").symlink_to(MODELS)
+    suite = tmp_path / "examples" / "suite" / "jobs.jsonl"
+    status = main(["run", str(suite), "--workers", "2", "--quiet"])
+    rows = _read(tmp_path / "examples" / "suite" / "jobs.results.csv")
+    assert status == 0
+    assert [r["result"] for r in rows] == ["unsat", "sat", "certified", "valid", "ok",
+                                           "certified", "certified"]
