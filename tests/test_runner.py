@@ -133,6 +133,7 @@ def test_hung_memory_hungry_and_crashing_jobs_are_recorded(tmp_path, monkeypatch
         {"command": "plant-sleep", "model": model, "timeout": 1},
         {"command": "plant-allocate", "model": model},
         {"command": "plant-crash", "model": model},
+        {"command": "plant-shared-allocate", "model": model},
         {"command": "certify", "model": model}])
     report = run_suite(str(suite), str(tmp_path / "r.csv"),
                        RunOptions(workers=1, grace=1, memory_mb=400))
@@ -144,6 +145,9 @@ def test_hung_memory_hungry_and_crashing_jobs_are_recorded(tmp_path, monkeypatch
     assert "out of memory" in rows["plant-allocate"]["error"]
     assert rows["plant-crash"]["result"] == "error"
     assert "died" in rows["plant-crash"]["error"] and "signal 9" in rows["plant-crash"]["error"]
+    # shared memory escapes RLIMIT_DATA: the resident-size watchdog kills the worker
+    assert rows["plant-shared-allocate"]["result"] == "error"
+    assert "memory limit" in rows["plant-shared-allocate"]["error"]
     assert rows["certify"]["result"] == "certified"  # the replaced worker ran the rest
     assert float(rows["certify"]["lipschitz"]) > 0
 

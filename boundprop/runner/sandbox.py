@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import io
 import json
+import mmap
 import os
 import select
 import signal
@@ -74,7 +75,8 @@ def run_argv(argv: list[str], cache: dict | None = None) -> dict:
 
 def _plant(argv: list[str]) -> dict:
     """Test-only jobs (``$BOUNDPROP_RUNNER_PLANTS=1``): a job that hangs, one that allocates
-    without end, one that kills its process, one that kills the process's parent once."""
+    without end (private memory, or shared memory the data limit does not see), one that
+    kills its process, one that kills the process's parent once."""
     kind = argv[0]
     if kind == "plant-sleep":
         time.sleep(10**6)
@@ -87,6 +89,12 @@ def _plant(argv: list[str]) -> dict:
             hoard.clear()
             return {"exit": 2, "stdout": "", "seconds": 0.0,
                     "stderr": "boundprop: error: out of memory; try a smaller model or input set"}
+    if kind == "plant-shared-allocate":  # memory RLIMIT_DATA does not count: the watchdog's
+        maps = []
+        while True:
+            block = mmap.mmap(-1, 64 * 2**20, flags=mmap.MAP_SHARED)
+            block.write(b"\1" * len(block))
+            maps.append(block)
     if kind == "plant-crash":
         os.kill(os.getpid(), signal.SIGKILL)
     if kind == "plant-kill-parent-once":  # a Dask worker that dies mid-job, the first time
