@@ -16,10 +16,10 @@ from boundprop.domains.batched import Split
 from boundprop.lipschitz import local_lipschitz
 from boundprop.lipschitz.branching import LipschitzSearch
 from boundprop.lipschitz.ceiling import relaxed_gate_ascent
-from boundprop.sets import Box, L2Ball, LinfBall
+from boundprop.sets import LinfBall
 from tests.test_bounds import ACTS, random_mlp
 from tests.test_lipschitz_ceiling import root_layers
-from tests.test_lipschitz_jacobian import attack_points, grid_case, jacobians
+from tests.test_lipschitz_jacobian import attack_points, grid_case, jacobians, random_case
 
 TOL = 1e-9
 
@@ -36,11 +36,7 @@ def row_norms(net, xs):
        acts=st.lists(st.sampled_from(ACTS), min_size=3, max_size=3))
 def test_rows_hold_on_random_networks(tmp_path_factory, seed, depth, kind, scale, group, acts):
     rng = np.random.default_rng(seed)
-    widths = [int(rng.integers(1, 8)) for _ in range(depth + 2)]
-    net = bp.load(random_mlp(tmp_path_factory.mktemp("gr"), rng, widths, acts))
-    c = rng.standard_normal(net.input_shape)
-    s = {"box": lambda: Box(c - scale * rng.random(c.shape), c + scale * rng.random(c.shape)),
-         "linf": lambda: LinfBall(c, scale), "l2": lambda: L2Ball(c, scale)}[kind]()
+    net, s = random_case(tmp_path_factory.mktemp("gr"), rng, depth, kind, scale, acts, 8)
     layers = root_layers(net, s)
     got = gr.grouped_rows(net, layers, group=group)
     assert got is not None

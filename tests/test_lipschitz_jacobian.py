@@ -47,6 +47,17 @@ def attack_points(s, rng, n: int = 400) -> np.ndarray:
     return np.concatenate(xs)
 
 
+def random_case(folder, rng, depth: int, kind: str, scale: float, acts, max_width: int = 7):
+    """A random MLP of ``depth`` hidden layers (widths 1 … max_width − 1) and a random set of
+    ``kind`` (box, linf, l2) and size ``scale`` around a random centre."""
+    widths = [int(rng.integers(1, max_width)) for _ in range(depth + 2)]
+    net = bp.load(random_mlp(folder, rng, widths, acts))
+    c = rng.standard_normal(net.input_shape)
+    s = {"box": lambda: Box(c - scale * rng.random(c.shape), c + scale * rng.random(c.shape)),
+         "linf": lambda: LinfBall(c, scale), "l2": lambda: L2Ball(c, scale)}[kind]()
+    return net, s
+
+
 def violations(net, s, rb, norm: str, xs: np.ndarray) -> tuple[int, int]:
     """(rows exceeding their value bound, rows farther from their centre than their error
     bound) over the points xs, for the root's output rows ``rb``."""
@@ -95,11 +106,7 @@ def test_ops_without_a_jacobian_rule_are_named(name):
        acts=st.lists(st.sampled_from(ACTS), min_size=4, max_size=4))
 def test_random_networks(tmp_path_factory, seed, depth, kind, scale, norm, acts):
     rng = np.random.default_rng(seed)
-    widths = [int(rng.integers(1, 7)) for _ in range(depth + 2)]
-    net = bp.load(random_mlp(tmp_path_factory.mktemp("jl"), rng, widths, acts))
-    c = rng.standard_normal(net.input_shape)
-    s = {"box": lambda: Box(c - scale * rng.random(c.shape), c + scale * rng.random(c.shape)),
-         "linf": lambda: LinfBall(c, scale), "l2": lambda: L2Ball(c, scale)}[kind]()
+    net, s = random_case(tmp_path_factory.mktemp("jl"), rng, depth, kind, scale, acts)
     rb = root_rows(net, s, norm)
     assert violations(net, s, rb, norm, attack_points(s, rng, 600)) == (0, 0)
 

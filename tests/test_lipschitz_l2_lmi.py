@@ -19,9 +19,9 @@ import boundprop.lipschitz as lip
 from boundprop.audit.jacobian_search import exact_jacobians, jacobian_norm_lower, jacobian_norms
 from boundprop.domains import lipsdp
 from boundprop.lipschitz import local_lipschitz
-from boundprop.sets import Box, L2Ball, LinfBall, default_input_set
+from boundprop.sets import LinfBall, default_input_set
 from tests.test_bounds import ACTS, random_mlp
-from tests.test_lipschitz_jacobian import attack_points
+from tests.test_lipschitz_jacobian import attack_points, random_case
 
 MLPS = ["mlp_relu", "mlp_sigmoid", "mlp_tanh", "mlp_gelu", "mlp_elu", "mlp_leakyrelu",
         "mlp_prelu", "mlp_clip", "mlp_hardsigmoid", "mlp_softplus", "sklearn_mlp_regressor",
@@ -70,11 +70,7 @@ def test_lmi_caps_hold_on_shipped_mlps(name):
        acts=st.lists(st.sampled_from(ACTS), min_size=3, max_size=3))
 def test_lmi_caps_hold_on_random_networks(tmp_path_factory, seed, depth, kind, scale, acts):
     rng = np.random.default_rng(seed)
-    widths = [int(rng.integers(1, 7)) for _ in range(depth + 2)]
-    net = bp.load(random_mlp(tmp_path_factory.mktemp("l2"), rng, widths, acts))
-    c = rng.standard_normal(net.input_shape)
-    s = {"box": lambda: Box(c - scale * rng.random(c.shape), c + scale * rng.random(c.shape)),
-         "linf": lambda: LinfBall(c, scale), "l2": lambda: L2Ball(c, scale)}[kind]()
+    net, s = random_case(tmp_path_factory.mktemp("l2"), rng, depth, kind, scale, acts)
     res = local_lipschitz(net, s, norm="2")
     worst = attacked_max(net, s, seed=int(rng.integers(1 << 30)), n=200, steps=10)
     assert all(worst <= v * (1 + 1e-9) for v in certified_values(res))
