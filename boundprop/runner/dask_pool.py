@@ -15,7 +15,6 @@ A Dask worker that dies mid-job has the job rescheduled by the scheduler as long
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
@@ -25,6 +24,7 @@ from concurrent.futures import Future
 from boundprop.errors import BoundpropError
 from boundprop.runner.pools import Task
 from boundprop.runner.sandbox import Sandbox
+from boundprop.runner.suite import file_digest
 
 _LOCAL = threading.local()
 ALLOWED_FAILURES = 1
@@ -103,17 +103,21 @@ class DaskPool:
         self.name = f"Dask at {self.client.scheduler.address} ({threads} worker threads)"
         self.memory_mb, self.shared_paths = memory_mb, shared_paths
         self.scattered: dict[str, object] = {}
+        self.digests: dict[str, str] = {}
 
     def _ship(self, paths: list[str]) -> dict:
+        """Each file's scattered (digest, bytes), read and sent once per content."""
         shipped = {}
         for path in paths:
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError:
+            digest = file_digest(path, self.digests)
+            if digest.startswith("missing:"):
                 continue  # the job says which file is missing
-            digest = hashlib.sha256(data).hexdigest()
             if digest not in self.scattered:
+                try:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                except OSError:
+                    continue
                 self.scattered[digest] = self.client.scatter((digest, data), hash=False)
             shipped[path] = self.scattered[digest]
         return shipped
