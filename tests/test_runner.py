@@ -290,3 +290,22 @@ def test_the_example_suite_runs(tmp_path):
     assert status == 0
     assert [r["result"] for r in rows] == ["unsat", "sat", "certified", "valid", "ok",
                                            "certified", "certified"]
+
+
+def test_option_conflicts_and_an_unreachable_scheduler(tmp_path, monkeypatch, capsys):
+    suite = _suite(tmp_path, [{"command": "certify", "model": _rel(MODELS / "mlp_relu.onnx",
+                                                                   tmp_path)}])
+    out = str(tmp_path / "r.csv")
+    for extra, words in ((["--resume", "--no-resume"], "contradict"),
+                         (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers")):
+        assert main(["run", str(suite), "-o", out, *extra]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
+    pytest.importorskip("distributed")
+    from boundprop.runner import dask_pool
+
+    monkeypatch.setattr(dask_pool, "CONNECT_TIMEOUT", "1s")
+    assert main(["run", str(suite), "-o", out, "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the Dask scheduler" in err and err.count("\n") == 1
+    assert not (tmp_path / "r.csv").exists()  # nothing half-written

@@ -28,6 +28,7 @@ from boundprop.runner.suite import file_digest
 
 _LOCAL = threading.local()
 ALLOWED_FAILURES = 1
+CONNECT_TIMEOUT = "20s"  # to reach the scheduler before the one-line error
 
 
 def _import_distributed():
@@ -94,7 +95,7 @@ class DaskPool:
         self.distributed = distributed
         try:
             self.client = distributed.Client(cluster if cluster is not None else address,
-                                             timeout="20s", set_as_default=False)
+                                             timeout=CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as e:
             raise BoundpropError(f"cannot reach the Dask scheduler {address} ({e}); start it "
                                  "with 'dask scheduler' and give its tcp://HOST:PORT") from None
