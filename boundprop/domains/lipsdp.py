@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 from boundprop.checker.kernel import neuron_lmi_holds
 from boundprop.ir import Network
@@ -55,6 +56,10 @@ DESCENT_ITERATIONS = 200
 DESCENT_WORK = 4e9
 # Factors of the per-layer multipliers tried when some α < 0.
 ALPHA_GRID = (0.1, 0.25, 0.5, 0.7, 0.85, 1.2, 1.5, 2.0, 4.0, 10.0)
+# Largest LMI on which positive α (set-local ranges) also get the α-aware search: it halved the
+# bound on sub-boxes of the GELU MLP (72 rows, ~25 ms); at 984 rows (mlp_784_100_100_10, a few
+# stable ReLUs) it cost 2 s and lost to the closed form's per-neuron multipliers.
+ALPHA_SEARCH_SIZE = 300
 # Verified bounds kept by lipschitz_lmi_cached, keyed by the chain's content.
 CACHE_SIZE = 16
 
@@ -131,7 +136,8 @@ def mlp_chain(net: Network, layers: list | None = None) -> tuple[Chain | None, s
                 op.slope_restriction() if layers is None else
                 op.derivative_range(*layers[node.inputs[0]])))
             weights.append(pending)
-            slopes.append((np.minimum(a, 0.0), b))  # [α, β] ⊂ [min(α, 0), β]
+            # global: [α, β] ⊂ [min(α, 0), β], the checker's chain; local: the true range
+            slopes.append((a, b) if layers is not None else (np.minimum(a, 0.0), b))
             pending = None
         else:
             return None, f"node {node.name} ({op.kind}) is neither affine nor an activation"
@@ -149,15 +155,15 @@ def _congruence(x: np.ndarray | None, w: np.ndarray) -> np.ndarray:
     if x is None:
         g = w @ w.T
     else:
-        r = scipy.linalg.cholesky(x, lower=False)
-        y = scipy.linalg.solve_triangular(r, w.T, trans="T", lower=False)
+        r = scipy.linalg.cholesky(x, lower=False, check_finite=False)
+        y = scipy.linalg.solve_triangular(r, w.T, trans="T", lower=False, check_finite=False)
         g = y.T @ y
     return 0.5 * (g + g.T)
 
 
 def _lambda_max(a: np.ndarray) -> float:
     n = a.shape[0]
-    return float(scipy.linalg.eigvalsh(a, subset_by_index=[n - 1, n - 1])[0])
+    return float(scipy.linalg.eigvalsh(a, subset_by_index=[n - 1, n - 1], check_finite=False)[0])
 
 
 def _reduce(chain: Chain, i: int, x: np.ndarray | None) -> tuple[np.ndarray, float]:
@@ -286,15 +292,38 @@ def _descent(chain: Chain, taus: list[np.ndarray], iters: int) -> list[np.ndarra
     return np.split(np.exp(s), np.cumsum(sizes)[:-1])
 
 
-def candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
-    """(ρ, multipliers) to try, best first (all unverified): the coordinate search's closed
-    form refined by :func:`_descent` (iterations capped by its cost) when that is lower, then
-    the closed form itself (a fallback when the refined one sits too close to singular)."""
+def _alpha_zeroed(chain: Chain) -> Chain:
+    """The chain with every positive α replaced by 0: [α, β] ⊂ [0, β], a weaker restriction
+    that still holds, for the closed form (which is chosen for α = 0)."""
+    return Chain(chain.weights, [(np.minimum(a, 0.0), b) for a, b in chain.slopes])
+
+
+def candidates(chain: Chain) -> list[tuple[float, list[np.ndarray], Chain]]:
+    """(ρ, multipliers, the chain they are for) to try, smallest ρ first (all unverified):
+    where some α < 0, or some α > 0 on a chain of at most :data:`ALPHA_SEARCH_SIZE` rows, the
+    α-aware search on the true slopes (:func:`alpha_candidates`; a positive α — a set-local
+    range where σ' > 0 — makes the neuron nearly linear, which the closed form cannot use);
+    where no α < 0, the closed form on the chain with α⁺ zeroed
+    (:func:`closed_form_candidates`)."""
+    out = []
+    negative = any(np.any(a < -1e-9) for a, _ in chain.slopes)
+    if negative or (chain.lmi_size <= ALPHA_SEARCH_SIZE
+                    and any(np.any(a > 1e-9) for a, _ in chain.slopes)):
+        out += [(rho, ts, chain) for rho, ts in alpha_candidates(chain)]
+    if not negative:
+        zeroed = _alpha_zeroed(chain)
+        out += [(rho, ts, zeroed) for rho, ts in closed_form_candidates(zeroed)]
+    return sorted(out, key=lambda c: c[0])
+
+
+def closed_form_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
+    """(ρ, multipliers) of the closed form for α = 0, best first (unverified): the coordinate
+    search's closed form refined by :func:`_descent` (iterations capped by its cost) when that
+    is lower, then the closed form itself (a fallback when the refined one sits too close to
+    singular)."""
     rho, ts = eclipse_candidate(chain, _search(chain))
     if not np.isfinite(rho):
         return []
-    if any(np.any(al < -1e-9) for al, _ in chain.slopes):  # α < 0 matters: α-aware search
-        return alpha_candidates(chain)
     work = sum(10 * w.shape[0] ** 3 for w, _ in chain.weights[:-1])  # flops per iteration
     iters = int(np.clip(DESCENT_WORK // max(work, 1), 20, DESCENT_ITERATIONS))
     try:
@@ -335,7 +364,8 @@ def _alpha_greedy(chain: Chain) -> list[float]:
                 xp = x + 2 * w.T @ ((al * be * tau)[:, None] * w)
                 c = ((al + be) * tau)[:, None] * w
                 xn = 2 * tau * np.eye(w.shape[0]) - _congruence(0.5 * (xp + xp.T), c)
-                score = float(scipy.linalg.eigvalsh(xn, subset_by_index=[0, 0])[0])
+                score = float(scipy.linalg.eigvalsh(xn, subset_by_index=[0, 0],
+                                                     check_finite=False)[0])
             except (np.linalg.LinAlgError, ValueError):
                 continue
             if score > best:
@@ -358,12 +388,15 @@ def alpha_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
         return []
     best = _alpha_rho(chain, taus)
     for _ in range(3):
+        improved = False
         for i in range(len(taus)):
             for f in ALPHA_GRID:
                 trial = taus[:i] + [taus[i] * f] + taus[i + 1:]
                 rho = _alpha_rho(chain, trial)
                 if rho < best * (1 - 1e-9):
-                    best, taus = rho, trial
+                    best, taus, improved = rho, trial, True
+        if not improved:
+            break
     if not np.isfinite(best):
         return []
     out = []
@@ -435,13 +468,21 @@ def lipschitz_lmi_cached(net: Network, layers: list | None = None) -> LmiBound:
 def _chain_lmi(chain: Chain) -> LmiBound:
     """The verified bound of an MLP chain: the first candidate (and headroom) that passes
     :func:`~boundprop.checker.kernel.neuron_lmi_holds`."""
+    # BLAS threads on these small matrices only add synchronisation: 0.26 s single-threaded
+    # against 0.72 s with two threads for both LMIs of mlp_784_100_100_10, and up to 5× slower
+    # when another process holds a core.
+    with threadpool_limits(1, user_api="blas"):
+        return _chain_lmi_serial(chain)
+
+
+def _chain_lmi_serial(chain: Chain) -> LmiBound:
     try:
         found = candidates(chain)
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as e:
         return LmiBound(None, None, f"numerical failure choosing multipliers ({e})")
-    for rho, ts in found:
+    for rho, ts, verified in found:
         for h in HEADROOMS:
             u = float(round_up(np.sqrt(rho) * (1 + h)))
-            if neuron_lmi_holds(chain.weights, chain.slopes, ts, u)[0]:
+            if neuron_lmi_holds(verified.weights, verified.slopes, ts, u)[0]:
                 return LmiBound(u, ts, None)
     return LmiBound(None, None, "no candidate passed the verified positive-definiteness test")

@@ -47,14 +47,17 @@ from boundprop.sets import InputSet
 __all__ = ["LocalLipschitz", "local_lipschitz", "JacobianRuleMissing"]
 
 ROOT_SAMPLES = 256
-# lmi=None (default): the LipSDP-Neuron caps only up to this matrix size (every shipped MLP;
-# on the 6×200 ERAN net, size 1984, both certificates took 13 s where the root took 1.7 s).
-LMI_AUTO_SIZE = 1000
+# lmi=None (default): the LipSDP-Neuron caps only up to this matrix size (every shipped MLP and
+# the 6×200 ERAN net, size 1984: both certificates 2.9 s with one BLAS thread).
+LMI_AUTO_SIZE = 2000
 # Below this size both LMIs take < 0.1 s: always tried in auto mode. Above, the two take about
-# 2·LMI_SECONDS·(size/1000)³ (measured: 3.5 s each at 984 rows, mlp_784_100_100_10), and auto
-# mode tries them only when that fits in half the time budget.
+# 2·LMI_SECONDS·(size/1000)³ (measured with one BLAS thread: 0.26 s each at 984 rows,
+# mlp_784_100_100_10, 1.3–1.6 s at 1984; doubled for a loaded machine), and auto mode tries
+# them only when that fits in half the time budget.
 LMI_CHEAP_SIZE = 300
-LMI_SECONDS = 4.0
+LMI_SECONDS = 0.5
+# Up to this size the search also bounds every domain by its set-local LMI (~20 ms at 72 rows).
+LMI_DOMAIN_SIZE = 300
 
 
 @dataclass
@@ -71,7 +74,9 @@ class LocalLipschitz:
     constants domain's composition of layer constants) and, for ℓ2, ``lipschitz_lmi`` (the
     verified global LipSDP-Neuron bound, None when there is none: ``lmi_note`` says why;
     ``lipschitz_lmi_local``, the same with slopes local to S): ``upper`` is the smallest,
-    ``upper_source`` names it."""
+    ``upper_source`` names it. ``domain_lmi``: the branching bounded each domain by the
+    smaller of its Jacobian bound and its own set-local LipSDP-Neuron bound (ℓ2, small
+    chains), so ``jacobian_bound`` is that branched value."""
 
     upper: float
     lower: float
@@ -88,6 +93,7 @@ class LocalLipschitz:
     lipschitz_lmi: float | None = None
     lmi_note: str | None = None
     lipschitz_lmi_local: float | None = None
+    domain_lmi: bool = False
 
     @property
     def upper_source(self) -> str:
@@ -115,7 +121,7 @@ class LocalLipschitz:
                 num(self.lipschitz_lmi), "lmi_note": self.lmi_note,
                 "lipschitz_lmi_local": None if self.lipschitz_lmi_local is None else
                 num(self.lipschitz_lmi_local),
-                "upper_source": self.upper_source,
+                "upper_source": self.upper_source, "domain_lmi": self.domain_lmi,
                 "per_output": None if self.per_output is None else
                 [num(float(v)) for v in self.per_output],
                 "history": [[round(t, 4), num(u)] for t, u in self.history]}
@@ -215,10 +221,12 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
             found["lower"], found["x"] = float(v * LOWER_FACTOR), np.asarray(x)
     kinks = _kinks(net)
     mode = _mode(net, kinks)
-    domains, history = 1, []
+    domains, history, domain_lmi = 1, [], False
     if time_budget > 0 and mode is not None and np.isfinite(upper) and all(
             np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) for lo, hi in root):
-        search = LipschitzSearch(net, root, norm, mode, kinks, grouped=grouped is not None)
+        domain_lmi = l_local is not None and lmi_size(net) <= LMI_DOMAIN_SIZE
+        search = LipschitzSearch(net, root, norm, mode, kinks, grouped=grouped is not None,
+                                 lmi=domain_lmi)
         lo, hi = root[0]
         bounds, _, scores = search.bound(lo[None], hi[None], [()])
         search.push(lo, hi, (), min(float(bounds[0]), upper), scores[0])
@@ -234,4 +242,4 @@ def local_lipschitz(net: Network, input_set: InputSet, norm: str = "inf",
                           witness=found["x"], history=history, bound_method=method,
                           layer_product=product, jacobian_bound=upper,
                           lipschitz_lmi=l_lmi, lmi_note=lmi_note,
-                          lipschitz_lmi_local=l_local)
+                          lipschitz_lmi_local=l_local, domain_lmi=domain_lmi)

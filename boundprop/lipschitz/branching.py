@@ -36,6 +36,7 @@ import numpy as np
 
 from boundprop.domains.batched import DomainBatch, Split
 from boundprop.domains.jacobian_linear import JacobianBounds, RowBounds, domain_norm_upper
+from boundprop.domains.lipsdp import lipschitz_lmi_cached
 from boundprop.ir import Network
 from boundprop.lipschitz.cuts import first_layers, tighten
 from boundprop.lipschitz.grouped import grouped_rows
@@ -62,9 +63,11 @@ class LipschitzSearch:
     """Best-first branching over the domains of one input set."""
 
     def __init__(self, net: Network, root_layers: list, norm: str, mode: str | None,
-                 kinks: dict[int, tuple[float, ...]], grouped: bool = False):
+                 kinks: dict[int, tuple[float, ...]], grouped: bool = False,
+                 lmi: bool = False):
         self.net, self.root, self.norm, self.mode = net, root_layers, norm, mode
         self.grouped = grouped and norm == "inf"  # also bound rows by input groups
+        self.lmi = lmi and norm == "2"  # also the set-local LipSDP-Neuron bound per domain
         self.first = first_layers(net)  # x → z1 → ReLU → z2: z2 tightened under the splits
         self.kinks = kinks  # gated node -> kink points of its consumers
         self.leaves: list[Leaf] = []
@@ -88,6 +91,8 @@ class LipschitzSearch:
         if self.grouped:
             rb = self._with_grouped(rb, layers, infeasible)
         bounds = domain_norm_upper(rb, d, self.norm)
+        if self.lmi:
+            bounds = self._with_lmi(bounds, layers, infeasible)
         bounds[infeasible] = -np.inf
         self.bounded += d
         scores = [self._score(jb, rb, layers, i) if self.mode else None for i in range(d)]
@@ -126,6 +131,18 @@ class LipschitzSearch:
             if got is not None:
                 value[d * k:(d + 1) * k] = np.fmin(value[d * k:(d + 1) * k], got)
         return RowBounds(value, rb.centre, rb.error, rb.contributions)
+
+    def _with_lmi(self, bounds: np.ndarray, layers: list, infeasible: np.ndarray
+                  ) -> np.ndarray:
+        """ℓ2: each domain's smaller of its Jacobian bound and the LipSDP-Neuron bound with
+        slopes local to the domain (a Lipschitz bound of f on that convex domain, so of
+        ‖J‖ there; the true α of each range counts, e.g. GELU's σ' ≥ 0.04 on a sub-box)."""
+        bounds = bounds.copy()
+        for d in np.nonzero(~infeasible)[0]:
+            got = lipschitz_lmi_cached(self.net, [(lo[d], hi[d]) for lo, hi in layers]).value
+            if got is not None:
+                bounds[d] = min(bounds[d], got)
+        return bounds
 
     def _one_sided(self, layers: list, splits: list[tuple[Split, ...]]) -> list:
         """The enclosures with each split entry moved off its kink (one-sided σ' there)."""

@@ -79,7 +79,8 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     how = (f"branching ({res.mode} splits), {res.domains} domains" if res.domains > 1
            else "no branching")
-    src = {"jacobian_bound": "Jacobian bound", "layer_product": "layer product",
+    src = {"jacobian_bound": "Jacobian and set-local LMI bounds per domain" if res.domain_lmi
+           else "Jacobian bound", "layer_product": "layer product",
            "lipschitz_lmi": "global LipSDP-Neuron bound",
            "lipschitz_lmi_local": "LipSDP-Neuron bound, slopes local to the set"
            }[res.upper_source]
