@@ -24,8 +24,8 @@ X_l = 2T_l − T_l A_l T_l (≻ 0 for 0 < c_l < 2; c_l = 1 is ECLipsE-Fast); the
 ρ = λ_max(W_L X_{L−1}^{-1} W_Lᵀ), and the certificate's multipliers are ρ T_l (the
 constraint t Δz(βΔv − Δz) reads the same in both coordinates). With c_l = 1, X_l ⪰ T_l
 gives by induction ρ ≤ ∏_l max β_l² ‖W_l‖²: never above the product. The c_l are then
-improved by a coordinate search, and then every neuron's multiplier separately by gradient
-descent on log ρ (reverse mode through the elimination): each trial is a candidate; only the
+improved by a coordinate search, and then every neuron's multiplier separately by L-BFGS
+on log ρ (reverse mode through the elimination): each trial is a candidate; only the
 final one is verified.
 """
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,9 +51,9 @@ LMI_SIZE_LIMIT = 4000
 # Relative enlargements of √ρ tried, smallest first, until the verified test passes.
 HEADROOMS = (1e-9, 1e-7, 1e-5, 1e-3, 1e-2)
 C_GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 1.9)
-# Gradient steps refining the per-neuron multipliers: at most DESCENT_ITERATIONS, at least 20,
+# L-BFGS steps refining the per-neuron multipliers: at most DESCENT_ITERATIONS, at least 10,
 # about DESCENT_WORK flops in all (each step costs ~10 n_l³ per hidden layer of width n_l).
-DESCENT_ITERATIONS = 200
+DESCENT_ITERATIONS = 40
 DESCENT_WORK = 4e9
 # Factors of the per-layer multipliers tried when some α < 0.
 ALPHA_GRID = (0.1, 0.25, 0.5, 0.7, 0.85, 1.2, 1.5, 2.0, 4.0, 10.0)
@@ -265,31 +266,50 @@ def _log_rho_and_gradient(chain: Chain, s: np.ndarray, first: np.ndarray
     return float(np.log(rho)), np.concatenate(grad) / rho
 
 
+def _minimise(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], s: np.ndarray,
+              iterations: int) -> np.ndarray:
+    """The point L-BFGS-B reaches from ``s`` on ``fun`` (value, gradient) in at most
+    ``iterations`` steps (``s`` itself if no better): a point where ``fun`` fails (an X_l
+    not positive definite) counts as a high value, so the line search backs off.
+    Deterministic. (L-BFGS, 30 steps: mlp_tanh's global bound 5.86 → 5.63 in a third of the
+    time of fixed-step descent.)"""
+    from scipy.optimize import minimize  # lazy: 0.13 s of imports the checker never needs
+
+    start = fun(s)[0]
+    bad = abs(start) + 100.0
+
+    def safe(v: np.ndarray) -> tuple[float, np.ndarray]:
+        try:
+            value, grad = fun(v)
+        except (np.linalg.LinAlgError, ValueError):
+            return bad, np.zeros_like(v)
+        if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+            return bad, np.zeros_like(v)
+        return value, grad
+
+    res = minimize(safe, s, jac=True, method="L-BFGS-B", options={"maxiter": iterations})
+    return res.x if res.fun < start else s
+
+
+def _split_layers(chain: Chain, flat: np.ndarray) -> list[np.ndarray]:
+    return np.split(flat, np.cumsum([w.shape[0] for w, _ in chain.weights[:-1]])[:-1])
+
+
 def _descent(chain: Chain, taus: list[np.ndarray], iters: int) -> list[np.ndarray]:
-    """Per-neuron multipliers by gradient descent on log ρ over log τ (the LipSDP-Neuron
-    optimum is the infimum over all τ > 0): sup-norm-normalised steps, grown ×1.3 on
-    success, halved on failure (an X_l not positive definite, or no decrease); a fixed
-    number of iterations, so the result is deterministic."""
+    """Per-neuron multipliers by :func:`_minimise` on log ρ over log τ (the LipSDP-Neuron
+    optimum is the infimum over all τ > 0)."""
     w1 = np.maximum(chain.slopes[0][1], 1e-300)[:, None] * chain.weights[0][0]
     first = w1 @ w1.T
     first = 0.5 * (first + first.T)
-    s = np.log(np.concatenate(taus))
-    value, grad = _log_rho_and_gradient(chain, s, first)
-    eta = 0.1
-    for _ in range(iters):
-        trial = s - eta * grad / max(float(np.max(np.abs(grad))), 1e-300)
-        try:
-            v, g = _log_rho_and_gradient(chain, trial, first)
-        except (np.linalg.LinAlgError, ValueError):
-            v, g = np.inf, grad
-        if v < value:
-            s, value, grad, eta = trial, v, g, eta * 1.3
-        else:
-            eta *= 0.5
-            if eta < 1e-8:
-                break
-    sizes = [w.shape[0] for w, _ in chain.weights[:-1]]
-    return np.split(np.exp(s), np.cumsum(sizes)[:-1])
+    s = _minimise(lambda v: _log_rho_and_gradient(chain, v, first),
+                  np.log(np.concatenate(taus)), iters)
+    return _split_layers(chain, np.exp(s))
+
+
+def _descent_iterations(chain: Chain) -> int:
+    """Descent steps within :data:`DESCENT_WORK` flops (~10 n_l³ per hidden layer a step)."""
+    work = sum(10 * w.shape[0] ** 3 for w, _ in chain.weights[:-1])
+    return int(np.clip(DESCENT_WORK // max(work, 1), 10, DESCENT_ITERATIONS))
 
 
 def _alpha_zeroed(chain: Chain) -> Chain:
@@ -324,10 +344,8 @@ def closed_form_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]
     rho, ts = eclipse_candidate(chain, _search(chain))
     if not np.isfinite(rho):
         return []
-    work = sum(10 * w.shape[0] ** 3 for w, _ in chain.weights[:-1])  # flops per iteration
-    iters = int(np.clip(DESCENT_WORK // max(work, 1), 20, DESCENT_ITERATIONS))
     try:
-        taus = _descent(chain, [t / rho for t in ts], iters)
+        taus = _descent(chain, [t / rho for t in ts], _descent_iterations(chain))
         w1 = np.maximum(chain.slopes[0][1], 1e-300)[:, None] * chain.weights[0][0]
         x, _ = _eliminate(chain, taus, 0.5 * (w1 @ w1.T + (w1 @ w1.T).T))
         r2 = _lambda_max(_congruence(x, chain.weights[-1][0]))
@@ -352,6 +370,39 @@ def _alpha_rho(chain: Chain, taus: list[float]) -> float:
         return float("inf")
 
 
+def _alpha_log_rho_and_gradient(chain: Chain, s: np.ndarray) -> tuple[float, np.ndarray]:
+    """log ρ of the elimination with the true α and per-neuron τ = exp(s) (all hidden layers,
+    concatenated), and its gradient in s by reverse mode. Forward: P_l = X_{l−1} +
+    2W_lᵀdiag(αβτ_l)W_l, C_l = diag((α+β)τ_l)W_l, Q_l = P_l^{-1}C_lᵀ, X_l = 2diag(τ_l) − C_lQ_l;
+    backward from Ḡ = ∂ρ/∂X_l: ∂ρ/∂τ_l = 2 diag Ḡ + (α+β)⊙rows((−2ḠQ_lᵀ)⊙W_l) +
+    2αβ⊙diag(W_l Q_lḠQ_lᵀ W_lᵀ) and ∂ρ/∂X_{l−1} = Q_lḠQ_lᵀ. Raises LinAlgError where a P_l or
+    the last X is not positive definite."""
+    taus = _split_layers(chain, np.exp(s))
+    x, steps = np.eye(chain.weights[0][0].shape[1]), []
+    for (w, _), (al, be), tau in zip(chain.weights, chain.slopes, taus):
+        p = x + 2 * w.T @ ((al * be * tau)[:, None] * w)
+        c = ((al + be) * tau)[:, None] * w
+        q = scipy.linalg.cho_solve(scipy.linalg.cho_factor(0.5 * (p + p.T)), c.T)
+        x = 2 * np.diag(tau) - c @ q
+        x = 0.5 * (x + x.T)
+        steps.append((w, al, be, tau, q))
+    wl = chain.weights[-1][0]
+    xw = scipy.linalg.cho_solve(scipy.linalg.cho_factor(x), wl.T)
+    g = wl @ xw
+    vals, vecs = np.linalg.eigh(0.5 * (g + g.T))
+    rho, top = float(vals[-1]), xw @ vecs[:, -1]
+    if not rho > 0:
+        raise np.linalg.LinAlgError("ρ ≤ 0")
+    big_g, grad = -np.outer(top, top), []
+    for w, al, be, tau, q in reversed(steps):
+        p_bar = q @ big_g @ q.T
+        d_tau = (2 * np.diag(big_g) + (al + be) * np.sum((-2 * big_g @ q.T) * w, axis=1)
+                 + 2 * al * be * np.einsum("ij,jk,ik->i", w, p_bar, w))
+        grad.append(d_tau * tau)
+        big_g = 0.5 * (p_bar + p_bar.T)
+    return float(np.log(rho)), np.concatenate(grad[::-1]) / rho
+
+
 def _alpha_greedy(chain: Chain) -> list[float]:
     """Scalars τ_l chosen layer by layer, each maximising λ_min(X_l) over a log grid of 48
     values (the α-aware analogue of ECLipsE-Fast's choice); [] if none is definite."""
@@ -359,7 +410,7 @@ def _alpha_greedy(chain: Chain) -> list[float]:
     for (w, _), (al, be) in zip(chain.weights, chain.slopes):
         lam = max(_lambda_max(_congruence(x, (al + be)[:, None] * w)), 1e-300)
         best, pick = -np.inf, None
-        for tau in np.geomspace(1e-6, 2.0, 48) / lam:
+        for tau in np.geomspace(1e-6, 2.0, 24) / lam:
             try:
                 xp = x + 2 * w.T @ ((al * be * tau)[:, None] * w)
                 c = ((al + be) * tau)[:, None] * w
@@ -377,15 +428,20 @@ def _alpha_greedy(chain: Chain) -> list[float]:
     return taus
 
 
-def alpha_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
-    """For slopes with α < 0 (GELU, HardSwish…): per-layer scalars τ_l, greedy
-    (:func:`_alpha_greedy`), then a coordinate search on a log grid evaluated by
+def alpha_candidates(chain: Chain, iterations: int | None = None
+                     ) -> list[tuple[float, list[np.ndarray]]]:
+    """For slopes with α ≠ 0 (GELU, HardSwish…; set-local ranges): per-layer scalars τ_l,
+    greedy (:func:`_alpha_greedy`), then a coordinate search on a log grid evaluated by
     :func:`_alpha_rho`; [(ρ, multipliers ρτ_l)] for the best τ and for it scaled by 0.97, 0.9,
     0.75 (smaller multipliers leave every block further from singular, for the verified
-    test); [] if nothing is positive definite."""
+    test), preceded by per-neuron multipliers descended from the best scalars
+    (:func:`_alpha_log_rho_and_gradient`, ``iterations`` steps; default by cost) when lower;
+    [] if nothing is positive definite."""
     taus = _alpha_greedy(chain)
     if not taus:
         return []
+    if iterations is None:
+        iterations = _descent_iterations(chain)
     best = _alpha_rho(chain, taus)
     for _ in range(3):
         improved = False
@@ -405,6 +461,15 @@ def alpha_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]:
         if np.isfinite(rho):
             out.append((rho, [np.full(w.shape[0], rho * t * f)
                               for (w, _), t in zip(chain.weights, taus)]))
+    start = np.log(np.concatenate([np.full(w.shape[0], t)
+                                   for (w, _), t in zip(chain.weights, taus)]))
+    try:  # then per neuron, from the scalars (0.42 → 0.33 on the GELU MLP's [0, 1]⁸)
+        s = _minimise(lambda v: _alpha_log_rho_and_gradient(chain, v), start, iterations)
+        rho = float(np.exp(_alpha_log_rho_and_gradient(chain, s)[0]))
+    except (np.linalg.LinAlgError, ValueError):
+        return out
+    if 0 < rho < best:
+        out.insert(0, (rho, [rho * t for t in _split_layers(chain, np.exp(s))]))
     return out
 
 
