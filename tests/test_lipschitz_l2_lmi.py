@@ -243,3 +243,23 @@ def test_gelu_mlp_l2_ratio_at_most_three_with_domain_lmis():
     worst = attacked_max(net, s)
     assert worst <= res.upper * (1 + 1e-9)
     assert res.upper <= 3.0 * worst
+
+
+@pytest.mark.parametrize("width", [1.0, 0.25])
+def test_alpha_elimination_gradient_matches_finite_differences(width):
+    """The reverse-mode gradient of log ρ in log τ (per neuron, true α) against central
+    differences along random directions: the multipliers' search relies on it."""
+    net = bp.load("models/torch_mlp_gelu_dynamo.onnx")
+    chain, _ = lipsdp.mlp_chain(net, enclosures(net, corner_box(width)))
+    rho, ts = lipsdp.alpha_candidates(chain, iterations=0)[0]
+    s = np.log(np.concatenate(ts) / rho)
+    rng = np.random.default_rng(3)
+    s = s + 0.1 * rng.standard_normal(s.size)  # off the optimum: a gradient that is not ~0
+    value, grad = lipsdp._alpha_log_rho_and_gradient(chain, s)
+    assert np.isclose(np.exp(value), lipsdp._alpha_rho(chain, [np.exp(p) for p in
+                                                                 lipsdp._split_layers(chain, s)]))
+    for _ in range(4):
+        d, h = rng.standard_normal(s.size), 1e-6
+        fd = (lipsdp._alpha_log_rho_and_gradient(chain, s + h * d)[0]
+              - lipsdp._alpha_log_rho_and_gradient(chain, s - h * d)[0]) / (2 * h)
+        assert fd == pytest.approx(grad @ d, rel=1e-4, abs=1e-7)
