@@ -263,3 +263,17 @@ def test_alpha_elimination_gradient_matches_finite_differences(width):
         fd = (lipsdp._alpha_log_rho_and_gradient(chain, s + h * d)[0]
               - lipsdp._alpha_log_rho_and_gradient(chain, s - h * d)[0]) / (2 * h)
         assert fd == pytest.approx(grad @ d, rel=1e-4, abs=1e-7)
+
+
+def test_an_lmi_cut_short_by_its_deadline_is_still_verified():
+    """seconds=0: the multipliers' search stops at once with its starting point; the value
+    is still kernel-verified (above the attack) and not below the full search's."""
+    net = bp.load("models/torch_mlp_gelu_dynamo.onnx")
+    s = corner_box(0.5)
+    layers = enclosures(net, s)
+    full = lipsdp.lipschitz_lmi_cached(net, layers).value
+    lipsdp._CACHE.clear()
+    short = lipsdp.lipschitz_lmi_cached(net, layers, seconds=0.0).value
+    lipsdp._CACHE.clear()
+    assert short is not None and full is not None and short >= full
+    assert attacked_max(net, s) <= short * (1 + 1e-9)

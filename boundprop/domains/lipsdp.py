@@ -31,7 +31,9 @@ final one is verified.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,9 +59,10 @@ DESCENT_ITERATIONS = 40
 DESCENT_WORK = 4e9
 # Factors of the per-layer multipliers tried when some α < 0.
 ALPHA_GRID = (0.1, 0.25, 0.5, 0.7, 0.85, 1.2, 1.5, 2.0, 4.0, 10.0)
-# Largest LMI on which positive α (set-local ranges) also get the α-aware search: it halved the
-# bound on sub-boxes of the GELU MLP (72 rows, ~25 ms); at 984 rows (mlp_784_100_100_10, a few
-# stable ReLUs) it cost 2 s and lost to the closed form's per-neuron multipliers.
+# Positive α (set-local ranges) also get the α-aware search when the input has at most this
+# many entries or no first-layer neuron has α > 0 (then the input block needs no factorisation:
+# mnist-net_256x2 ε=0.03, ℓ2 34.1 → 13.8 at the root in 2 s). With α > 0 on a 784-wide input
+# (mlp_784_100_100_10, 17 stable active ReLUs) it cost 2 s and lost to the closed form.
 ALPHA_SEARCH_SIZE = 300
 # Verified bounds kept by lipschitz_lmi_cached, keyed by the chain's content.
 CACHE_SIZE = 16
@@ -271,24 +274,45 @@ def _minimise(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], s: np.ndarr
     """The point L-BFGS-B reaches from ``s`` on ``fun`` (value, gradient) in at most
     ``iterations`` steps (``s`` itself if no better): a point where ``fun`` fails (an X_l
     not positive definite) counts as a high value, so the line search backs off.
-    Deterministic. (L-BFGS, 30 steps: mlp_tanh's global bound 5.86 → 5.63 in a third of the
-    time of fixed-step descent.)"""
+    Deterministic, unless the LMI's deadline (:func:`lipschitz_lmi_cached`'s ``seconds``)
+    passes: then the best point evaluated so far. (L-BFGS, 30 steps: mlp_tanh's global bound
+    5.86 → 5.63 in a third of the time of fixed-step descent.)"""
     from scipy.optimize import minimize  # lazy: 0.13 s of imports the checker never needs
 
+    deadline = _DEADLINE.get()
     start = fun(s)[0]
     bad = abs(start) + 100.0
+    best = [start, s]
 
     def safe(v: np.ndarray) -> tuple[float, np.ndarray]:
-        try:
-            value, grad = fun(v)
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _OutOfTime
+        try:  # the line search may try far points: overflow there is a failed point
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                value, grad = fun(v)
         except (np.linalg.LinAlgError, ValueError):
             return bad, np.zeros_like(v)
         if not (np.isfinite(value) and np.all(np.isfinite(grad))):
             return bad, np.zeros_like(v)
+        if value < best[0]:
+            best[:] = [value, v.copy()]
         return value, grad
 
-    res = minimize(safe, s, jac=True, method="L-BFGS-B", options={"maxiter": iterations})
-    return res.x if res.fun < start else s
+    try:
+        minimize(safe, s, jac=True, method="L-BFGS-B", options={"maxiter": iterations})
+    except _OutOfTime:
+        pass
+    return best[1]
+
+
+class _OutOfTime(Exception):
+    """The LMI's deadline passed during the multipliers' search."""
+
+
+# Wall-clock deadline of the LMI being computed (lipschitz_lmi_cached's ``seconds``), read by
+# the multipliers' search: a context variable, so nested or concurrent calls keep their own.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("lmi_deadline",
+                                                                         default=None)
 
 
 def _split_layers(chain: Chain, flat: np.ndarray) -> list[np.ndarray]:
@@ -306,10 +330,11 @@ def _descent(chain: Chain, taus: list[np.ndarray], iters: int) -> list[np.ndarra
     return _split_layers(chain, np.exp(s))
 
 
-def _descent_iterations(chain: Chain) -> int:
-    """Descent steps within :data:`DESCENT_WORK` flops (~10 n_l³ per hidden layer a step)."""
+def _descent_iterations(chain: Chain, least: int = 10) -> int:
+    """Descent steps within :data:`DESCENT_WORK` flops (~10 n_l³ per hidden layer a step),
+    at least ``least``."""
     work = sum(10 * w.shape[0] ** 3 for w, _ in chain.weights[:-1])
-    return int(np.clip(DESCENT_WORK // max(work, 1), 10, DESCENT_ITERATIONS))
+    return int(np.clip(DESCENT_WORK // max(work, 1), least, DESCENT_ITERATIONS))
 
 
 def _alpha_zeroed(chain: Chain) -> Chain:
@@ -320,16 +345,21 @@ def _alpha_zeroed(chain: Chain) -> Chain:
 
 def candidates(chain: Chain) -> list[tuple[float, list[np.ndarray], Chain]]:
     """(ρ, multipliers, the chain they are for) to try, smallest ρ first (all unverified):
-    where some α < 0, or some α > 0 on a chain of at most :data:`ALPHA_SEARCH_SIZE` rows, the
+    where some α < 0, or some α > 0 and the input block is cheap (:data:`ALPHA_SEARCH_SIZE`), the
     α-aware search on the true slopes (:func:`alpha_candidates`; a positive α — a set-local
     range where σ' > 0 — makes the neuron nearly linear, which the closed form cannot use);
     where no α < 0, the closed form on the chain with α⁺ zeroed
     (:func:`closed_form_candidates`)."""
     out = []
     negative = any(np.any(a < -1e-9) for a, _ in chain.slopes)
-    if negative or (chain.lmi_size <= ALPHA_SEARCH_SIZE
-                    and any(np.any(a > 1e-9) for a, _ in chain.slopes)):
-        out += [(rho, ts, chain) for rho, ts in alpha_candidates(chain)]
+    # chosen with the rounding margins' tiny α set to 0 (αβ = 0 exactly: no input-block
+    # factorisation when no first-layer neuron has α > 0), verified with the true ones
+    snapped = Chain(chain.weights, [(np.where(np.abs(a) <= 1e-9, 0.0, a), b)
+                                    for a, b in chain.slopes])
+    cheap = (chain.weights[0][0].shape[1] <= ALPHA_SEARCH_SIZE
+             or not np.any(snapped.slopes[0][0] * snapped.slopes[0][1]))
+    if negative or (cheap and any(np.any(a > 1e-9) for a, _ in chain.slopes)):
+        out += [(rho, ts, chain) for rho, ts in alpha_candidates(snapped)]
     if not negative:
         zeroed = _alpha_zeroed(chain)
         out += [(rho, ts, zeroed) for rho, ts in closed_form_candidates(zeroed)]
@@ -354,17 +384,33 @@ def closed_form_candidates(chain: Chain) -> list[tuple[float, list[np.ndarray]]]
     return [(r2, [r2 * t for t in taus]), (rho, ts)] if 0 < r2 < rho else [(rho, ts)]
 
 
+def _alpha_step(x: np.ndarray | None, w: np.ndarray, al: np.ndarray, be: np.ndarray, tau
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """One α-aware elimination step from X_{l−1} (None: the identity X_0): (X_l, Q_l) with
+    P_l = X_{l−1} + 2W_lᵀdiag(αβτ)W_l, C_l = diag((α+β)τ)W_l, Q_l = P_l^{-1}C_lᵀ and
+    X_l = 2diag(τ) − C_lQ_l (τ a scalar or one per neuron). P_l = I needs no factorisation:
+    the input block of a ReLU net (αβ = 0 on every neuron of a set-local range but the stable
+    active ones) is 784 wide on MNIST. Raises LinAlgError where P_l is not positive definite."""
+    ab = al * be * tau
+    c = ((al + be) * tau)[:, None] * w
+    if x is None and not np.any(ab):
+        q = c.T
+    else:
+        p = (np.eye(w.shape[1]) if x is None else x) + 2 * w.T @ (ab[:, None] * w)
+        q = scipy.linalg.cho_solve(scipy.linalg.cho_factor(0.5 * (p + p.T)), c.T)
+    xn = 2 * np.diag(np.broadcast_to(tau, al.shape)) - c @ q
+    return 0.5 * (xn + xn.T), q
+
+
 def _alpha_rho(chain: Chain, taus: list[float]) -> float:
     """ρ of the elimination with the true α (scalar τ_l per layer, X_0 = I): block l−1 gains
     2W_lᵀ diag(αβτ_l) W_l before it is eliminated, the coupling is diag((α+β)τ_l) W_l, so
     X_l = 2τ_l I − C (X_{l−1} + 2W_lᵀdiag(αβτ_l)W_l)^{-1} Cᵀ; ρ = λ_max(W_L X^{-1} W_Lᵀ);
     ∞ where a block is not positive definite."""
-    x = np.eye(chain.weights[0][0].shape[1])
+    x = None
     try:
         for (w, _), (al, be), tau in zip(chain.weights, chain.slopes, taus):
-            xp = x + 2 * w.T @ ((al * be * tau)[:, None] * w)
-            c = ((al + be) * tau)[:, None] * w
-            x = 2 * tau * np.eye(w.shape[0]) - _congruence(0.5 * (xp + xp.T), c)
+            x = _alpha_step(x, w, al, be, tau)[0]
         return max(_lambda_max(_congruence(x, chain.weights[-1][0])), 1e-300)
     except (np.linalg.LinAlgError, ValueError):
         return float("inf")
@@ -378,13 +424,9 @@ def _alpha_log_rho_and_gradient(chain: Chain, s: np.ndarray) -> tuple[float, np.
     2αβ⊙diag(W_l Q_lḠQ_lᵀ W_lᵀ) and ∂ρ/∂X_{l−1} = Q_lḠQ_lᵀ. Raises LinAlgError where a P_l or
     the last X is not positive definite."""
     taus = _split_layers(chain, np.exp(s))
-    x, steps = np.eye(chain.weights[0][0].shape[1]), []
+    x, steps = None, []
     for (w, _), (al, be), tau in zip(chain.weights, chain.slopes, taus):
-        p = x + 2 * w.T @ ((al * be * tau)[:, None] * w)
-        c = ((al + be) * tau)[:, None] * w
-        q = scipy.linalg.cho_solve(scipy.linalg.cho_factor(0.5 * (p + p.T)), c.T)
-        x = 2 * np.diag(tau) - c @ q
-        x = 0.5 * (x + x.T)
+        x, q = _alpha_step(x, w, al, be, tau)
         steps.append((w, al, be, tau, q))
     wl = chain.weights[-1][0]
     xw = scipy.linalg.cho_solve(scipy.linalg.cho_factor(x), wl.T)
@@ -394,27 +436,27 @@ def _alpha_log_rho_and_gradient(chain: Chain, s: np.ndarray) -> tuple[float, np.
     if not rho > 0:
         raise np.linalg.LinAlgError("ρ ≤ 0")
     big_g, grad = -np.outer(top, top), []
-    for w, al, be, tau, q in reversed(steps):
-        p_bar = q @ big_g @ q.T
-        d_tau = (2 * np.diag(big_g) + (al + be) * np.sum((-2 * big_g @ q.T) * w, axis=1)
-                 + 2 * al * be * np.einsum("ij,jk,ik->i", w, p_bar, w))
+    for i in reversed(range(len(steps))):
+        w, al, be, tau, q = steps[i]
+        d_tau = 2 * np.diag(big_g) + (al + be) * np.sum((-2 * big_g @ q.T) * w, axis=1)
+        if i > 0 or np.any(al * be):  # P̄ = QḠQᵀ: the input block's is needed only here
+            p_bar = q @ big_g @ q.T
+            d_tau += 2 * al * be * np.einsum("ij,jk,ik->i", w, p_bar, w)
+            big_g = 0.5 * (p_bar + p_bar.T)
         grad.append(d_tau * tau)
-        big_g = 0.5 * (p_bar + p_bar.T)
     return float(np.log(rho)), np.concatenate(grad[::-1]) / rho
 
 
 def _alpha_greedy(chain: Chain) -> list[float]:
-    """Scalars τ_l chosen layer by layer, each maximising λ_min(X_l) over a log grid of 48
+    """Scalars τ_l chosen layer by layer, each maximising λ_min(X_l) over a log grid of 24
     values (the α-aware analogue of ECLipsE-Fast's choice); [] if none is definite."""
-    x, taus = np.eye(chain.weights[0][0].shape[1]), []
+    x, taus = None, []
     for (w, _), (al, be) in zip(chain.weights, chain.slopes):
         lam = max(_lambda_max(_congruence(x, (al + be)[:, None] * w)), 1e-300)
         best, pick = -np.inf, None
         for tau in np.geomspace(1e-6, 2.0, 24) / lam:
             try:
-                xp = x + 2 * w.T @ ((al * be * tau)[:, None] * w)
-                c = ((al + be) * tau)[:, None] * w
-                xn = 2 * tau * np.eye(w.shape[0]) - _congruence(0.5 * (xp + xp.T), c)
+                xn = _alpha_step(x, w, al, be, tau)[0]
                 score = float(scipy.linalg.eigvalsh(xn, subset_by_index=[0, 0],
                                                      check_finite=False)[0])
             except (np.linalg.LinAlgError, ValueError):
@@ -440,8 +482,8 @@ def alpha_candidates(chain: Chain, iterations: int | None = None
     taus = _alpha_greedy(chain)
     if not taus:
         return []
-    if iterations is None:
-        iterations = _descent_iterations(chain)
+    if iterations is None:  # all 40: mnist-net_256x2's set-local bound is 29.6 after 11, 13.8
+        iterations = _descent_iterations(chain, least=DESCENT_ITERATIONS)
     best = _alpha_rho(chain, taus)
     for _ in range(3):
         improved = False
@@ -511,12 +553,16 @@ def _digest(chain: Chain) -> str:
     return h.hexdigest()
 
 
-def lipschitz_lmi_cached(net: Network, layers: list | None = None) -> LmiBound:
+def lipschitz_lmi_cached(net: Network, layers: list | None = None,
+                         seconds: float | None = None) -> LmiBound:
     """:func:`lipschitz_lmi`, memoised on the content of the chain (:func:`_digest`: a net
     whose weights change gets a new certificate, never a stale one); the last
     :data:`CACHE_SIZE` results are kept. The returned object is shared: do not modify it.
     With ``layers`` (enclosures of every node over an input set S), the slope restrictions
-    are local (:func:`mlp_chain`): a verified ℓ2 Lipschitz bound of f on S only."""
+    are local (:func:`mlp_chain`): a verified ℓ2 Lipschitz bound of f on S only. With
+    ``seconds``, the multipliers' search stops at that deadline with its best point so far
+    (the verified test then runs as usual; a memoised result may come from such a shorter
+    search)."""
     chain, why = _chain_of(net, layers)
     if chain is None:
         return LmiBound(None, None, why)
@@ -524,7 +570,11 @@ def lipschitz_lmi_cached(net: Network, layers: list | None = None) -> LmiBound:
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    res = _CACHE[key] = _chain_lmi(chain)
+    token = _DEADLINE.set(None if seconds is None else time.perf_counter() + seconds)
+    try:
+        res = _CACHE[key] = _chain_lmi(chain)
+    finally:
+        _DEADLINE.reset(token)
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
     return res
