@@ -139,7 +139,8 @@ class LipschitzSearch:
         ‖J‖ there; the true α of each range counts, e.g. GELU's σ' ≥ 0.04 on a sub-box)."""
         bounds = bounds.copy()
         for d in np.nonzero(~infeasible)[0]:
-            got = lipschitz_lmi_cached(self.net, [(lo[d], hi[d]) for lo, hi in layers]).value
+            got = lipschitz_lmi_cached(self.net, [(lo[d], hi[d]) for lo, hi in layers],
+                                       quick=True).value
             if got is not None:
                 bounds[d] = min(bounds[d], got)
         return bounds
