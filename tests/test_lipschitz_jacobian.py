@@ -138,13 +138,27 @@ def grid_case(tmp_path, seed: int):
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10**6), norm=st.sampled_from(["inf", "2"]))
 def test_input_branching_stays_above_a_grid(tmp_path_factory, seed, norm):
-    """2 inputs: the branched bound tightens, monotonically, and stays above the grid."""
+    """2 inputs: the branched Jacobian bound (no LMI) tightens, monotonically, and stays
+    above the grid."""
     net, s, truth = grid_case(tmp_path_factory.mktemp("jl"), seed)
-    root = local_lipschitz(net, s, norm=norm)
-    got = local_lipschitz(net, s, norm=norm, time_budget=60, max_domains=3000, search_budget=0.5)
+    root = local_lipschitz(net, s, norm=norm, lmi=False)
+    got = local_lipschitz(net, s, norm=norm, time_budget=60, max_domains=3000, search_budget=0.5,
+                          lmi=False)
     assert truth[norm] <= got.upper * (1 + 1e-9)
     assert got.upper <= root.upper
     assert all(b[1] <= a[1] for a, b in zip(got.history, got.history[1:]))
+
+
+@settings(max_examples=3, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6))
+def test_domain_lmis_stay_above_a_grid(tmp_path_factory, seed):
+    """ℓ2 with every input-split domain also bounded by its own set-local LMI: above the
+    grid's largest ‖J‖₂."""
+    net, s, truth = grid_case(tmp_path_factory.mktemp("jl"), seed)
+    kw = {"norm": "2", "time_budget": 60, "max_domains": 100, "search_budget": 0.5}
+    got = local_lipschitz(net, s, **kw)
+    assert got.domain_lmi and truth["2"] <= got.upper * (1 + 1e-9)
 
 
 def test_a_planted_error_is_caught(tmp_path, monkeypatch):
