@@ -24,7 +24,8 @@ import numpy as np
 
 import boundprop as bp
 from boundprop.audit.function import AuditedFunction
-from boundprop.domains.lipsdp import eclipse_candidate, lipschitz_lmi, mlp_chain
+from boundprop.domains.lipsdp import lipschitz_lmi, mlp_chain
+from boundprop.domains.lipsdp_search import eclipse_candidate
 from boundprop.ir import InputPrimitive, Network, Node
 from boundprop.norms import spectral_norm_upper
 from boundprop.ops.affine import Dense

@@ -19,6 +19,7 @@ import boundprop.lipschitz as lip
 from boundprop.analysis import output_bounds
 from boundprop.audit.jacobian_search import exact_jacobians, jacobian_norm_lower, jacobian_norms
 from boundprop.domains import lipsdp
+from boundprop.domains import lipsdp_search as search
 from boundprop.lipschitz import local_lipschitz
 from boundprop.sets import Box, LinfBall, default_input_set
 from tests.test_bounds import ACTS, random_mlp
@@ -252,17 +253,17 @@ def test_alpha_elimination_gradient_matches_finite_differences(width):
     differences along random directions: the multipliers' search relies on it."""
     net = bp.load("models/torch_mlp_gelu_dynamo.onnx")
     chain, _ = lipsdp.mlp_chain(net, enclosures(net, corner_box(width)))
-    rho, ts = lipsdp.alpha_candidates(chain, iterations=0)[0]
+    rho, ts = search.alpha_candidates(chain, iterations=0)[0]
     s = np.log(np.concatenate(ts) / rho)
     rng = np.random.default_rng(3)
     s = s + 0.1 * rng.standard_normal(s.size)  # off the optimum: a gradient that is not ~0
-    value, grad = lipsdp._alpha_log_rho_and_gradient(chain, s)
-    assert np.isclose(np.exp(value), lipsdp._alpha_rho(chain, [np.exp(p) for p in
-                                                                 lipsdp._split_layers(chain, s)]))
+    value, grad = search._alpha_log_rho_and_gradient(chain, s)
+    assert np.isclose(np.exp(value), search._alpha_rho(chain, [np.exp(p) for p in
+                                                                 search._split_layers(chain, s)]))
     for _ in range(4):
         d, h = rng.standard_normal(s.size), 1e-6
-        fd = (lipsdp._alpha_log_rho_and_gradient(chain, s + h * d)[0]
-              - lipsdp._alpha_log_rho_and_gradient(chain, s - h * d)[0]) / (2 * h)
+        fd = (search._alpha_log_rho_and_gradient(chain, s + h * d)[0]
+              - search._alpha_log_rho_and_gradient(chain, s - h * d)[0]) / (2 * h)
         assert fd == pytest.approx(grad @ d, rel=1e-4, abs=1e-7)
 
 

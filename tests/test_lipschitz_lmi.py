@@ -20,7 +20,8 @@ import boundprop as bp
 from boundprop.audit.function import AuditedFunction
 from boundprop.checker import check
 from boundprop.checker.kernel import neuron_lmi_holds, psd_holds
-from boundprop.domains.lipsdp import eclipse_candidate, lipschitz_lmi, mlp_chain
+from boundprop.domains.lipsdp import lipschitz_lmi, mlp_chain
+from boundprop.domains.lipsdp_search import eclipse_candidate
 from boundprop.ir import InputPrimitive, Network, Node
 from boundprop.ops.affine import Dense
 from boundprop.ops.piecewise import HardSwish, LeakyRelu, Relu
