@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import boundprop as bp
@@ -16,6 +16,7 @@ from boundprop.domains.batched import DomainBatch, Split
 from boundprop.sets import Box
 from tests.test_bounds import random_mlp
 from tests.test_lipschitz_ceiling import root_layers
+from tests.test_lipschitz_jacobian import RANDOM_NETS
 
 
 def values(net, xs):
@@ -75,8 +76,7 @@ def check(net, s, rng, xs, n_domains=8):
     return bad, tested
 
 
-@settings(max_examples=15, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(RANDOM_NETS, max_examples=15)
 @given(seed=st.integers(0, 10**6))
 def test_enclosures_hold_on_a_grid(tmp_path_factory, seed):
     rng = np.random.default_rng(seed)
@@ -88,8 +88,7 @@ def test_enclosures_hold_on_a_grid(tmp_path_factory, seed):
     assert bad == 0 and tested > 0
 
 
-@settings(max_examples=15, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(RANDOM_NETS, max_examples=15)
 @given(seed=st.integers(0, 10**6), width=st.integers(3, 12))
 def test_enclosures_hold_at_random_points_and_corners(tmp_path_factory, seed, width):
     rng = np.random.default_rng(seed)
@@ -100,7 +99,10 @@ def test_enclosures_hold_at_random_points_and_corners(tmp_path_factory, seed, wi
     xs = np.concatenate([c + rng.uniform(-0.7, 0.7, (20000, 6)),
                          c + 0.7 * rng.choice([-1.0, 1.0], (2000, 6))])
     bad, tested = check(net, s, rng, xs)
-    assert bad == 0 and tested > 0
+    # a net whose first-layer ReLUs are all dead on the box (seed 38, width 4) has no split to
+    # cut: nothing to test there, and hypothesis fails the test if it finds too few cases
+    assume(tested > 0)
+    assert bad == 0
 
 
 @pytest.mark.parametrize("plant", ["flipped_side", "negative_beta"])
