@@ -6,7 +6,7 @@ networks at the root and on phase-split domains; a planted error in the gate rul
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import boundprop as bp
@@ -19,7 +19,16 @@ from boundprop.ops.activation import Activation
 from boundprop.ops.rules import interval_times
 from boundprop.sets import LinfBall
 from tests.test_bounds import ACTS, random_mlp
-from tests.test_lipschitz_jacobian import attack_points, jacobians, operator_norms
+from tests.test_lipschitz_jacobian import (
+    DEPTHS,
+    RANDOM_NETS,
+    SCALES,
+    SEEDS,
+    activations,
+    attack_points,
+    jacobians,
+    operator_norms,
+)
 
 TOL = 1e-9
 
@@ -41,11 +50,10 @@ def case(tmp, seed, widths, acts, scale):
     return net, LinfBall(rng.standard_normal(net.input_shape), scale), rng
 
 
-@settings(max_examples=40, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31 - 1), depth=st.integers(1, 3),
-       scale=st.sampled_from([0.01, 0.3, 2.0]),
-       acts=st.lists(st.sampled_from(ACTS), min_size=3, max_size=3))
+@settings(RANDOM_NETS, max_examples=40)
+@given(seed=SEEDS, depth=DEPTHS,
+       scale=SCALES,
+       acts=activations(ACTS))
 def test_ascent_never_beats_the_root_bound(tmp_path_factory, seed, depth, scale, acts):
     rng = np.random.default_rng(seed)
     widths = [int(rng.integers(1, 7)) for _ in range(depth + 2)]
@@ -62,8 +70,7 @@ def test_ascent_never_beats_the_root_bound(tmp_path_factory, seed, depth, scale,
     assert value >= 0
 
 
-@settings(max_examples=15, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(RANDOM_NETS, max_examples=15)
 @given(seed=st.integers(0, 10**6))
 def test_ascent_never_beats_phase_split_domains(tmp_path_factory, seed):
     """Domains of the activation branching (one-sided gates on split entries, tighter

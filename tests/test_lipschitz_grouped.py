@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import boundprop as bp
@@ -19,7 +19,18 @@ from boundprop.lipschitz.ceiling import relaxed_gate_ascent
 from boundprop.sets import LinfBall
 from tests.test_bounds import ACTS, random_mlp
 from tests.test_lipschitz_ceiling import root_layers
-from tests.test_lipschitz_jacobian import attack_points, grid_case, jacobians, random_case
+from tests.test_lipschitz_jacobian import (
+    DEPTHS,
+    RANDOM_NETS,
+    SCALES,
+    SEEDS,
+    SET_KINDS,
+    activations,
+    attack_points,
+    grid_case,
+    jacobians,
+    random_case,
+)
 
 TOL = 1e-9
 
@@ -28,12 +39,11 @@ def row_norms(net, xs):
     return np.abs(jacobians(net, xs)).sum(-1)  # (points, outputs): ‖∇f_k(x)‖₁
 
 
-@settings(max_examples=40, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31 - 1), depth=st.integers(1, 3),
-       kind=st.sampled_from(["box", "linf", "l2"]), scale=st.sampled_from([0.01, 0.3, 2.0]),
+@settings(RANDOM_NETS, max_examples=40)
+@given(seed=SEEDS, depth=DEPTHS,
+       kind=SET_KINDS, scale=SCALES,
        group=st.sampled_from([1, 2, 3, 6]),
-       acts=st.lists(st.sampled_from(ACTS), min_size=3, max_size=3))
+       acts=activations(ACTS))
 def test_rows_hold_on_random_networks(tmp_path_factory, seed, depth, kind, scale, group, acts):
     rng = np.random.default_rng(seed)
     net, s = random_case(tmp_path_factory.mktemp("gr"), rng, depth, kind, scale, acts, 8)
@@ -46,8 +56,7 @@ def test_rows_hold_on_random_networks(tmp_path_factory, seed, depth, kind, scale
     assert np.all(relaxed <= got * (1 + TOL) + 1e-12)
 
 
-@settings(max_examples=10, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(RANDOM_NETS, max_examples=10)
 @given(seed=st.integers(0, 10**6), group=st.sampled_from([1, 2]))
 def test_rows_stay_above_a_grid(tmp_path_factory, seed, group):
     """2 inputs on [−1, 1]²: every output's bound is above its 121² grid maximum, at the root
@@ -63,8 +72,7 @@ def test_rows_stay_above_a_grid(tmp_path_factory, seed, group):
     assert truth["inf"] <= res.upper * (1 + TOL)
 
 
-@settings(max_examples=10, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(RANDOM_NETS, max_examples=10)
 @given(seed=st.integers(0, 10**6))
 def test_phase_split_domains(tmp_path_factory, seed):
     """Activation-branching domains with the grouped rows on: each domain's bound stays above

@@ -23,6 +23,22 @@ from boundprop.vnnlib import load_vnnlib
 from tests.conftest import VNNCOMP, needs_vnncomp
 from tests.test_bounds import ACTS, random_mlp
 
+# Hypothesis settings of the random-network tests: slow examples (no deadline), no example
+# database (a failure is reproduced from its printed seed), and the function-scoped temporary
+# folder fixture they write their ONNX files to.
+RANDOM_NETS = settings(deadline=None, database=None,
+                       suppress_health_check=[HealthCheck.function_scoped_fixture])
+SEEDS = st.integers(0, 2**31 - 1)
+DEPTHS = st.integers(1, 3)
+SET_KINDS = st.sampled_from(["box", "linf", "l2"])
+SCALES = st.sampled_from([0.01, 0.3, 2.0])
+
+
+def activations(choices, n: int = 3):
+    """n activations of a random MLP, each drawn from ``choices``."""
+    return st.lists(st.sampled_from(choices), min_size=n, max_size=n)
+
+
 SHIPPED = ["mlp_relu", "mlp_sigmoid", "mlp_tanh", "mlp_gelu", "mlp_elu", "mlp_leakyrelu",
            "mlp_prelu", "mlp_clip", "mlp_hardsigmoid", "sklearn_mlp_regressor",
            "mlp_784_100_100_10_relu", "torch_mlp_gelu_dynamo"]
@@ -98,10 +114,9 @@ def test_ops_without_a_jacobian_rule_are_named(name):
         local_lipschitz(net, default_input_set(net))
 
 
-@settings(max_examples=40, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(RANDOM_NETS, max_examples=40)
 @given(seed=st.integers(0, 2**31 - 1), depth=st.integers(1, 4),
-       kind=st.sampled_from(["box", "linf", "l2"]), scale=st.sampled_from([0.01, 0.3, 2.0]),
+       kind=SET_KINDS, scale=SCALES,
        norm=st.sampled_from(["inf", "2"]),
        acts=st.lists(st.sampled_from(ACTS), min_size=4, max_size=4))
 def test_random_networks(tmp_path_factory, seed, depth, kind, scale, norm, acts):
@@ -134,8 +149,7 @@ def grid_case(tmp_path, seed: int):
     return net, s, {n: operator_norms(jac, n).max() for n in ("inf", "2")}
 
 
-@settings(max_examples=12, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(RANDOM_NETS, max_examples=12)
 @given(seed=st.integers(0, 10**6), norm=st.sampled_from(["inf", "2"]))
 def test_input_branching_stays_above_a_grid(tmp_path_factory, seed, norm):
     """2 inputs: the branched Jacobian bound (no LMI) tightens, monotonically, and stays
@@ -149,8 +163,7 @@ def test_input_branching_stays_above_a_grid(tmp_path_factory, seed, norm):
     assert all(b[1] <= a[1] for a, b in zip(got.history, got.history[1:]))
 
 
-@settings(max_examples=3, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(RANDOM_NETS, max_examples=3)
 @given(seed=st.integers(0, 10**6))
 def test_domain_lmis_stay_above_a_grid(tmp_path_factory, seed):
     """ℓ2 with every input-split domain also bounded by its own set-local LMI: above the

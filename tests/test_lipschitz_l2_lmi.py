@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import boundprop as bp
@@ -23,7 +23,16 @@ from boundprop.domains import lipsdp_search as search
 from boundprop.lipschitz import local_lipschitz
 from boundprop.sets import Box, LinfBall, default_input_set
 from tests.test_bounds import ACTS, random_mlp
-from tests.test_lipschitz_jacobian import attack_points, random_case
+from tests.test_lipschitz_jacobian import (
+    DEPTHS,
+    RANDOM_NETS,
+    SCALES,
+    SEEDS,
+    SET_KINDS,
+    activations,
+    attack_points,
+    random_case,
+)
 
 MLPS = ["mlp_relu", "mlp_sigmoid", "mlp_tanh", "mlp_gelu", "mlp_elu", "mlp_leakyrelu",
         "mlp_prelu", "mlp_clip", "mlp_hardsigmoid", "mlp_softplus", "sklearn_mlp_regressor",
@@ -65,11 +74,10 @@ def test_lmi_caps_hold_on_shipped_mlps(name):
     assert doc["upper_source"] == res.upper_source and doc["lipschitz_lmi"] == res.lipschitz_lmi
 
 
-@settings(max_examples=30, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31 - 1), depth=st.integers(1, 3),
-       kind=st.sampled_from(["box", "linf", "l2"]), scale=st.sampled_from([0.01, 0.3, 2.0]),
-       acts=st.lists(st.sampled_from(ACTS), min_size=3, max_size=3))
+@settings(RANDOM_NETS, max_examples=30)
+@given(seed=SEEDS, depth=DEPTHS,
+       kind=SET_KINDS, scale=SCALES,
+       acts=activations(ACTS))
 def test_lmi_caps_hold_on_random_networks(tmp_path_factory, seed, depth, kind, scale, acts):
     rng = np.random.default_rng(seed)
     net, s = random_case(tmp_path_factory.mktemp("l2"), rng, depth, kind, scale, acts)
@@ -216,11 +224,10 @@ def test_a_planted_slope_error_in_the_local_lmi_is_caught(monkeypatch):
 SMOOTH_ACTS = ["Gelu", "Sigmoid", "Tanh", "Softplus", "Elu", "LeakyRelu", "Relu"]
 
 
-@settings(max_examples=30, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31 - 1), depth=st.integers(1, 3),
+@settings(RANDOM_NETS, max_examples=30)
+@given(seed=SEEDS, depth=DEPTHS,
        scale=st.sampled_from([0.01, 0.1, 0.5]),
-       acts=st.lists(st.sampled_from(SMOOTH_ACTS), min_size=3, max_size=3))
+       acts=activations(SMOOTH_ACTS))
 def test_set_local_lmi_holds_on_random_networks(tmp_path_factory, seed, depth, scale, acts):
     """The set-local certificate with true slopes (α > 0 kept) on small random boxes, where
     many neurons have α > 0: above the attack's exact ‖J(x)‖₂."""
