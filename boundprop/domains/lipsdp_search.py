@@ -282,11 +282,11 @@ def _descent(chain: Chain, taus: list[np.ndarray], iters: int) -> list[list[np.n
                                                         _fixed_steps(fun, start, 5 * iters))]
 
 
-def _descent_iterations(chain: Chain, least: int = 10) -> int:
+def _descent_iterations(chain: Chain) -> int:
     """Descent steps within :data:`DESCENT_WORK` flops (~10 n_l³ per hidden layer a step),
-    at least ``least``."""
+    at least 10."""
     work = sum(10 * w.shape[0] ** 3 for w, _ in chain.weights[:-1])
-    return int(np.clip(DESCENT_WORK // max(work, 1), least, DESCENT_ITERATIONS))
+    return int(np.clip(DESCENT_WORK // max(work, 1), 10, DESCENT_ITERATIONS))
 
 
 def closed_form_candidates(chain: Chain, quick: bool = False
