@@ -99,28 +99,6 @@ def number(text: str, what: str) -> float:
         raise BoundpropError(f"{what} '{text[:60]}' is not a number") from None
 
 
-def count_type(limit: int | None):
-    """An argparse type: an integer in [0, limit] (one-line usage error otherwise)."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text[:40]}' is not an integer") from None
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"'{text[:40]}' must be ≥ 0")
-        if limit is not None and v > limit:
-            raise argparse.ArgumentTypeError(f"'{text[:40]}' is over the limit {limit:,}")
-        return v
-    return parse
-
-
-def add_progress_args(p: argparse.ArgumentParser, quiet_help: str) -> None:
-    """``--progress`` (status on stderr even when it is not a terminal) and ``--quiet``."""
-    p.add_argument("--progress", action="store_true",
-                   help="status lines on stderr even when it is not a terminal")
-    p.add_argument("--quiet", action="store_true", help=quiet_help)
-
-
 def _shape(text: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())

@@ -30,7 +30,8 @@ from typing import TextIO
 
 import numpy as np
 
-from boundprop.cli import _add_model_args, _load, add_progress_args
+from boundprop.cli import _add_model_args, _load
+from boundprop.cli_args import add_progress_args
 from boundprop.errors import BoundpropError
 from boundprop.safe_io import (
     check_input_file,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from boundprop.audit.run import DEFAULT_SAMPLES, DEFAULT_STEPS, audit
-from boundprop.cli import count_type
+from boundprop.cli_args import count_type
 from boundprop.safe_io import json_text
 
 EPILOG = """examples:

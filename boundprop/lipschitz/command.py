@@ -17,10 +17,10 @@ from boundprop.cli import (
     _add_model_args,
     _input_set,
     _load,
-    add_progress_args,
     add_set_args,
     number,
 )
+from boundprop.cli_args import add_progress_args
 from boundprop.errors import BoundpropError
 from boundprop.lipschitz import local_lipschitz
 from boundprop.safe_io import json_text, resolve_output_path, write_atomic

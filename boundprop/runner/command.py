@@ -7,7 +7,7 @@ import math
 import os
 import sys
 
-from boundprop.cli import add_progress_args, count_type
+from boundprop.cli_args import add_progress_args, count_type
 from boundprop.errors import BoundpropError
 from boundprop.runner.drive import DEFAULT_TIMEOUT_S, RunOptions, run_suite
 from boundprop.runner.results import summary_line
